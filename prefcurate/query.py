@@ -254,7 +254,7 @@ def resolve_params(query: CannedQuery, given: dict[str, str]) -> dict[str, Any]:
         elif p.default is None:
             raise ConfigError(f"canned query {query.name!r} needs --param {p.name}=VALUE ({p.help})")
         else:
-            values[p.name] = duckdb.sql(f"SELECT {p.default}").fetchone()[0]
+            values[p.name] = duckdb.sql(f"SELECT {p.default}").fetchall()[0][0]
     return values
 
 

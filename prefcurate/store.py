@@ -133,9 +133,9 @@ class Store:
         if not base.is_dir():
             return []
         found = {
-            str(p.parent.relative_to(base))
+            str(p.parent.parent.relative_to(base))
             for p in base.rglob("manifest.json")
-            if _VERSION_RE.match(p.parent.name) and "bucket=" not in str(p.parent)
+            if _VERSION_RE.match(p.parent.name) and p.parent.parent != base
         }
         return sorted(found)
 

@@ -66,7 +66,7 @@ err = Console(stderr=True)
 
 StoreOpt = Annotated[
     Path | None,
-    typer.Option("--store", envvar="PREFCURATE_STORE", help="Store folder [default: ./prefstore].", show_default=False),
+    typer.Option("--store", envvar="PREFCURATE_STORE", help="Store folder (default: ./prefstore, or $PREFCURATE_STORE).", show_default=False),
 ]
 
 

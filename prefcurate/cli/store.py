@@ -38,7 +38,7 @@ def ls(store: StoreOpt = None, format: FormatOpt = Format.table) -> None:
 @app.command("info")
 def info(
     name: Annotated[str, typer.Argument(help="A dataset, `dataset/signal`, bucket set or run name.")],
-    version: Annotated[str | None, typer.Option("--version", "-v", help="A version such as v2 [default: latest].")] = None,
+    version: Annotated[str | None, typer.Option("--version", "-v", help="A version such as v2 (default: latest).")] = None,
     store: StoreOpt = None,
     format: FormatOpt = Format.table,
 ) -> None:
