@@ -1,0 +1,372 @@
+"""Read row data into one Arrow table: JSONL / JSON / Parquet files (optionally `.gz`), a folder
+of such files, or a Hugging Face hub id (through `datasets.load_dataset`).
+
+The fast path parses with `pyarrow.json` / `pyarrow.parquet`; given a schema (the fields a builder
+needs) it streams JSON Lines in blocks, skips other fields and stops after `limit` rows. When it fails
+(a malformed line, a value whose type differs from earlier rows), the file is scanned line by
+line so the error names the file, the line and the field, as a user needs to fix it.
+
+Every returned table carries two bookkeeping columns, `__file` (index into `inputs`) and `__row`
+(0-based row inside that file), so builders can point errors and sources back at the input.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.json as pajson
+import pyarrow.parquet as pq
+
+from .errors import ConfigError, InputError
+from .ids import file_fingerprint, fingerprint
+
+# Accepted file names, longest suffix first.
+SUFFIXES = (".jsonl.gz", ".ndjson.gz", ".json.gz", ".jsonl", ".ndjson", ".json", ".parquet")
+ACCEPTED = ", ".join(SUFFIXES)
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+FILE_COL, ROW_COL = "__file", "__row"
+_BLOCK = 1 << 24  # pyarrow.json block size: large enough for long UltraFeedback rows
+_STREAM_BLOCK = 1 << 22  # a row longer than this falls back to the (slow) line scan
+
+
+@dataclass
+class InputFile:
+    """One input as recorded in a manifest."""
+
+    path: str  # file path, or the hub id
+    fingerprint: str
+    source: str  # file stem (folder inputs) or dataset name (hub)
+    rows: int = 0
+    hub: bool = False
+    split: str | None = None
+
+    def manifest_entry(self) -> dict[str, Any]:
+        entry: dict[str, Any] = {"path": self.path, "fingerprint": self.fingerprint, "rows": self.rows}
+        if self.hub:
+            entry["hub"] = True
+            entry["split"] = self.split
+        return entry
+
+
+@dataclass
+class Loaded:
+    table: pa.Table  # the rows of all inputs, with FILE_COL and ROW_COL
+    inputs: list[InputFile] = field(default_factory=list)
+
+    def locate(self, index: int) -> tuple[str, int | None, int | None]:
+        """(path, line, row) of table row `index` for error messages (line for JSON Lines files)."""
+        file_idx = self.table.column(FILE_COL)[index].as_py()
+        row = self.table.column(ROW_COL)[index].as_py()
+        inp = self.inputs[file_idx]
+        if not inp.hub and _suffix(Path(inp.path)) in (".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz"):
+            return inp.path, _line_of_row(Path(inp.path), row), None
+        return inp.path, None, row
+
+    def error(self, index: int, field_name: str, message: str) -> InputError:
+        path, line, row = self.locate(index)
+        return InputError(message, path=path, line=line, row=row, field=field_name)
+
+    _pending: list[tuple[InputFile, Future]] = field(default_factory=list, repr=False)
+
+    def start_fingerprints(self) -> None:
+        """Hash the files whose fingerprint is missing, in a background thread."""
+        todo = [i for i in self.inputs if not i.fingerprint]
+        if not todo:
+            return
+        pool = ThreadPoolExecutor(max_workers=1)
+        self._pending = [(i, pool.submit(file_fingerprint, i.path)) for i in todo]
+        pool.shutdown(wait=False)  # queued hashes still run
+
+    def finish_fingerprints(self) -> None:
+        for inp, fut in self._pending:
+            inp.fingerprint = fut.result()
+        self._pending = []
+        for inp in self.inputs:
+            if not inp.fingerprint:
+                inp.fingerprint = file_fingerprint(inp.path)
+
+    @property
+    def fingerprint(self) -> str:
+        self.finish_fingerprints()
+        return fingerprint([i.fingerprint for i in self.inputs])
+
+
+def local_fingerprints(source: str | Path) -> list[str] | None:
+    """Content hashes of a local file or folder's files (None for a hub id or a missing path)."""
+    path = Path(str(source)).expanduser()
+    if not path.exists():
+        return None
+    return [file_fingerprint(str(f)) for f in list_files(path)]
+
+
+def _suffix(path: Path) -> str | None:
+    name = path.name.lower()
+    return next((s for s in SUFFIXES if name.endswith(s)), None)
+
+
+def stem(path: Path) -> str:
+    """File name without any accepted suffix: `harmless-base.jsonl.gz` -> `harmless-base`."""
+    suffix = _suffix(path)
+    return path.name[: -len(suffix)] if suffix else path.stem
+
+
+def looks_like_hub_id(text: str) -> bool:
+    return bool(_HUB_ID.match(text)) and not Path(text).exists()
+
+
+def _open_text(path: Path):
+    if path.name.lower().endswith(".gz"):
+        return gzip.open(path, "rt", encoding="utf-8")
+    return open(path, encoding="utf-8")
+
+
+def _line_of_row(path: Path, row: int) -> int:
+    """1-based line number of the row-th non-blank line (blank lines are skipped by readers)."""
+    seen = -1
+    with _open_text(path) as fh:
+        for number, line in enumerate(fh, 1):
+            if line.strip():
+                seen += 1
+                if seen == row:
+                    return number
+    return row + 1
+
+
+def _type_name(value: Any) -> str:
+    return {dict: "object", list: "list", str: "string", bool: "boolean", int: "number", float: "number"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _check_types(rows: list[dict[str, Any]], path: Path, lines: list[int] | None) -> None:
+    """Find the first value whose JSON type differs from earlier rows' (nested fields as `a.b`, `a[].b`)."""
+    seen: dict[str, tuple[str, int]] = {}
+
+    def check(name: str, value: Any, where: int) -> None:
+        if value is None:
+            return
+        kind = _type_name(value)
+        first = seen.setdefault(name, (kind, where))
+        if first[0] != kind:
+            line = lines[where] if lines else None
+            raise InputError(
+                f"expected {first[0]} (as in earlier rows), got {kind}",
+                path=path, line=line, row=None if lines else where, field=name,
+            )
+        if isinstance(value, dict):
+            visit(f"{name}.", value, where)
+        elif isinstance(value, list):
+            for item in value:
+                check(f"{name}[]", item, where)
+
+    def visit(prefix: str, obj: dict[str, Any], where: int) -> None:
+        for key, value in obj.items():
+            check(f"{prefix}{key}", value, where)
+
+    for i, row in enumerate(rows):
+        visit("", row, i)
+
+
+def _scan_jsonl(path: Path) -> pa.Table:
+    """Slow path: parse line by line, naming the first bad line."""
+    rows: list[dict[str, Any]] = []
+    lines: list[int] = []
+    with _open_text(path) as fh:
+        for number, text in enumerate(fh, 1):
+            if not text.strip():
+                continue
+            try:
+                obj = json.loads(text.rstrip())
+            except json.JSONDecodeError as exc:
+                raise InputError(f"malformed JSON ({exc.msg} at column {exc.colno})", path=path, line=number) from None
+            if not isinstance(obj, dict):
+                raise InputError(f"expected a JSON object per line, got {_type_name(obj)}", path=path, line=number)
+            rows.append(obj)
+            lines.append(number)
+    if not rows:
+        raise InputError("empty file: no rows", path=path)
+    return _from_rows(rows, path, lines)
+
+
+def _from_rows(rows: list[dict[str, Any]], path: Path, lines: list[int] | None) -> pa.Table:
+    try:
+        return pa.Table.from_pylist(rows)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError) as exc:
+        _check_types(rows, path, lines)
+        raise InputError(f"rows do not fit one table ({exc})", path=path) from None
+
+
+def _read_json_document(path: Path) -> pa.Table:
+    """A JSON array of objects, or an object of equal-length lists (columns), or one object."""
+    with _open_text(path) as fh:
+        text = fh.read()
+    if not text.strip():
+        raise InputError("empty file: no rows", path=path)
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        # Maybe it is JSON Lines with a .json name.
+        if exc.msg == "Extra data":
+            return _read_jsonl(path)
+        raise InputError(f"malformed JSON ({exc.msg} at column {exc.colno})", path=path, line=exc.lineno) from None
+    if isinstance(doc, dict) and doc and all(isinstance(v, list) for v in doc.values()):
+        lengths = {len(v) for v in doc.values()}
+        if len(lengths) != 1:
+            raise InputError("object of lists with different lengths (expected one list per column)", path=path)
+        doc = [dict(zip(doc, values, strict=False)) for values in zip(*doc.values(), strict=False)]
+    elif isinstance(doc, dict):
+        doc = [doc]
+    if not isinstance(doc, list):
+        raise InputError(f"expected an array of objects or an object of lists, got {_type_name(doc)}", path=path)
+    if not doc:
+        raise InputError("empty file: no rows", path=path)
+    for i, row in enumerate(doc):
+        if not isinstance(row, dict):
+            raise InputError(f"expected an object, got {_type_name(row)}", path=path, row=i)
+    return _from_rows(doc, path, None)
+
+
+def _read_jsonl(path: Path, schema: pa.Schema | None = None, limit: int | None = None) -> pa.Table:
+    # With a schema, fields outside it are skipped while parsing (less memory, faster); a value
+    # of another type fails the fast path and the scan below names it.
+    parse = pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore") if schema else None
+    try:
+        stream = pa.input_stream(str(path), compression="detect")
+        if schema is not None:
+            # Known schema: stream in small blocks, so parse buffers stay small (peak memory).
+            reader = pajson.open_json(stream, read_options=pajson.ReadOptions(block_size=_STREAM_BLOCK), parse_options=parse)
+            batches, rows = [], 0
+            for batch in reader:  # stops early once `limit` rows are in
+                batches.append(batch)
+                rows += batch.num_rows
+                if limit is not None and rows >= limit:
+                    break
+            table = pa.Table.from_batches(batches, schema=reader.schema)
+        else:
+            table = pajson.read_json(stream, read_options=pajson.ReadOptions(block_size=_BLOCK))
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return _scan_jsonl(path)
+    if table.num_rows == 0:
+        raise InputError("empty file: no rows", path=path)
+    return table
+
+
+def read_file(path: Path, schema: pa.Schema | None = None, limit: int | None = None) -> pa.Table:
+    """One file into an Arrow table (no bookkeeping columns).
+
+    `schema` (optional) names the fields a builder needs: JSON Lines and Parquet inputs read
+    only those (other files are read whole); absent fields come back as nulls or absent columns.
+    """
+    suffix = _suffix(path)
+    if suffix is None:
+        raise InputError(f"unknown file format (accepted: {ACCEPTED})", path=path)
+    if path.stat().st_size == 0:
+        raise InputError("empty file: no rows", path=path)
+    if suffix == ".parquet":
+        try:
+            columns = None
+            if schema is not None:
+                have = set(pq.read_schema(path).names)
+                columns = [n for n in schema.names if n in have]
+            table = pq.read_table(path, columns=columns)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise InputError(f"not a readable Parquet file ({exc})", path=path) from None
+        if table.num_rows == 0:
+            raise InputError("empty file: no rows", path=path)
+        return table
+    if suffix in (".json", ".json.gz"):
+        return _read_json_document(path)
+    return _read_jsonl(path, schema, limit)
+
+
+def _with_bookkeeping(table: pa.Table, file_idx: int) -> pa.Table:
+    n = table.num_rows
+    table = table.append_column(FILE_COL, pa.array(np.full(n, file_idx, dtype=np.int32)))
+    return table.append_column(ROW_COL, pa.array(np.arange(n, dtype=np.int64)))
+
+
+def _concat(tables: list[pa.Table]) -> pa.Table:
+    if len(tables) == 1:
+        return tables[0]
+    try:
+        return pa.concat_tables(tables, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise InputError(f"the files in this folder do not share one schema ({exc})") from None
+
+
+def list_files(path: Path) -> list[Path]:
+    """The data files of a folder (sorted by name), or the file itself."""
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and _suffix(p) and not p.name.startswith("."))
+        if not files:
+            raise InputError(f"folder holds no data files (accepted: {ACCEPTED})", path=path)
+        return files
+    return [path]
+
+
+def load(
+    source: str | Path,
+    *,
+    split: str = "train",
+    limit: int | None = None,
+    schema: pa.Schema | None = None,
+    defer_fingerprints: bool = False,
+) -> Loaded:
+    """Read a file, a folder of files, or a hub id (when no such local path exists).
+
+    With `defer_fingerprints`, file hashes are left for `Loaded.start_fingerprints()` /
+    `finish_fingerprints()`, so they can run in a thread while the caller works on the rows.
+    """
+    text = str(source)
+    path = Path(text).expanduser()
+    if not path.exists():
+        if looks_like_hub_id(text):
+            return load_hub(text, split=split, limit=limit)
+        raise InputError("no such file or folder (nor a hub id like owner/name)", path=text)
+    tables: list[pa.Table] = []
+    inputs: list[InputFile] = []
+    remaining = limit
+    for idx, file in enumerate(list_files(path)):
+        if remaining is not None and remaining <= 0:
+            break
+        table = read_file(file, schema, remaining)
+        if remaining is not None:
+            table = table.slice(0, remaining)
+            remaining -= table.num_rows
+        fp = "" if defer_fingerprints else file_fingerprint(str(file))
+        inputs.append(InputFile(str(file), fp, stem(file), table.num_rows))
+        tables.append(_with_bookkeeping(table, idx))
+    return Loaded(_concat(tables), inputs)
+
+
+def table_from_dataset(ds: Any) -> pa.Table:
+    """The Arrow table behind a `datasets.Dataset` (flattening its indices mapping, if any)."""
+    if getattr(ds, "_indices", None) is not None:
+        ds = ds.flatten_indices()
+    data = ds.data
+    return data.table if hasattr(data, "table") else pa.table(data)
+
+
+def load_hub(hub_id: str, *, split: str = "train", limit: int | None = None) -> Loaded:
+    """Load a Hugging Face hub dataset split through `datasets.load_dataset`."""
+    import datasets  # core dependency, but slow to import: only when a hub id is used
+
+    split_expr = f"{split}[:{limit}]" if limit is not None else split
+    try:
+        ds = datasets.load_dataset(hub_id, split=split_expr)
+    except Exception as exc:  # network, missing dataset or split: one line for the user
+        raise ConfigError(f"cannot load hub dataset {hub_id!r} split {split!r}: {exc}".splitlines()[0]) from None
+    table = table_from_dataset(ds)
+    fp = fingerprint({"hub": hub_id, "split": split_expr, "dataset_fingerprint": getattr(ds, "_fingerprint", None)})
+    inp = InputFile(hub_id, fp, hub_id.split("/")[-1], table.num_rows, hub=True, split=split)
+    if table.num_rows == 0:
+        raise InputError("empty dataset: no rows", path=hub_id)
+    return Loaded(_with_bookkeeping(table, 0), [inp])

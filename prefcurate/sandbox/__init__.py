@@ -1,0 +1,28 @@
+"""Run untrusted Python safely: a tree-walking interpreter over `ast.parse` output with its own
+policy (allowed modules and builtins only, no dunder access, step budget, recursion limit),
+inside a pool of pre-started, resource-limited worker processes with a parent-enforced deadline.
+
+    with SandboxPool(workers=4, timeout=5) as pool:
+        result = pool.run(program, ["assert f(1) == 2", "assert f(2) == 3"])
+        result.status, result.passed, result.total
+
+See docs/sandbox.md for the threat model.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from .pool import SandboxPool
+from .result import RunResult, UnitResult
+
+
+def run_program(program: str, tests: Sequence[str] = (), **kw: Any) -> RunResult:
+    """One-shot convenience: start a one-worker pool, run, shut it down (slow: prefer a pool)."""
+    timeout = kw.pop("timeout", 5.0)
+    kw.setdefault("workers", 1)
+    with SandboxPool(timeout=timeout, **kw) as pool:
+        return pool.run(program, tests)
+
+
+__all__ = ["RunResult", "SandboxPool", "UnitResult", "run_program"]

@@ -1,0 +1,30 @@
+"""Thin trainers that consume buckets in bucket order: plain, curriculum and stepwise (sDPO) DPO.
+
+Built on TRL's `DPOTrainer` (see trainers/dpo.py for the little it overrides). Heavy imports (torch,
+transformers, trl) happen only when training starts, so `import trainers` is cheap.
+
+    import trainers
+    result = trainers.run("exports/uf-curriculum", "runs/sdpo", schedule="stepwise", beta=0.1)
+    print(result.summary())
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .config import TrainConfig
+from .runner import RunResult, StagePlan, StageResult, plan_stages, run
+
+__all__ = ["RunResult", "StagePlan", "StageResult", "TrainConfig", "demo_run", "plan_stages", "run", "write_run_report"]
+
+
+def write_run_report(run_dir: Any, out_html: Any) -> Any:
+    from .report import write_run_report as _write
+
+    return _write(run_dir, out_html)
+
+
+def demo_run(*args: Any, **kwargs: Any) -> Any:
+    from .demo import demo_run as _demo_run
+
+    return _demo_run(*args, **kwargs)

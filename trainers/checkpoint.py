@@ -1,0 +1,71 @@
+"""Loading the starting model and stage checkpoints (fp32 master weights for training)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from prefcurate.errors import PrefcurateError
+from prefcurate.extras import require
+
+
+def is_checkpoint(path: str | Path) -> bool:
+    return (Path(path) / "config.json").is_file()
+
+
+def load_for_training(spec: str | Path | None) -> tuple[Any, Any]:
+    """(model in float32, tokenizer) for a stage checkpoint, a local folder, a .gguf file, a hub id, or None
+    (the bundled SmolLM2-135M-Instruct). Weights stay float32 so small updates are not rounded away;
+    `--dtype bf16` then runs the matrix products in bf16 under autocast."""
+    torch = require("torch", "training")
+    transformers = require("transformers", "training")
+    if spec is not None and is_checkpoint(spec):
+        model = transformers.AutoModelForCausalLM.from_pretrained(str(spec), dtype=torch.float32)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(str(spec))
+    else:
+        try:
+            from prefcurate.models import load_model
+        except ImportError as exc:
+            raise PrefcurateError(
+                f"loading {spec or 'the bundled model'!r} needs prefcurate.models ({exc}); "
+                "give --model a local transformers checkpoint folder instead"
+            ) from exc
+        model, tokenizer = load_model(spec)
+        model = model.to(torch.float32)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
+def fingerprint_of(spec: str | Path | None, model: Any, tokenizer: Any) -> dict[str, Any]:
+    """What identifies the starting model (compared with a log-prob signal's manifest)."""
+    try:
+        from prefcurate.models import model_fingerprint
+    except ImportError:
+        model_fingerprint = None
+    if model_fingerprint is not None and not (spec is not None and is_checkpoint(spec)):
+        return dict(model_fingerprint(spec))
+    h = hashlib.sha256()
+    folder = Path(spec) if spec is not None else None
+    if folder is not None:
+        for f in sorted(folder.glob("*.safetensors")) + sorted(folder.glob("config.json")):
+            h.update(f.name.encode())
+            h.update(f.read_bytes())
+    return {"model": str(spec), "model_sha256": h.hexdigest()}
+
+
+def chat_template_hash(tokenizer: Any) -> str | None:
+    template = getattr(tokenizer, "chat_template", None)
+    if not template:
+        return None
+    if not isinstance(template, str):
+        template = json.dumps(template, sort_keys=True)
+    return hashlib.sha256(template.encode()).hexdigest()[:16]
+
+
+def save_checkpoint(model: Any, tokenizer: Any, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(folder))
+    tokenizer.save_pretrained(str(folder))

@@ -1,0 +1,163 @@
+"""The training configuration: one validated dataclass shared by `trainers.run` and `prefcurate train`."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from prefcurate.errors import ConfigError
+
+SCHEDULES = ("plain", "curriculum", "stepwise")
+ORDERS = ("shuffle", "sequential")
+DTYPES = ("auto", "fp32", "bf16")
+REF_MODES = ("auto", "compute", "require")
+LR_SCHEDULERS = ("linear", "constant", "cosine")
+
+
+def parse_epochs(value: str | int | list[int] | tuple[int, ...] | None) -> tuple[int, ...]:
+    """`"1,5,5"` or `3` or `[1, 5, 5]` -> `(1, 5, 5)`; every value a positive whole number."""
+    if value is None:
+        return (1,)
+    items: list[Any]
+    if isinstance(value, str):
+        items = [v.strip() for v in value.split(",")]
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    else:
+        items = [value]
+    result = []
+    for item in items:
+        number: int | None = None
+        if isinstance(item, int) and not isinstance(item, bool):
+            number = item
+        elif isinstance(item, float) and item.is_integer():
+            number = int(item)
+        elif isinstance(item, str) and item.isdigit():
+            number = int(item)
+        if number is None or number < 1:
+            raise ConfigError(f"--epochs-per-stage takes positive whole numbers separated by commas, got {value!r}")
+        result.append(number)
+    return tuple(result)
+
+
+@dataclass
+class TrainConfig:
+    """Everything that determines a training run (recorded in run.json; a resumed run must match it).
+
+    schedule      plain (all buckets together, one stage), curriculum (one stage per bucket, reference =
+                  the starting model) or stepwise (sDPO: reference and start = the previous stage's model)
+    order         within a stage: shuffle (seeded, within the bucket) or sequential (the exported order)
+    epochs_per_stage  one value for every stage, or one per stage ("1,5,5")
+    dtype         fp32, bf16 mixed precision (fp32 master weights, bf16 matrix products), or auto: bf16 on a
+                  GPU or a CPU with fast bf16 (AVX512-BF16/AMX), else fp32 (on an AVX2-only CPU bf16 is
+                  emulated and many times slower)
+    ref_logps     auto: inject the reference log-probs of a matching log-prob signal, else compute them;
+                  compute: always compute; require: fail unless they can be injected where the reference
+                  is the starting model
+    """
+
+    schedule: str = "curriculum"
+    model: str | None = None
+    beta: float = 0.1
+    learning_rate: float = 1e-6
+    epochs_per_stage: tuple[int, ...] = (1,)
+    order: str = "shuffle"
+    seed: int = 0
+    max_steps_per_stage: int | None = None
+    batch_size: int = 4
+    grad_accum: int = 1
+    max_length: int = 512
+    dtype: str = "auto"
+    lr_scheduler: str = "linear"
+    warmup_ratio: float = 0.0
+    ref_logps: str = "auto"
+    eval_max_pairs: int | None = None
+    eval_batch_tokens: int = 4096
+
+    def __post_init__(self) -> None:
+        self.epochs_per_stage = parse_epochs(self.epochs_per_stage)
+        self._choice("schedule", SCHEDULES)
+        self._choice("order", ORDERS)
+        self._choice("dtype", DTYPES)
+        self._choice("ref_logps", REF_MODES)
+        self._choice("lr_scheduler", LR_SCHEDULERS)
+        self._positive("beta", self.beta)
+        self._positive("learning_rate", self.learning_rate, flag="--lr")
+        for name in ("batch_size", "grad_accum", "eval_batch_tokens"):
+            self._positive_int(name, getattr(self, name))
+        for name in ("max_steps_per_stage", "eval_max_pairs"):
+            if getattr(self, name) is not None:
+                self._positive_int(name, getattr(self, name))
+        if not isinstance(self.max_length, int) or self.max_length < 8:
+            raise ConfigError(f"--max-length must be a whole number of tokens >= 8, got {self.max_length!r}")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"--seed must be a whole number >= 0, got {self.seed!r}")
+        if not (0.0 <= self.warmup_ratio < 1.0):
+            raise ConfigError(f"--warmup-ratio must be in [0, 1), got {self.warmup_ratio!r}")
+        if self.schedule == "plain" and len(self.epochs_per_stage) > 1:
+            joined = ",".join(map(str, self.epochs_per_stage))
+            raise ConfigError(f"--schedule plain trains one stage: give one --epochs-per-stage value, got {joined!r}")
+
+    # -- validation helpers (messages quote the bad value and name the flag) ----------------------
+    @staticmethod
+    def _flag(name: str) -> str:
+        return "--" + name.replace("_", "-")
+
+    def _choice(self, name: str, allowed: tuple[str, ...]) -> None:
+        value = getattr(self, name)
+        if value not in allowed:
+            raise ConfigError(f"{self._flag(name)} must be one of {', '.join(allowed)}, got {value!r}")
+
+    def _positive(self, name: str, value: Any, flag: str | None = None) -> None:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+        if not ok:
+            raise ConfigError(f"{flag or self._flag(name)} must be a number > 0, got {value!r}")
+
+    def _positive_int(self, name: str, value: Any) -> None:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"{self._flag(name)} must be a whole number >= 1, got {value!r}")
+
+    # -- derived -----------------------------------------------------------------------------------
+    def epochs_for(self, stage: int, n_stages: int) -> int:
+        """Epochs of stage `stage` (1-based) in a run of `n_stages` stages."""
+        if len(self.epochs_per_stage) == 1:
+            return self.epochs_per_stage[0]
+        if len(self.epochs_per_stage) != n_stages:
+            joined = ",".join(map(str, self.epochs_per_stage))
+            raise ConfigError(
+                f"--epochs-per-stage {joined!r} gives {len(self.epochs_per_stage)} values but the run has "
+                f"{n_stages} stages: give one value or one per stage"
+            )
+        return self.epochs_per_stage[stage - 1]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["epochs_per_stage"] = list(self.epochs_per_stage)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def resolve_dtype(dtype: str) -> str:
+    """`auto` -> bf16 where it is fast (CUDA with bf16, or a CPU whose bf16 matmul beats fp32), else fp32."""
+    if dtype != "auto":
+        return dtype
+    import time
+
+    import torch
+
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    rates = {}
+    for name, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        a, b = torch.randn(256, 256, dtype=dt), torch.randn(256, 256, dtype=dt)
+        a @ b
+        started = time.perf_counter()
+        for _ in range(8):
+            a @ b
+        rates[name] = time.perf_counter() - started
+    return "bf16" if rates["bf16"] * 1.5 < rates["fp32"] else "fp32"

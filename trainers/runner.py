@@ -1,0 +1,322 @@
+"""`trainers.run`: plain, curriculum and stepwise DPO over buckets, one TRL `DPOTrainer` per stage.
+
+Run folder:
+
+    RUN_DIR/run.json            the config, the data, the stage plan and status
+    RUN_DIR/run.log             what happened, in words (which reference log-probs were used...)
+    RUN_DIR/metrics.parquet     per-step training metrics and per-stage held-out evaluation
+    RUN_DIR/eval/start.parquet  held-out log-probs of the starting model
+    RUN_DIR/stage-<t>/model/    the checkpoint after stage t (t = 1..T)
+    RUN_DIR/stage-<t>/order.parquet      pair_ids consumed per optimizer step
+    RUN_DIR/stage-<t>/ref_logps.parquet  the reference log-probs the stage trained against
+    RUN_DIR/stage-<t>/metrics.parquet    this stage's rows of metrics.parquet
+    RUN_DIR/stage-<t>/DONE      written last: a stage without it is redone on resume
+
+Schedules (stage t = 1..T, model 0 = the starting model):
+    plain       one stage over all buckets; start = reference = model 0
+    curriculum  stage t trains bucket t-1; start = model t-1, reference = model 0 (Curri-DPO, non-iterative)
+    stepwise    stage t trains bucket t-1; start = reference = model t-1 (sDPO / iterative Curri-DPO)
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import gc
+import json
+import math
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from prefcurate.errors import ConfigError
+from prefcurate.ids import fingerprint
+from prefcurate.store import Store, check_name, write_parquet
+
+from .buckets import BucketSet, load_buckets, load_holdout
+from .config import TrainConfig, resolve_dtype
+
+INITIAL = "start"  # label of model 0 in plans and logs
+
+
+@dataclass
+class StagePlan:
+    stage: int  # 1-based
+    buckets: list[int]
+    start: str  # "start" or "stage-<t-1>"
+    reference: str  # "start" or "stage-<t-1>"
+    epochs: int
+
+
+@dataclass
+class StageResult:
+    stage: int
+    buckets: list[int]
+    pairs: int
+    steps: int
+    epochs: int
+    start: str
+    reference: str
+    ref_logps: str  # "injected" or "computed"
+    ref_detail: str
+    final_loss: float | None
+    holdout_accuracy: float | None
+    holdout_gamma: float | None
+    holdout_pairs: int
+    seconds: float
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    config: TrainConfig
+    stages: list[StageResult]
+    start_gamma: float | None
+    holdout_pairs: int
+    metrics: pa.Table
+    store_label: str | None = None
+    resumed_stages: list[int] = field(default_factory=list)
+
+    def summary(self) -> pa.Table:
+        """One row per stage (row 0 = the starting model): held-out accuracy and mean gamma."""
+        rows: list[dict[str, Any]] = [
+            {
+                "stage": 0, "buckets": "-", "pairs": 0, "steps": 0, "reference": "-", "ref_logps": "-",
+                "final_loss": None, "holdout_accuracy": None, "holdout_gamma": self.start_gamma,
+            }
+        ]
+        for s in self.stages:
+            rows.append(
+                {
+                    "stage": s.stage, "buckets": ",".join(map(str, s.buckets)), "pairs": s.pairs, "steps": s.steps,
+                    "reference": s.reference, "ref_logps": s.ref_logps, "final_loss": s.final_loss,
+                    "holdout_accuracy": s.holdout_accuracy, "holdout_gamma": s.holdout_gamma,
+                }
+            )
+        schema = pa.schema(
+            [
+                ("stage", pa.int64()), ("buckets", pa.string()), ("pairs", pa.int64()), ("steps", pa.int64()),
+                ("reference", pa.string()), ("ref_logps", pa.string()), ("final_loss", pa.float64()),
+                ("holdout_accuracy", pa.float64()), ("holdout_gamma", pa.float64()),
+            ]
+        )
+        return pa.Table.from_pylist(rows, schema=schema)
+
+
+class RunLog:
+    """Appends timestamped lines to RUN_DIR/run.log and echoes them (the CLI prints them)."""
+
+    def __init__(self, path: Path, echo: Callable[[str], None] | None) -> None:
+        self.path, self.echo = path, echo
+
+    def __call__(self, message: str) -> None:
+        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        with self.path.open("a") as fh:
+            fh.write(f"{stamp} {message}\n")
+        if self.echo:
+            self.echo(message)
+
+
+def plan_stages(config: TrainConfig, bucket_set: BucketSet) -> list[StagePlan]:
+    ids = [b.bucket for b in bucket_set.buckets]
+    if config.schedule == "plain":
+        return [StagePlan(1, ids, INITIAL, INITIAL, config.epochs_for(1, 1))]
+    plans = []
+    for t, k in enumerate(ids, start=1):
+        previous = INITIAL if t == 1 else f"stage-{t - 1}"
+        reference = INITIAL if config.schedule == "curriculum" else previous
+        plans.append(StagePlan(t, [k], previous, reference, config.epochs_for(t, len(ids))))
+    return plans
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def _data_fingerprint(bucket_set: BucketSet) -> str:
+    return fingerprint(
+        {
+            "buckets": [[b.bucket, b.table.column("pair_id").to_pylist()] for b in bucket_set.buckets],
+            "ref_logps": bucket_set.has_ref_logps,
+        }
+    )
+
+
+def run(
+    buckets: Any,
+    out_dir: str | Path,
+    config: TrainConfig | None = None,
+    *,
+    store: Store | None = None,
+    holdout: Any = None,
+    run_name: str | None = None,
+    echo: Callable[[str], None] | None = None,
+    callbacks: list[Any] | None = None,
+    publish: bool = True,
+    **overrides: Any,
+) -> RunResult:
+    """Train over `buckets` (export folder, store bucket-set name, or TRL-form Arrow tables) into `out_dir`.
+
+    Rerunning with the same arguments resumes: finished stages (with their DONE marker) are skipped.
+    `overrides` are TrainConfig fields (`schedule="stepwise", beta=0.1, ...`).
+    """
+    config = replace(config, **overrides) if config is not None else TrainConfig(**overrides)
+    run_dir = Path(out_dir).expanduser().resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    bucket_set = load_buckets(buckets, store)
+    holdout_table, holdout_source = load_holdout(holdout, store, bucket_set.dataset)
+    if holdout_table is not None and config.eval_max_pairs is not None:
+        holdout_table = holdout_table.slice(0, config.eval_max_pairs)
+    name = run_name or run_dir.name
+    check_name(name, "run name")
+    plans = plan_stages(config, bucket_set)
+    log = RunLog(run_dir / "run.log", echo)
+
+    data_fp = _data_fingerprint(bucket_set)
+    meta_path = run_dir / "run.json"
+    resumed = meta_path.is_file()
+    if resumed:
+        previous = json.loads(meta_path.read_text())
+        old_config = previous.get("config", {})
+        for key, value in config.to_dict().items():
+            if old_config.get(key) != value:
+                raise ConfigError(
+                    f"{run_dir} holds a run with {key}={old_config.get(key)!r}, not {value!r}: "
+                    "use a new --out folder (or delete this one) to train with different settings"
+                )
+        if previous.get("data_fingerprint") != data_fp:
+            raise ConfigError(f"{run_dir} holds a run over different buckets ({previous.get('buckets_source')}): use a new --out folder")
+    meta: dict[str, Any] = {
+        "name": name,
+        "config": config.to_dict(),
+        "buckets_source": bucket_set.source,
+        "buckets": bucket_set.describe(),
+        "dataset": bucket_set.dataset,
+        "data_fingerprint": data_fp,
+        "holdout": {"source": holdout_source, "pairs": 0 if holdout_table is None else holdout_table.num_rows},
+        "plan": [asdict(p) for p in plans],
+        "status": "running",
+        "started_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    _write_json(meta_path, meta)
+    log(
+        f"{'resuming' if resumed else 'starting'} run {name!r}: schedule {config.schedule}, {len(plans)} stage(s) over "
+        f"{sum(b.rows for b in bucket_set.buckets)} pairs in {len(bucket_set.buckets)} bucket(s) from {bucket_set.source}"
+    )
+
+    from .stage import StageContext, evaluate_start, train_stage
+
+    dtype = resolve_dtype(config.dtype)
+    if dtype != config.dtype:
+        log(f"dtype auto -> {dtype} ({'bf16 matrix products are fast here' if dtype == 'bf16' else 'bf16 is slow on this CPU'})")
+    meta["dtype"] = dtype
+    _write_json(meta_path, meta)
+    ctx = StageContext(
+        config=config, run_dir=run_dir, bucket_set=bucket_set, holdout=holdout_table, store=store, log=log,
+        callbacks=list(callbacks or []), dtype=dtype,
+    )
+    start_gamma = evaluate_start(ctx) if holdout_table is not None else None
+    if holdout_table is None:
+        log("no held-out pairs (give --holdout, or run `prefcurate split`): per-stage evaluation skipped")
+
+    results: list[StageResult] = []
+    skipped: list[int] = []
+    for plan in plans:
+        stage_dir = run_dir / f"stage-{plan.stage}"
+        done = stage_dir / "DONE"
+        if done.is_file():
+            results.append(StageResult(**json.loads(done.read_text())))
+            skipped.append(plan.stage)
+            log(f"stage {plan.stage}/{len(plans)}: finished earlier, skipped")
+            continue
+        if stage_dir.exists():
+            log(f"stage {plan.stage}/{len(plans)}: unfinished folder from an interrupted run, redoing the stage")
+            shutil.rmtree(stage_dir)
+        results.append(train_stage(ctx, plan, len(plans)))
+        gc.collect()
+
+    metrics = collect_metrics(run_dir, config, plans, start_gamma, holdout_table)
+    write_parquet(metrics, run_dir / "metrics.parquet")
+    label = None
+    if publish:
+        store = store or Store()
+        with store.publish("runs", name, {"run_dir": str(run_dir), "config": config.to_dict(), "counts": {"rows": metrics.num_rows}}) as pub:
+            pub.write_table(metrics, "metrics.parquet")
+        label = f"runs/{name}/{pub.manifest['version']}"
+        log(f"metrics published as {label} (query: prefcurate sql \"select * from runs where run = '{name}'\")")
+    meta.update(
+        status="done",
+        finished_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        stages=[asdict(r) for r in results],
+        start_gamma=start_gamma,
+        store_version=label,
+    )
+    _write_json(meta_path, meta)
+    return RunResult(
+        run_dir, config, results, start_gamma, 0 if holdout_table is None else holdout_table.num_rows, metrics, label, skipped
+    )
+
+
+METRIC_SCHEMA = pa.schema(
+    [
+        ("kind", pa.string()),  # "step" (training) or "eval" (held-out, end of stage; stage 0 = start)
+        ("schedule", pa.string()),
+        ("stage", pa.int64()),
+        ("bucket", pa.int64()),  # null when a stage mixes buckets (plain)
+        ("step", pa.int64()),  # optimizer step within the stage
+        ("global_step", pa.int64()),  # across the run
+        ("epoch", pa.float64()),
+        ("loss", pa.float64()),
+        ("rewards_chosen", pa.float64()),
+        ("rewards_rejected", pa.float64()),
+        ("rewards_margins", pa.float64()),
+        ("rewards_accuracies", pa.float64()),
+        ("logps_chosen", pa.float64()),
+        ("logps_rejected", pa.float64()),
+        ("learning_rate", pa.float64()),
+        ("grad_norm", pa.float64()),
+        ("holdout_accuracy", pa.float64()),
+        ("holdout_gamma", pa.float64()),
+        ("holdout_pairs", pa.int64()),
+    ]
+)
+
+
+def collect_metrics(
+    run_dir: Path, config: TrainConfig, plans: list[StagePlan], start_gamma: float | None, holdout: pa.Table | None
+) -> pa.Table:
+    tables = []
+    if holdout is not None:
+        tables.append(
+            pa.Table.from_pylist(
+                [{"kind": "eval", "schedule": config.schedule, "stage": 0, "step": 0, "global_step": 0,
+                  "holdout_gamma": start_gamma, "holdout_pairs": holdout.num_rows}],
+                schema=METRIC_SCHEMA,
+            )
+        )
+    offset = 0
+    for plan in plans:
+        table = pq.read_table(run_dir / f"stage-{plan.stage}" / "metrics.parquet").cast(METRIC_SCHEMA)
+        steps = table.filter(pa.compute.equal(table.column("kind"), "step"))
+        globals_ = [s + offset for s in table.column("step").to_pylist()]
+        table = table.set_column(table.schema.get_field_index("global_step"), "global_step", pa.array(globals_, pa.int64()))
+        offset += max(steps.column("step").to_pylist(), default=0)
+        tables.append(table)
+    return pa.concat_tables(tables)
+
+
+def finite(value: Any) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+__all__ = ["RunResult", "StagePlan", "StageResult", "plan_stages", "run"]
