@@ -40,7 +40,10 @@ Stage = Callable[[DemoContext], None]
 def run_demo(store: Store, out: Path, *, quick: bool = False, console: Console | None = None, stages: list[tuple[str, Stage]] | None = None) -> DemoContext:
     from .demo_stages import STAGES
 
-    ctx = DemoContext(store=store, data=demo_data_dir(), out=out, console=console or Console(), quick=quick)
+    console = console or Console()
+    if not console.is_terminal and console.width < 140:
+        console.width = 140  # logs and CI: the tables are wide; do not squeeze them to 80 columns
+    ctx = DemoContext(store=store, data=demo_data_dir(), out=out, console=console, quick=quick)
     out.mkdir(parents=True, exist_ok=True)
     for title, stage in stages or STAGES:
         ctx.console.rule(f"[bold]{title}")

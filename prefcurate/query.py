@@ -8,6 +8,7 @@ Views made on every connection:
     buckets                        latest version of every bucket set: name, version, bucket, pair columns
     buckets__<name>[__vN]          one bucket set
     runs                           per-step training metrics of every run (latest version of each)
+    drops                          pairs dropped per reason, from the manifests of every pairs and bucket version
     versions                       one row per published version (kind, name, version, rows, created_at)
 Names are lowered to [a-z0-9_] (`uf-curriculum` -> `buckets__uf_curriculum`).
 """
@@ -132,9 +133,14 @@ def create_views(con: duckdb.DuckDBPyConnection, store: Store) -> None:
             + _union([f"SELECT * FROM {view_name('buckets', r.name, r.version)}" for r in latest_buckets])
         )
     else:
+        # No bucket set yet: an empty view with the bucket files' columns, so canned queries still bind.
+        from .schema import PAIR_SCHEMA
+
+        empty = pa.schema([*PAIR_SCHEMA, pa.field("signal_value", pa.float64()), pa.field("position", pa.int64())]).empty_table()
+        con.register("_empty_buckets_arrow", empty)
         con.execute(
             "CREATE OR REPLACE VIEW buckets AS SELECT NULL::VARCHAR AS name, NULL::VARCHAR AS version, "
-            "NULL::BIGINT AS bucket, NULL::VARCHAR AS pair_id WHERE false"
+            "NULL::BIGINT AS bucket, * FROM _empty_buckets_arrow"
         )
 
     # runs (training metrics)
@@ -152,6 +158,8 @@ def create_views(con: duckdb.DuckDBPyConnection, store: Store) -> None:
             + _union([f"SELECT {_q(r.name)} AS run, {_q(r.version)} AS version, * FROM {_files_sql(r)}" for r in latest_runs])
         )
 
+    _create_drops_view(con, store)
+
     versions = pa.table(
         {
             "kind": [r[0] for r in version_rows],
@@ -163,6 +171,27 @@ def create_views(con: duckdb.DuckDBPyConnection, store: Store) -> None:
     )
     con.register("_versions_arrow", versions)
     con.execute("CREATE OR REPLACE VIEW versions AS SELECT * FROM _versions_arrow")
+
+
+def _create_drops_view(con: duckdb.DuckDBPyConnection, store: Store) -> None:
+    """`drops`: kind, name, version, reason, pairs (from counts.dropped in pairs and bucket manifests)."""
+    rows: list[tuple[str, str, str, str, int]] = []
+    for kind in ("pairs", "buckets"):
+        for name in store.names(kind):
+            for ref in store.versions(kind, name):
+                dropped = ref.manifest.get("counts", {}).get("dropped") or {}
+                rows += [(kind, name, ref.version, str(reason), int(n or 0)) for reason, n in sorted(dropped.items())]
+    table = pa.table(
+        {
+            "kind": pa.array([r[0] for r in rows], pa.string()),
+            "name": pa.array([r[1] for r in rows], pa.string()),
+            "version": pa.array([r[2] for r in rows], pa.string()),
+            "reason": pa.array([r[3] for r in rows], pa.string()),
+            "pairs": pa.array([r[4] for r in rows], pa.int64()),
+        }
+    )
+    con.register("_drops_arrow", table)
+    con.execute("CREATE OR REPLACE VIEW drops AS SELECT * FROM _drops_arrow")
 
 
 # -- canned queries ------------------------------------------------------------------------------

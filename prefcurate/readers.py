@@ -317,10 +317,14 @@ def load(
     *,
     split: str = "train",
     limit: int | None = None,
+    limit_per_file: int | None = None,
     schema: pa.Schema | None = None,
     defer_fingerprints: bool = False,
 ) -> Loaded:
     """Read a file, a folder of files, or a hub id (when no such local path exists).
+
+    `limit` caps the rows in all; `limit_per_file` caps each file of a folder (a balanced sample
+    when each file is one source, as in HH-RLHF's subsets).
 
     With `defer_fingerprints`, file hashes are left for `Loaded.start_fingerprints()` /
     `finish_fingerprints()`, so they can run in a thread while the caller works on the rows.
@@ -337,9 +341,11 @@ def load(
     for idx, file in enumerate(list_files(path)):
         if remaining is not None and remaining <= 0:
             break
-        table = read_file(file, schema, remaining)
+        cap = min((c for c in (remaining, limit_per_file) if c is not None), default=None)
+        table = read_file(file, schema, cap)
+        if cap is not None:
+            table = table.slice(0, cap)
         if remaining is not None:
-            table = table.slice(0, remaining)
             remaining -= table.num_rows
         fp = "" if defer_fingerprints else file_fingerprint(str(file))
         inputs.append(InputFile(str(file), fp, stem(file), table.num_rows))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
@@ -200,3 +201,17 @@ def test_bundled_demo_data_builds(tmp_path):
         "harmless-base", "helpful-base", "helpful-online", "helpful-rejection-sampled"}
     uf = build_pairs(store, str(EXAMPLES / "ultrafeedback_binarized.jsonl"))
     assert uf.counts["read"] == 200 and uf.counts["kept"] > 150
+
+
+def test_limit_per_file_takes_the_first_rows_of_each_subset(tmp_path):
+    store = tmp_path / "s"
+    res = CliRunner().invoke(app, ["build", "pairs", str(HH), "--limit-per-file", "30", "--name", "hh", "--store", str(store)])
+    assert res.exit_code == 0, res.output
+    ref = Store(store).get("pairs", "hh")
+    assert [i["rows"] for i in ref.manifest["inputs"]] == [30, 30, 30, 30]
+    assert ref.manifest["options"]["limit_per_file"] == 30
+    per_source = Counter(ref.read().column("source").to_pylist())
+    assert set(per_source) == {"harmless-base_test", "helpful-base_test", "helpful-online_test", "helpful-rejection-sampled_test"}
+    assert sum(per_source.values()) + sum(ref.manifest["counts"]["dropped"].values()) == 120
+    bad = CliRunner().invoke(app, ["build", "pairs", str(HH), "--limit-per-file", "0", "--store", str(store)])
+    assert bad.exit_code == 1 and bad.stderr == "Error: --limit-per-file must be at least 1, got 0\n"

@@ -359,3 +359,22 @@ def test_demo_run_takes_a_handful_of_steps(tiny_model: str, tmp_path: Path) -> N
     assert all(r["holdout_gamma"] is not None for r in rows)
     # each bucket was cut to the pairs one step consumes
     assert json.loads((tmp_path / "demo/run.json").read_text())["buckets"] == [{"bucket": 0, "rows": 2}, {"bucket": 1, "rows": 2}]
+
+
+def test_split_holdout_reads_the_held_out_pairs_of_a_store_split(tmp_path: Path) -> None:
+    """`train --eval-dataset DS` evaluates on the pairs `prefcurate split` held out (prompt list columns included)."""
+    from prefcurate.split import split_dataset
+    from prefcurate.store import Store
+    from trainers.buckets import split_holdout
+
+    from .test_store import pair_rows, publish_pairs
+
+    store = Store(tmp_path / "store")
+    publish_pairs(store, pair_rows(n=12))
+    result = split_dataset(store, "toy", holdout=0.34, seed=0)
+    marks = {r["pair_id"]: r["split_v1__split"] for r in result.ref.read().to_pylist()}
+    held, where = split_holdout(store, "toy")
+    assert held.column("pair_id").to_pylist() == sorted(p for p, s in marks.items() if s == "holdout")
+    assert held.num_rows == result.holdout_pairs > 0
+    assert held.column("chosen")[0].as_py()[0]["role"] == "assistant"
+    assert where == "store:pairs/toy/v1 split_v1 holdout"

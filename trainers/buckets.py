@@ -210,8 +210,9 @@ def split_holdout(store: Store, dataset: str) -> tuple[pa.Table, str]:
     pairs_ref = store.get("pairs", dataset)
     pairs = pairs_ref.read()
     split = load_signal_columns(store, dataset, ["split_v1__split"])
-    joined = pairs.join(split, "pair_id", join_type="inner")
-    held = joined.filter(pc.equal(joined.column("split_v1__split"), "holdout"))
+    # Membership instead of a join: Arrow's join cannot carry the list<struct> `prompt` column.
+    held_ids = split.filter(pc.equal(split.column("split_v1__split"), "holdout")).column("pair_id")
+    held = pairs.filter(pc.is_in(pairs.column("pair_id"), value_set=held_ids.combine_chunks()))
     if held.num_rows == 0:
         raise ConfigError(f"the split of dataset {dataset!r} marks no pair as holdout")
     order = pc.sort_indices(held, [("pair_id", "ascending")])

@@ -260,6 +260,7 @@ def build_pairs(
     source_name: str | None = None,
     source_col: str | None = None,
     limit: int | None = None,
+    limit_per_file: int | None = None,
     split: str = "train",
     force: bool = False,
 ) -> BuildResult:
@@ -268,6 +269,8 @@ def build_pairs(
         raise ConfigError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
     if limit is not None and limit < 1:
         raise ConfigError(f"--limit must be at least 1, got {limit!r}")
+    if limit_per_file is not None and limit_per_file < 1:
+        raise ConfigError(f"--limit-per-file must be at least 1, got {limit_per_file!r}")
     if source_name is not None and source_col is not None:
         raise ConfigError("give either --source or --source-col, not both")
     dataset = dataset or default_dataset_name(str(source))
@@ -276,6 +279,8 @@ def build_pairs(
         "rejected_col": rejected_col, "chosen_score_col": chosen_score_col, "rejected_score_col": rejected_score_col,
         "source_name": source_name, "source_col": source_col, "limit": limit, "split": split,
     }
+    if limit_per_file is not None:  # only when given, so earlier builds keep their fingerprints
+        options["limit_per_file"] = limit_per_file
 
     def build(loaded: Loaded) -> tuple[pa.Table, dict[str, Any]]:
         return pairs_from_table(
@@ -286,6 +291,6 @@ def build_pairs(
 
     return run_build(
         store, dataset, command="pairs", options=options,
-        source=str(source), load=lambda: load(source, split=split, limit=limit, defer_fingerprints=True),
+        source=str(source), load=lambda: load(source, split=split, limit=limit, limit_per_file=limit_per_file, defer_fingerprints=True),
         build=build, force=force,
     )

@@ -23,8 +23,20 @@ from ..errors import PrefcurateError
 from ..store import Store
 
 
+# `prefcurate --help` lists commands in pipeline order, not in the order modules register them.
+COMMAND_ORDER = (
+    "build", "score", "rank", "stats", "split", "partition", "export", "report", "train",
+    "sql", "ls", "info", "sandbox", "demo",
+)
+
+
 class FriendlyGroup(TyperGroup):
     """Turns library errors into `Error: <message>` and exit code 1."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        names = super().list_commands(ctx)
+        rank = {name: i for i, name in enumerate(COMMAND_ORDER)}
+        return sorted(names, key=lambda n: (rank.get(n, len(rank)), names.index(n)))
 
     def invoke(self, ctx: Any) -> Any:
         try:

@@ -61,6 +61,7 @@ def pairs(
     source_name: Annotated[str | None, typer.Option("--source", help="Source name for every pair (default: a `source` column, else the file stem).", show_default=False)] = None,
     source_col: Annotated[str | None, typer.Option("--source-col", help="Column holding each row's source.", show_default=False)] = None,
     limit: LimitOpt = None,
+    limit_per_file: Annotated[int | None, typer.Option("--limit-per-file", help="Read only the first N rows of each file of a folder (e.g. N pairs per HH-RLHF subset).", show_default=False)] = None,
     dataset: Annotated[str | None, typer.Option("--dataset", "--name", help="Dataset name in the store (default: file stem, folder or hub dataset name).", show_default=False)] = None,
     split: SplitOpt = "train",
     force: ForceOpt = False,
@@ -70,6 +71,7 @@ def pairs(
     result = build_pairs(
         get_store(store), source, dataset=dataset, format=format, prompt_col=prompt_col, chosen_col=chosen_col,
         rejected_col=rejected_col, chosen_score_col=chosen_score_col, rejected_score_col=rejected_score_col,
-        source_name=source_name, source_col=source_col, limit=limit, split=split, force=force,
+        source_name=source_name, source_col=source_col, limit=limit, limit_per_file=limit_per_file,
+        split=split, force=force,
     )
     summary(result)

@@ -2,73 +2,102 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
-from ..sandbox.files import run_file
-from .app import Format, FormatOpt, out, sandbox_app
+from ..sandbox.files import FileRun, run_file
+from .app import Format, FormatOpt, sandbox_app
 
-_STYLE = {
-    "ok": "green", "passed": "green", "failed": "red", "errored": "red", "refused": "magenta",
-    "timeout": "yellow", "resource_limit": "yellow", "error": "red", "skipped": "dim",
-}
+# Exit codes: 0 = the program ran and every test unit passed; 2 = anything else it reports
+# (a failing unit, a refusal, a timeout...); 1 = the command itself failed (missing file).
+EXIT_NOT_ALL_PASSED = 2
 
 
 @sandbox_app.command("run")
 def run(
-    program: Annotated[Path, typer.Argument(help="Python file to run (untrusted code is fine).")],
+    program: Annotated[Path, typer.Argument(help="Python file to run (untrusted code is fine).", show_default=False)],
     tests: Annotated[
         Path | None,
-        typer.Option("--tests", "-t", help="Test file: each top-level statement with an assert is one unit; "
-                     "a HumanEval `def check(candidate)` file is split per assert (give --entry-point)."),
+        typer.Option(
+            "--tests", "-t", show_default=False,
+            help="Test file: every top-level statement holding an assert is one unit (statements without "
+            "one run with the next unit); a HumanEval file defining check(candidate) is split per assert.",
+        ),
     ] = None,
     timeout: Annotated[float, typer.Option("--timeout", help="Wall-clock seconds for the program and all its tests.")] = 5.0,
     entry_point: Annotated[
-        str | None, typer.Option("--entry-point", help="Function bound to `candidate` in a `check(candidate)` test file.")
+        str | None,
+        typer.Option("--entry-point", show_default=False,
+                     help="Function bound to `candidate` for a check(candidate) test file "
+                     "(default: the program's only top-level function)."),
     ] = None,
-    memory_mb: Annotated[int, typer.Option("--memory-mb", help="Address space the program may use, MiB.")] = 512,
-    max_steps: Annotated[int, typer.Option("--max-steps", help="Interpreter step budget.")] = 10_000_000,
+    memory_mb: Annotated[int, typer.Option("--memory-mb", help="Address space the program may add, MiB.")] = 512,
+    max_steps: Annotated[int, typer.Option("--max-steps", help="Interpreter step budget (statements and loop iterations).")] = 10_000_000,
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Run one program (and its tests) under the sandbox; print status, test counts and output.
 
-    Exit code 0 when the program ran and every test passed, 2 otherwise.
+    Status is one of: ok (the program ran; see the tests), failed (the program raised),
+    refused (the sandbox policy stopped it; the reason says what), timeout (wall-clock
+    deadline or step budget), resource_limit (memory), error (a sandbox fault).
+    Exit code 0 when the status is ok and every test passed, 2 otherwise.
     """
     done = run_file(program, tests, timeout=timeout, entry_point=entry_point, memory_mb=memory_mb, max_steps=max_steps)
-    res = done.result
-    if fmt is Format.json or fmt is Format.csv:
-        data = res.to_dict()
-        data["program"] = str(program)
-        for unit, source in zip(data["units"], done.units):
-            unit["source"] = source
-        sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+    if fmt is Format.json:
+        sys.stdout.write(json.dumps(as_json(done), ensure_ascii=False, indent=2) + "\n")
+    elif fmt is Format.csv:
+        sys.stdout.write(as_csv(done))
     else:
-        style = _STYLE.get(res.status, "white")
-        out.print(f"[bold]status[/bold]: [{style}]{res.status}[/{style}]  ({res.duration_s:.3f}s)", highlight=False)
-        if res.reason:
-            out.print(f"[bold]reason[/bold]: {escape(res.reason)}", highlight=False)
-        if res.total:
-            out.print(
-                f"[bold]tests[/bold]: {res.passed}/{res.total} passed, {res.failed} failed, "
-                f"{res.errored} errored, {res.timed_out} timed out",
-                highlight=False,
-            )
-            table = Table(header_style="bold cyan")
-            for col in ("#", "status", "test", "message"):
-                table.add_column(col, overflow="fold")
-            for i, (unit, source) in enumerate(zip(res.units, done.units), 1):
-                first = source.strip().splitlines()[0] if source.strip() else ""
-                s = _STYLE.get(unit.status, "white")
-                table.add_row(str(i), f"[{s}]{unit.status}[/{s}]", escape(first[:80]), escape(unit.message))
-            out.print(table)
-        if res.stdout:
-            out.print("[bold]output[/bold]:")
-            out.print(escape(res.stdout.rstrip("\n")), highlight=False, markup=True)
+        sys.stdout.write(as_text(done))
+    res = done.result
     if not (res.status == "ok" and res.passed == res.total):
-        raise typer.Exit(2)
+        raise typer.Exit(EXIT_NOT_ALL_PASSED)
+
+
+def as_json(done: FileRun) -> dict:
+    data = done.result.to_dict()
+    data["program"] = str(done.program)
+    for unit, source in zip(data["units"], done.units, strict=False):
+        unit["test"] = source
+    return data
+
+
+def as_csv(done: FileRun) -> str:
+    """One row per test unit (the run's status and reason repeated on each)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["unit", "status", "message", "test", "run_status", "run_reason"])
+    res = done.result
+    for i, (unit, source) in enumerate(zip(res.units, done.units, strict=False), 1):
+        writer.writerow([i, unit.status, unit.message, source, res.status, res.reason])
+    return buf.getvalue()
+
+
+def as_text(done: FileRun) -> str:
+    """Plain text for people: status, reason, counts, one line per unit, then the output."""
+    res = done.result
+    lines = [f"status: {res.status}"]
+    if res.reason:
+        lines.append(f"reason: {res.reason}")
+    if res.total:
+        lines.append(
+            f"tests: {res.passed}/{res.total} passed, {res.failed} failed, {res.errored} errored, "
+            f"{res.timed_out} timed out"
+        )
+        width = len(str(res.total))
+        for i, (unit, source) in enumerate(zip(res.units, done.units, strict=False), 1):
+            first = source.strip().splitlines()[0] if source.strip() else ""
+            more = " ..." if len(source.strip().splitlines()) > 1 else ""
+            lines.append(f"  {i:>{width}} {unit.status:<7} {first}{more}")
+            if unit.message:
+                lines.append(f"  {'':>{width}}         {unit.message}")
+    if res.stdout:
+        lines.append("output:")
+        lines.extend("  " + line for line in res.stdout.rstrip("\n").split("\n"))
+    return "\n".join(lines) + "\n"

@@ -13,7 +13,7 @@ from .app import Format, FormatOpt, StoreOpt, app, get_store, parse_key_values, 
 
 @app.command(
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-    epilog="Views: pairs, scores, <signal> (e.g. score_gap_v1), buckets, runs, versions, "
+    epilog="Views: pairs, scores, <signal> (e.g. score_gap_v1), buckets, runs, versions, drops, "
     "pairs__<dataset>[__vN], buckets__<name>[__vN]. Canned queries take parameters as "
     "--param NAME=VALUE or --NAME VALUE.",
 )

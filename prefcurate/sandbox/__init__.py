@@ -11,7 +11,8 @@ See docs/sandbox.md for the threat model.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from .pool import SandboxPool
 from .result import RunResult, UnitResult

@@ -31,31 +31,41 @@ def _read(path: Path, field: str) -> str:
         raise InputError(exc.strerror or str(exc), path=path, field=field) from None
 
 
-def split_test_source(source: str, entry_point: str | None = None, where: str = "<tests>") -> tuple[str, tuple[str, ...]]:
-    """(setup, units) of a test file: HumanEval style `def check(candidate)` files are split per
-    assert of `check` (with `--entry-point` bound to `candidate`); otherwise every top-level
-    statement holding an assert is a unit, other statements run before the next unit."""
-    try:
-        from .. import codetests
-    except ImportError:  # the test-splitting module is optional for the sandbox
-        codetests = None  # type: ignore[assignment]
+def split_test_source(
+    source: str, entry_point: str | None = None, where: str = "<tests>", program: str = ""
+) -> tuple[str, tuple[str, ...]]:
+    """(setup, units) of a test file, split as `build code` splits tests (prefcurate.codetests).
+
+    A HumanEval-style file (`def check(candidate): ...`) is split per assert of `check`, with
+    `entry_point` bound to `candidate` (default: the program's only top-level function).
+    Otherwise every top-level statement holding an assert is a unit; statements without one
+    run with the next unit."""
+    from .. import codetests  # here, not at import time: codetests imports the sandbox
+
     try:
         tree = ast.parse(source)
     except SyntaxError as exc:
         raise InputError(f"test file does not parse: {exc.msg} (line {exc.lineno})", path=where) from None
-    has_check = any(isinstance(n, ast.FunctionDef) and n.name == "check" for n in tree.body)
-    if codetests is not None:
-        if has_check and entry_point:
-            suite = codetests.split_check(source, entry_point, where=where)
-        else:
-            suite = codetests.split_asserts([source], where=where)
-        return suite.setup, suite.units
-    lines = source.splitlines()
-    units = [
-        "\n".join(lines[n.lineno - 1 : (n.end_lineno or n.lineno)]) if n.col_offset == 0 else ast.unparse(n)
-        for n in tree.body
-    ]
-    return "", tuple(units)
+    if any(isinstance(n, ast.FunctionDef) and n.name == "check" for n in tree.body):
+        entry_point = entry_point or _only_function(program)
+        if not entry_point:
+            raise InputError(
+                "the test file defines check(candidate): give --entry-point (the program does not define "
+                "exactly one top-level function)", path=where,
+            )
+        suite = codetests.split_check(source, entry_point, where=where)
+    else:
+        suite = codetests.split_asserts([source], where=where)
+    return suite.setup, suite.units
+
+
+def _only_function(program: str) -> str | None:
+    try:
+        tree = ast.parse(program)
+    except SyntaxError:
+        return None
+    names = [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    return names[0] if len(names) == 1 else None
 
 
 def run_file(
@@ -71,7 +81,7 @@ def run_file(
     source = _read(program, "program")
     setup, units = ("", ())
     if tests is not None:
-        setup, units = split_test_source(_read(tests, "tests"), entry_point, where=str(tests))
+        setup, units = split_test_source(_read(tests, "tests"), entry_point, where=str(tests), program=source)
     if setup:
         source = source + ("" if source.endswith("\n") else "\n") + setup + "\n"
     with SandboxPool(workers=1, timeout=timeout, memory_mb=memory_mb, max_steps=max_steps) as pool:

@@ -10,6 +10,7 @@ by the worker before each run, `sys` is a small fake.
 
 from __future__ import annotations
 
+import abc
 import array
 import bisect
 import cmath
@@ -18,6 +19,7 @@ import collections.abc
 import copy
 import datetime
 import decimal
+import enum
 import fractions
 import functools
 import hashlib
@@ -36,10 +38,10 @@ import textwrap
 import time
 import typing
 import unicodedata
-import abc
-import enum
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
+from . import policy
 from .policy import PolicyError, checked_getattr
 
 
@@ -49,15 +51,32 @@ class ModuleProxy:
     def __init__(self, name: str, attrs: dict[str, Any]) -> None:
         object.__setattr__(self, "_sandbox_name", name)
         self.__dict__.update(attrs)
+        self.__dict__["__name__"] = name  # `math.__name__`, as in CPython
 
     def __repr__(self) -> str:
         return f"<module '{self._sandbox_name}' (sandbox proxy)>"
 
 
+policy.current.proxy_type = ModuleProxy
+
+
+_PUBLIC_CACHE: dict[tuple, dict[str, Any]] = {}
+
+
 def _public(module: Any, names: list[str] | None = None, drop: tuple[str, ...] = ()) -> dict[str, Any]:
-    if names is None:
-        names = [n for n in dir(module) if not n.startswith("_")]
-    return {n: getattr(module, n) for n in names if n not in drop and hasattr(module, n)}
+    """The listed (default: all public) names of a host module; computed once per process
+    (callers copy the dict, and `_fresh` copies mutable values, for each run)."""
+    key = (module.__name__, None if names is None else tuple(names), drop)
+    attrs = _PUBLIC_CACHE.get(key)
+    if attrs is None:
+        if names is None:
+            names = [n for n in dir(module) if not n.startswith("_")]
+        attrs = _PUBLIC_CACHE[key] = {n: getattr(module, n) for n in names if n not in drop and hasattr(module, n)}
+    return attrs
+
+
+def _fresh(value: Any) -> Any:
+    return value.copy() if type(value) in (list, dict, set, bytearray) else value
 
 
 def _attrgetter(*paths: str) -> Callable[[Any], Any]:
@@ -151,20 +170,22 @@ def build_factories(ctx: Any) -> dict[str, Callable[[], ModuleProxy]]:
         })
 
     def random_proxy() -> ModuleProxy:
-        rng = random.Random()
+        # A fixed seed per run: pass counts of programs that use `random` without seeding are
+        # reproducible (CPython would seed from the OS; `random.seed()` still does).
+        rng = random.Random(0)
         attrs = {n: getattr(rng, n) for n in _RANDOM_METHODS if hasattr(rng, n)}
         attrs["Random"] = random.Random
         attrs["SystemRandom"] = random.SystemRandom
         return ModuleProxy("random", attrs)
 
     def operator_proxy() -> ModuleProxy:
-        attrs = _public(operator, drop=("attrgetter", "methodcaller"))
+        attrs = dict(_public(operator, drop=("attrgetter", "methodcaller")))
         attrs["attrgetter"] = _attrgetter
         attrs["methodcaller"] = _methodcaller
         return ModuleProxy("operator", attrs)
 
     def collections_proxy() -> ModuleProxy:
-        attrs = _public(collections, drop=("abc",))
+        attrs = dict(_public(collections, drop=("abc",)))
         attrs["abc"] = ModuleProxy("collections.abc", _public(collections.abc))
         return ModuleProxy("collections", attrs)
 
@@ -182,7 +203,9 @@ def build_factories(ctx: Any) -> dict[str, Callable[[], ModuleProxy]]:
     def simple(module: Any, names: list[str] | None = None, drop: tuple[str, ...] = ()) -> Callable[[], ModuleProxy]:
         attrs = _public(module, names, drop)
         name = module.__name__
-        return lambda: ModuleProxy(name, dict(attrs))
+        # Mutable module-level values (`hashlib.algorithms_guaranteed` is a set) are copied
+        # per run, so one program cannot change what the next one sees.
+        return lambda: ModuleProxy(name, {k: _fresh(v) for k, v in attrs.items()})
 
     return {
         "math": simple(math),
@@ -234,7 +257,16 @@ ALLOWED_MODULES = (
 )
 
 
-def refuse_module(name: str) -> PolicyError:
-    return PolicyError(
-        f"import of module '{name}' is not allowed in the sandbox (allowed: {', '.join(ALLOWED_MODULES)})"
-    )
+def refuse_module(name: str) -> BaseException:
+    """The error for importing a module the sandbox does not provide. A standard-library module
+    (or the sandbox's own package) is a refusal that ends the run; any other name is, as in a
+    Python without that package installed, a catchable ModuleNotFoundError (programs do
+    `try: import numpy except ImportError: ...`). Nothing is imported either way."""
+    top = name.split(".")[0]
+    if top in ALLOWED_MODULES:
+        return ModuleNotFoundError(f"No module named '{name}'")
+    if top in sys.stdlib_module_names or top.startswith("_") or top == "prefcurate":
+        return PolicyError(
+            f"import of module '{name}' is not allowed in the sandbox (allowed: {', '.join(ALLOWED_MODULES)})"
+        )
+    return ModuleNotFoundError(f"No module named '{name}' (the sandbox has no third-party packages)")

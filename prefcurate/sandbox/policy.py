@@ -10,21 +10,12 @@ from __future__ import annotations
 import _string
 from typing import Any
 
-# Dunder names that may be read: the methods behind operators and protocols (`list.__add__`,
-# `s.__contains__`: real solutions pass them to map/sorted), which give nothing the operator
-# itself does not; harmless metadata; and base-class initialisers (`super().__init__(...)`).
-# Everything else dunder (`__class__`, `__dict__`, `__globals__`, `__subclasses__`,
-# `__getattribute__`, `__setattr__`, `__reduce_ex__`, `__self__`, `__code__`...) is refused.
-_OPERATOR_DUNDERS = """
-add radd iadd sub rsub isub mul rmul imul truediv rtruediv itruediv floordiv rfloordiv ifloordiv
-mod rmod imod pow rpow ipow divmod rdivmod lshift rlshift ilshift rshift rrshift irshift and rand
-iand or ror ior xor rxor ixor matmul rmatmul imatmul neg pos abs invert round floor ceil trunc
-index int float complex bool str repr format hash bytes len length_hint iter next reversed
-contains getitem setitem delitem missing eq ne lt le gt ge enter exit sizeof call
-"""
-READABLE_DUNDERS = frozenset(
-    {f"__{n}__" for n in _OPERATOR_DUNDERS.split()} | {"__init__", "__name__", "__qualname__", "__doc__"}
-)
+# Dunder names that may be read, by any route. Everything else dunder (`__class__`, `__dict__`,
+# `__globals__`, `__subclasses__`, `__getattribute__`, `__reduce_ex__`, `__self__`, `__code__`,
+# and the operator methods such as `list.__add__`: use `a + b` or `operator.add`) is refused.
+# `__init__` is what `super().__init__(...)` / `Base.__init__(self)` need; it yields a method
+# whose own dunders are refused in turn. The names are plain strings.
+READABLE_DUNDERS = frozenset({"__init__", "__name__", "__qualname__", "__doc__"})
 
 # Non-dunder attributes that expose interpreter internals (frames, code, generator state).
 BLOCKED_ATTRS = frozenset({
@@ -35,6 +26,11 @@ BLOCKED_ATTRS = frozenset({
     "f_trace_lines", "f_trace_opcodes", "tb_frame", "tb_next", "tb_lasti", "tb_lineno",
     "co_code", "co_consts", "co_names", "co_varnames", "co_filename",
 })
+# Single-underscore names are the private state of whoever defined them. The program may use
+# its own (`self._cache`, `f._memo`), never a library's (`random._os`, `Enum._member_map_`):
+# a host object's private attributes reach modules and process-wide mutable state. These few
+# are public API despite the underscore (namedtuple classes are made by the host).
+PUBLIC_PRIVATES = frozenset({"_asdict", "_replace", "_fields", "_make"})
 # Methods of host classes that mutate process-wide state (ABC registries).
 BLOCKED_ON_HOST_TYPES = frozenset({"register"})
 
@@ -76,15 +72,48 @@ def is_str_like(obj: Any) -> bool:
     return type in _mro(t) and str in _mro(obj)
 
 
+def is_private(name: str) -> bool:
+    return name.startswith("_") and not is_dunder(name) and name not in PUBLIC_PRIVATES
+
+
+def owns(obj: Any) -> bool:
+    """True if `obj` is the program's own: one of its functions, one of its classes (or a class
+    derived from one), an instance of those, or a module proxy. Decided from the true types."""
+    classes = current.classes
+    if classes is None:
+        return False
+    t = type(obj)
+    if t is current.proxy_type or obj in current.functions:
+        return True
+    for c in _mro(t):
+        if c in classes:
+            return True
+    if type in _mro(t):
+        for c in _mro(obj):
+            if c in classes:
+                return True
+    return False
+
+
+def check_private(obj: Any, name: str) -> None:
+    if not owns(obj):
+        raise PolicyError(
+            f"access to private attribute '{name}' of a {type(obj).__name__} object is not allowed in the "
+            "sandbox (only on the program's own classes, instances and functions)"
+        )
+
+
 def check_format_string(fmt: str) -> None:
     """Refuse `str.format` field paths that read attributes the policy forbids
-    (`'{0.__class__}'`), including fields nested in format specs."""
+    (`'{0.__class__}'`, `'{0._private}'`), including fields nested in format specs."""
     for _literal, field, spec, _conv in _string.formatter_parser(fmt):
         if field is not None:
             _first, rest = _string.formatter_field_name_split(field)
             for is_attr, key in rest:
                 if is_attr:
                     check_read(key)
+                    if is_private(key):
+                        raise PolicyError(f"private attribute '{key}' in a format string is not allowed in the sandbox")
         if spec:
             check_format_string(spec)
 
@@ -108,6 +137,8 @@ def checked_getattr(obj: Any, name: str, *default: Any) -> Any:
     if type(name) is not str:
         raise TypeError("attribute name must be string")
     check_read(name)
+    if is_private(name):
+        check_private(obj, name)
     if name in ("format", "format_map") and is_str_like(obj):
         bound = safe_format if name == "format" else safe_format_map
         if isinstance(obj, type):
@@ -120,10 +151,17 @@ def checked_getattr(obj: Any, name: str, *default: Any) -> Any:
     return getattr(obj, name)
 
 
-# Set by the interpreter for the current run: classes the candidate created.
-_owned_classes: Any = None
+class _Current:
+    """What the running program owns; set by the interpreter before it runs code."""
+
+    classes: Any = None  # WeakSet of classes made by `class` statements
+    functions: Any = ()  # WeakSet of the program's functions
+    proxy_type: Any = None  # the ModuleProxy class
+
+
+current = _Current()
 
 
 def getattr_static_owned(cls: type) -> bool:
-    owned = _owned_classes
+    owned = current.classes
     return owned is not None and cls in owned

@@ -1,6 +1,6 @@
 """The OS layer: a pool of pre-started, resource-limited worker processes.
 
-Each worker is a fresh `python -I` process (started with subprocess, close_fds, its own session,
+Each worker is a fresh `python -s -S -P` process (PYTHONHASHSEED=0) (started with subprocess, close_fds, its own session,
 stderr to /dev/null, a scrubbed environment) that talks length-prefixed JSON over its stdin and
 stdout pipes only. The parent enforces the wall-clock deadline: a worker that overruns is killed
 (SIGKILL to its process group) and replaced, so a single runaway C-level operation (`9**9**9`,
@@ -21,9 +21,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
 from . import plain
 from .result import (
@@ -66,7 +66,10 @@ class Worker:
             "from prefcurate.sandbox.worker import main; main(int(sys.argv[2]))"
         )
         self.proc = subprocess.Popen(
-            [sys.executable, "-I", "-S", "-c", code, _PACKAGE_ROOT, str(memory_mb)],
+            # Not -I: it implies -E, which ignores PYTHONHASHSEED (the order of a set of strings
+            # must not change between runs). -s -S -P give the same isolation of sys.path and the
+            # environment is built here from scratch, so no other PYTHON* variable reaches it.
+            [sys.executable, "-s", "-S", "-P", "-c", code, _PACKAGE_ROOT, str(memory_mb)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -163,14 +166,14 @@ class SandboxPool:
         self._started = False
 
     # -- lifecycle -------------------------------------------------------------------
-    def start(self) -> "SandboxPool":
+    def start(self) -> SandboxPool:
         if not self._started:
             self._started = True
             for _ in range(self.size):
                 self._idle.put(self._spawn())
         return self
 
-    def __enter__(self) -> "SandboxPool":
+    def __enter__(self) -> SandboxPool:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -280,7 +283,8 @@ class SandboxPool:
         status, reason = OK, ""
 
         def finish(status: str, reason: str, fill: str) -> RunResult:
-            done = tuple(u if u is not None else UnitResult(fill, reason) for u in units)
+            # Units the run never reached get the run's reason.
+            done = tuple(u if u is not None else UnitResult(fill, "not run: " + reason if reason else "") for u in units)
             return RunResult(status, reason, done, "".join(out), time.monotonic() - start)
 
         try:

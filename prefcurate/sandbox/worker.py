@@ -15,6 +15,7 @@ import decimal
 import gc
 import json
 import os
+import re
 import resource
 import struct
 import sys
@@ -202,6 +203,9 @@ def run_job(chan: Channel, job: dict) -> bool:
             interp.close()
             for clear in getattr(typing, "_cleanups", []):
                 clear()
+            # The regex cache keeps the program's pattern strings (and so their interning)
+            # alive; dropping it keeps a job's result independent of the jobs before it.
+            re.purge()
             gc.collect()
         except BaseException:
             pass
@@ -238,11 +242,17 @@ def serve(chan: Channel) -> None:
 def main(memory_mb: int = 512) -> None:
     chan = _confine_early()
     # Import everything a program may use now, while files can still be opened.
-    from . import interpreter  # noqa: F401
     import _strptime  # noqa: F401 - time.strptime / datetime.strptime import it lazily
     import encodings.idna  # noqa: F401
 
+    from . import interpreter  # noqa: F401
+
     interpreter.Interpreter(max_steps=10).ctx.import_module("re")  # warm the proxies' code paths
+    # Everything alive now is the worker's own and lives as long as it: move it out of the
+    # collector's sight, so the per-job gc.collect() (which runs a program's finalizers
+    # inside its own job) scans only what that job created (~5 ms -> <1 ms per program).
+    gc.collect()
+    gc.freeze()
     _drop_privileges()
     threading.stack_size(THREAD_STACK)
     t = threading.Thread(target=serve, args=(chan,), daemon=False)

@@ -104,7 +104,7 @@ def _load_builtin_signals() -> None:
     # Importing the modules registers them; heavy dependencies stay lazy inside each module.
     import importlib
 
-    for module in ("score_gap", "logprob_margin", "test_pass", "reward_margin", "implicit_reward"):
+    for module in ("score_gap", "logprob_margin", "test_pass", "reward_margin", "implicit_reward", "split"):
         try:
             importlib.import_module(f"{__name__}.{module}")
         except ModuleNotFoundError as exc:

@@ -1,0 +1,469 @@
+"""Compiling functions (argument binding with CPython's rules and messages, the recursion
+limit), classes (real classes, made by the real metaclass) and generator bodies (compiled
+into Python generators so send/throw/close/yield from behave as in CPython)."""
+
+from __future__ import annotations
+
+import ast
+import types
+from collections.abc import Callable
+from typing import Any
+
+from .policy import SandboxAbort, StepLimit
+from .runtime import BREAK, CONTINUE, RETURN, Ctx, Env, Fn, _matches, _refuse
+from .scope import Scope, _contains_yield, collect_scope
+
+
+class FunctionCompiler:
+    """Mixin of `Compiler`: functions, lambdas' bodies, classes, generator bodies."""
+
+    ctx: Ctx
+    scope: Scope
+    qual: list[str]
+    in_class_body: bool
+
+    # -- functions and classes ---------------------------------------------------------------
+    def s_FunctionDef(self, node: ast.FunctionDef) -> Fn:
+        make = self.function(node, node.name, node.args, node.body, node.decorator_list, returns=node.returns)
+        store = self.store_name(node.name)
+
+        def def_(env: Env) -> None:
+            store(env, make(env))
+
+        return def_
+
+    def function(
+        self,
+        node: ast.AST,
+        name: str,
+        args: ast.arguments,
+        body: list[ast.stmt],
+        decorators: list[ast.expr],
+        is_lambda: bool = False,
+        returns: ast.expr | None = None,
+    ) -> Fn:
+        ctx = self.ctx
+        decos = tuple(self.expr(d) for d in decorators)
+        defaults = tuple(self.expr(d) for d in args.defaults)
+        kw_defaults = tuple((a.arg, self.expr(d)) for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=False) if d is not None)
+        # Annotations are evaluated at definition time, as CPython does (and then dropped).
+        ann_nodes = [a.annotation for a in (*args.posonlyargs, *args.args, *args.kwonlyargs) if a.annotation]
+        for extra in (args.vararg, args.kwarg):
+            if extra is not None and extra.annotation is not None:
+                ann_nodes.append(extra.annotation)
+        if returns is not None:
+            ann_nodes.append(returns)
+        anns = () if self.scope.future_annotations else tuple(self.expr(a) for a in ann_nodes)
+
+        outer = self.scope
+        scope = Scope("function", outer)
+        params = [a.arg for a in (*args.posonlyargs, *args.args)]
+        kwonly = [a.arg for a in args.kwonlyargs]
+        scope.assigned.update(params, kwonly)
+        if args.vararg:
+            scope.assigned.add(args.vararg.arg)
+        if args.kwarg:
+            scope.assigned.add(args.kwarg.arg)
+        scope.firstarg = params[0] if params else (args.vararg.arg if args.vararg else None)
+        collect_scope(scope, body)
+        for p in (*params, *kwonly):
+            if p in scope.globals or p in scope.nonlocals:
+                raise _refuse(node, f"name '{p}' is parameter and global/nonlocal")
+        is_gen = _contains_yield(body)
+        qual = ".".join([*self.qual, name])
+        self.scope = scope
+        self.qual.append(name if is_lambda else name)
+        self.qual.append("<locals>")
+        in_class = self.in_class_body
+        self.in_class_body = False
+        try:
+            code = self.gen_block(body) if is_gen else self.block(body)
+        finally:
+            self.scope = outer
+            self.qual.pop()
+            self.qual.pop()
+            self.in_class_body = in_class
+        doc = None
+        if not is_lambda and body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+            if isinstance(body[0].value.value, str):
+                doc = body[0].value.value
+        binder_factory = _binder(name, args)
+        parent_fn_like = outer.fn_like
+        max_depth = ctx.max_depth
+        modname = ctx.module_name
+
+        def make(env: Env) -> Any:
+            decorators = [d(env) for d in decos]
+            dvals = tuple(d(env) for d in defaults)
+            kwd = {k: f(env) for k, f in kw_defaults}
+            for a in anns:
+                a(env)
+            bind = binder_factory(dvals, kwd)
+            up = (env.l,) + env.up if parent_fn_like else env.up
+            g = env.g
+            cls = env.cls
+            if is_gen:
+
+                def gen_run(e: Env) -> Any:
+                    r = yield from code(e)
+                    return e.ret if r is RETURN else None
+
+                def fn(*a: Any, **k: Any) -> Any:
+                    return gen_run(Env(bind(a, k), up, g, cls))
+
+            else:
+
+                def fn(*a: Any, **k: Any) -> Any:
+                    e = Env(bind(a, k), up, g, cls)
+                    ctx.depth += 1
+                    if ctx.depth > max_depth:
+                        ctx.depth -= 1
+                        raise RecursionError("maximum recursion depth exceeded")
+                    try:
+                        r = code(e)
+                    finally:
+                        ctx.depth -= 1
+                    return e.ret if r is RETURN else None
+
+            fn.__name__ = name
+            fn.__qualname__ = qual
+            fn.__doc__ = doc
+            fn.__module__ = modname
+            ctx.functions.add(fn)
+            result: Any = fn
+            for d in reversed(decorators):
+                result = d(result)
+            return result
+
+        return make
+
+    def s_ClassDef(self, node: ast.ClassDef) -> Fn:
+        ctx = self.ctx
+        if any(isinstance(b, ast.Starred) for b in node.bases):
+            raise _refuse(node, "starred base classes are not supported by the sandbox")
+        for k in node.keywords:
+            if k.arg == "metaclass" or k.arg is None:
+                raise _refuse(node, "custom metaclasses are not allowed in the sandbox")
+        bases = tuple(self.expr(b) for b in node.bases)
+        kwds = tuple((k.arg, self.expr(k.value)) for k in node.keywords)
+        decos = tuple(self.expr(d) for d in node.decorator_list)
+        outer = self.scope
+        scope = Scope("class", outer)
+        collect_scope(scope, node.body)
+        name = node.name
+        qual = ".".join([*self.qual, name])
+        self.scope = scope
+        self.qual.append(name)
+        in_class = self.in_class_body
+        self.in_class_body = True
+        try:
+            body = self.block(node.body)
+        finally:
+            self.scope = outer
+            self.qual.pop()
+            self.in_class_body = in_class
+        doc = None
+        if node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant):
+            if isinstance(node.body[0].value.value, str):
+                doc = node.body[0].value.value
+        store = self.store_name(name)
+        parent_fn_like = outer.fn_like
+        modname = ctx.module_name
+
+        def class_(env: Env) -> None:
+            decorators = [d(env) for d in decos]
+            orig_bases = tuple(b(env) for b in bases)
+            kw = {k: v(env) for k, v in kwds}
+            resolved = types.resolve_bases(orig_bases)
+            meta, ns, kw = types.prepare_class(name, resolved, kw)
+            ns["__module__"] = modname
+            ns["__qualname__"] = qual
+            if doc is not None:
+                ns["__doc__"] = doc
+            cell: list = [None]
+            up = (env.l,) + env.up if parent_fn_like else env.up
+            r = body(Env(ns, up, env.g, cell))
+            if r is not None:
+                raise SyntaxError("'return' outside function")
+            if resolved is not orig_bases:
+                ns["__orig_bases__"] = orig_bases
+            cls = meta(name, resolved, ns, **kw)
+            cell[0] = cls
+            ctx.classes.add(cls)
+            for d in reversed(decorators):
+                cls = d(cls)
+            store(env, cls)
+
+        return class_
+
+    # -- generator bodies --------------------------------------------------------------------
+    def gen_block(self, stmts: list[ast.stmt]) -> Fn:
+        """Compile statements into a Python generator function; statements that contain no
+        yield run as ordinary closures inside it."""
+        items = tuple((_contains_yield([s]), self.gen_stmt(s) if _contains_yield([s]) else self.stmt(s)) for s in stmts)
+        ctx = self.ctx
+        n = len(items)
+
+        def run(env: Env) -> Any:
+            ctx.steps -= n
+            if ctx.steps < 0:
+                raise StepLimit(f"step budget of {ctx.max_steps:,} exceeded")
+            for is_gen, s in items:
+                if is_gen:
+                    r = yield from s(env)
+                else:
+                    r = s(env)
+                if r is not None:
+                    return r
+            return None
+
+        return run
+
+    def gen_value(self, node: ast.expr) -> Fn:
+        """A generator closure producing the value of a yield / yield from expression."""
+        if isinstance(node, ast.Yield):
+            value = self.expr(node.value) if node.value is not None else None
+
+            def yield_(env: Env) -> Any:
+                sent = yield (value(env) if value is not None else None)
+                return sent
+
+            return yield_
+        if isinstance(node, ast.YieldFrom):
+            source = self.expr(node.value)
+
+            def yield_from(env: Env) -> Any:
+                return (yield from source(env))
+
+            return yield_from
+        raise _refuse(node, "'yield' inside a larger expression is not supported by the sandbox "
+                            "(use it as a statement, an assignment value or a return value)")
+
+    def gen_stmt(self, node: ast.stmt) -> Fn:
+        if isinstance(node, ast.Expr):
+            value = self.gen_value(node.value)
+
+            def expr_stmt(env: Env) -> Any:
+                yield from value(env)
+                return None
+
+            return expr_stmt
+        if isinstance(node, ast.Assign):
+            value = self.gen_value(node.value)
+            targets = tuple(self.assign_target(t) for t in node.targets)
+
+            def assign(env: Env) -> Any:
+                v = yield from value(env)
+                for t in targets:
+                    t(env, v)
+                return None
+
+            return assign
+        if isinstance(node, ast.Return) and node.value is not None:
+            value = self.gen_value(node.value)
+
+            def ret(env: Env) -> Any:
+                env.ret = yield from value(env)
+                return RETURN
+
+            return ret
+        if isinstance(node, ast.If):
+            test = self.expr(node.test)
+            body = self.gen_block(node.body)
+            orelse = self.gen_block(node.orelse) if node.orelse else None
+
+            def if_(env: Env) -> Any:
+                if test(env):
+                    return (yield from body(env))
+                if orelse is not None:
+                    return (yield from orelse(env))
+                return None
+
+            return if_
+        if isinstance(node, (ast.For, ast.While)):
+            is_for = isinstance(node, ast.For)
+            head = self.iter_expr(node.iter) if is_for else self.expr(node.test)  # type: ignore[union-attr]
+            assign = self.assign_target(node.target) if is_for else None  # type: ignore[union-attr]
+            body = self.gen_block(node.body)
+            orelse = self.gen_block(node.orelse) if node.orelse else None
+
+            def loop(env: Env) -> Any:
+                if is_for:
+                    for x in head(env):
+                        assign(env, x)  # type: ignore[misc]
+                        r = yield from body(env)
+                        if r is not None:
+                            if r is BREAK:
+                                return None
+                            if r is CONTINUE:
+                                continue
+                            return r
+                else:
+                    while head(env):
+                        r = yield from body(env)
+                        if r is not None:
+                            if r is BREAK:
+                                return None
+                            if r is CONTINUE:
+                                continue
+                            return r
+                if orelse is not None:
+                    return (yield from orelse(env))
+                return None
+
+            return loop
+        if isinstance(node, ast.Try):
+            body = self.gen_block(node.body)
+            handlers = tuple(
+                (self.expr(h.type) if h.type is not None else None, self.store_name(h.name) if h.name else None,
+                 self.gen_block(h.body))
+                for h in node.handlers
+            )
+            orelse = self.gen_block(node.orelse) if node.orelse else None
+            final = self.gen_block(node.finalbody) if node.finalbody else None
+
+            def try_(env: Env) -> Any:
+                try:
+                    r = yield from body(env)
+                except SandboxAbort:
+                    raise
+                except BaseException as e:
+                    for typ, store, hbody in handlers:
+                        if typ is None or _matches(e, typ(env)):
+                            if store is not None:
+                                store(env, e)
+                            return (yield from hbody(env))
+                    raise
+                if r is not None:
+                    return r
+                if orelse is not None:
+                    return (yield from orelse(env))
+                return None
+
+            if final is None:
+                return try_
+
+            def try_finally(env: Env) -> Any:
+                try:
+                    r = yield from try_(env)
+                except SandboxAbort:
+                    raise
+                except BaseException:
+                    f = yield from final(env)  # type: ignore[misc]
+                    if f is not None:
+                        return f
+                    raise
+                f = yield from final(env)  # type: ignore[misc]
+                return f if f is not None else r
+
+            return try_finally
+        if isinstance(node, ast.With):
+            if len(node.items) != 1:
+                raise _refuse(node, "'yield' inside a multi-item 'with' is not supported by the sandbox")
+            item = node.items[0]
+            mgr_fn = self.expr(item.context_expr)
+            target = self.assign_target(item.optional_vars) if item.optional_vars is not None else None
+            body = self.gen_block(node.body)
+
+            def with_(env: Env) -> Any:
+                mgr = mgr_fn(env)
+                t = type(mgr)
+                enter, exit_ = t.__enter__, t.__exit__
+                v = enter(mgr)
+                if target is not None:
+                    target(env, v)
+                try:
+                    r = yield from body(env)
+                except SandboxAbort:
+                    raise
+                except BaseException as e:
+                    if not exit_(mgr, type(e), e, None):
+                        raise
+                    return None
+                exit_(mgr, None, None, None)
+                return r
+
+            return with_
+        raise _refuse(node, f"'yield' inside a '{type(node).__name__}' statement is not supported by the sandbox")
+
+
+def _binder(fname: str, args: ast.arguments) -> Callable[[tuple, dict], Callable[[tuple, dict], dict]]:
+    """Argument binding with CPython's rules and messages (positional-only, defaults,
+    *args, keyword-only, **kwargs); a fast path for plain positional calls."""
+    posonly = [a.arg for a in args.posonlyargs]
+    pos = posonly + [a.arg for a in args.args]
+    npos = len(pos)
+    kwonly = [a.arg for a in args.kwonlyargs]
+    vararg = args.vararg.arg if args.vararg else None
+    kwarg = args.kwarg.arg if args.kwarg else None
+    keywordable = set(pos[len(posonly):]) | set(kwonly)
+    simple = not posonly and not kwonly and not vararg and not kwarg
+    pos_t = tuple(pos)
+
+    def factory(defaults: tuple, kwdefaults: dict) -> Callable[[tuple, dict], dict]:
+        ndef = len(defaults)
+        first_default = npos - ndef
+
+        def slow(a: tuple, k: dict) -> dict:
+            n = len(a)
+            if n > npos and vararg is None:
+                given = "was" if n == 1 else "were"
+                takes = f"{npos}" if not ndef else f"from {first_default} to {npos}"
+                raise TypeError(
+                    f"{fname}() takes {takes} positional argument{'s' if npos != 1 else ''} but {n} {given} given"
+                )
+            loc = dict(zip(pos_t, a, strict=False))
+            if vararg is not None:
+                loc[vararg] = tuple(a[npos:])
+            extra: dict | None = {} if kwarg is not None else None
+            for key, v in k.items():
+                if key in keywordable:
+                    if key in loc:
+                        raise TypeError(f"{fname}() got multiple values for argument '{key}'")
+                    loc[key] = v
+                elif extra is not None:
+                    extra[key] = v
+                elif key in posonly:
+                    raise TypeError(f"{fname}() got some positional-only arguments passed as keyword arguments: '{key}'")
+                else:
+                    raise TypeError(f"{fname}() got an unexpected keyword argument '{key}'")
+            missing = []
+            for i in range(n, npos):
+                p = pos_t[i]
+                if p not in loc:
+                    if i >= first_default:
+                        loc[p] = defaults[i - first_default]
+                    else:
+                        missing.append(p)
+            if missing:
+                names = " and ".join(f"'{m}'" for m in missing) if len(missing) <= 2 else ", ".join(f"'{m}'" for m in missing)
+                raise TypeError(
+                    f"{fname}() missing {len(missing)} required positional argument{'s' if len(missing) > 1 else ''}: {names}"
+                )
+            kmissing = []
+            for p in kwonly:
+                if p not in loc:
+                    if p in kwdefaults:
+                        loc[p] = kwdefaults[p]
+                    else:
+                        kmissing.append(p)
+            if kmissing:
+                raise TypeError(
+                    f"{fname}() missing {len(kmissing)} required keyword-only argument{'s' if len(kmissing) > 1 else ''}: "
+                    + " and ".join(f"'{m}'" for m in kmissing)
+                )
+            if extra is not None:
+                loc[kwarg] = extra  # type: ignore[index]
+            return loc
+
+        if simple:
+
+            def fast(a: tuple, k: dict) -> dict:
+                if not k and len(a) == npos:
+                    return dict(zip(pos_t, a, strict=False))
+                return slow(a, k)
+
+            return fast
+        return slow
+
+    return factory

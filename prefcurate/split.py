@@ -1,0 +1,85 @@
+"""Held-out split by prompt: all pairs of one prompt land on the same side.
+
+A prompt yields up to 3 pairs (top-vs-rest pairing), so splitting by row would put near-copies
+of a training pair into the held-out set. The split is a signal (`split_v1`, field `split` with
+values `train` / `holdout`) so it is an ordinary versioned sidecar: `partition` drops held-out
+pairs from the buckets and the trainers evaluate on them.
+
+Which prompts are held out: prompts are ranked by a hash of (seed, prompt_id) and the first
+`round(holdout * prompts)` of them (at least one) are held out. The count is exact, the result
+does not depend on row order, and growing a dataset keeps most earlier held-out prompts held out
+(a new prompt only enters if its hash ranks among the lowest).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .errors import ConfigError
+from .store import Store, VersionRef
+
+TRAIN, HOLDOUT = "train", "holdout"
+
+
+def check_fraction(holdout: float) -> None:
+    if not (0.0 < holdout < 1.0):
+        raise ConfigError(f"--holdout is a fraction of prompts between 0 and 1 (exclusive), got {holdout:g}")
+
+
+def _rank_key(seed: int, prompt_id: str) -> str:
+    return hashlib.blake2b(f"{seed}\x1f{prompt_id}".encode(), digest_size=8).hexdigest()
+
+
+def held_out_prompts(prompt_ids: list[str], holdout: float, seed: int) -> set[str]:
+    """The prompt ids held out: the `round(holdout * n)` (at least 1) lowest-ranked distinct prompts."""
+    check_fraction(holdout)
+    unique = sorted(set(prompt_ids))
+    if len(unique) < 2:
+        raise ConfigError(f"a held-out split needs at least 2 distinct prompts, the dataset has {len(unique)}")
+    n_hold = min(max(1, round(holdout * len(unique))), len(unique) - 1)
+    ranked = sorted(unique, key=lambda p: (_rank_key(seed, p), p))
+    return set(ranked[:n_hold])
+
+
+def assign_split(prompt_ids: list[str], holdout: float, seed: int) -> pa.Array:
+    """`train` / `holdout` per row, by the row's prompt."""
+    held = held_out_prompts(prompt_ids, holdout, seed)
+    return pa.array([HOLDOUT if p in held else TRAIN for p in prompt_ids], pa.string())
+
+
+@dataclass
+class SplitResult:
+    ref: VersionRef
+    reused: bool
+    pairs: int
+    holdout_pairs: int
+    prompts: int
+    holdout_prompts: int
+
+
+def split_dataset(
+    store: Store, dataset: str, *, holdout: float = 0.05, seed: int = 0, pairs_version: str | None = None, force: bool = False
+) -> SplitResult:
+    """Publish `scores/<dataset>/split_v1/<version>` (reused when the same split exists)."""
+    from .signals import run_signal
+    from .signals.split import Split
+
+    check_fraction(holdout)
+    ref, reused = run_signal(store, dataset, Split(holdout=holdout, seed=seed), pairs_version=pairs_version, force=force)
+    table = ref.read(["pair_id", "split_v1__split"])
+    pairs_ref = store.get("pairs", dataset, ref.manifest["inputs"]["pairs"]["version"])
+    prompts = pairs_ref.read(["pair_id", "prompt_id"]).join(table, "pair_id")
+    is_hold = pc.equal(prompts.column("split_v1__split"), HOLDOUT)
+    held = prompts.filter(is_hold)
+    return SplitResult(
+        ref,
+        reused,
+        pairs=prompts.num_rows,
+        holdout_pairs=held.num_rows,
+        prompts=len(pc.unique(prompts.column("prompt_id"))),
+        holdout_prompts=len(pc.unique(held.column("prompt_id"))),
+    )

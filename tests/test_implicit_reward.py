@@ -1,0 +1,58 @@
+"""implicit_reward_v1: beta * (log pi_policy - log pi_ref) from two reused log-prob runs."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from prefcurate.errors import ConfigError  # noqa: E402
+from prefcurate.logprob import LogprobScorer  # noqa: E402
+from prefcurate.signals import run_signal  # noqa: E402
+from prefcurate.signals.implicit_reward import ImplicitReward  # noqa: E402
+from prefcurate.signals.logprob_margin import LogprobMargin  # noqa: E402
+
+MAX_LENGTH = 64
+
+
+def implicit(policy: str, reference: str, beta: float = 0.1) -> ImplicitReward:
+    return ImplicitReward(policy=policy, reference=reference, beta=beta, dtype="fp32", max_length=MAX_LENGTH)
+
+
+def test_exactly_zero_when_policy_is_reference(tiny_model, pair_store) -> None:
+    store = pair_store()
+    ref, _ = run_signal(store, "toy", implicit(tiny_model, tiny_model))
+    t = ref.read()
+    for field in ("chosen", "rejected", "margin"):
+        assert set(t.column(f"implicit_reward_v1__{field}").to_pylist()) == {0.0}
+    assert set(t.column("implicit_reward_v1__correct").to_pylist()) == {False}  # a tie is never correct
+    assert ref.manifest["policy"]["signal_version"] == ref.manifest["reference"]["signal_version"]
+
+
+def test_equals_direct_computation_and_reuses_log_prob_runs(tiny_model, make_tiny_model, pair_store, monkeypatch) -> None:
+    policy = make_tiny_model(1)
+    store = pair_store()
+    lp = {m: run_signal(store, "toy", LogprobMargin(model=m, dtype="fp32", max_length=MAX_LENGTH))[0].read().to_pylist()
+          for m in (policy, tiny_model)}
+    calls: list[int] = []
+    monkeypatch.setattr(LogprobScorer, "score", lambda self, items, on_batch=None: calls.append(len(items)) or [])
+    ref, _ = run_signal(store, "toy", implicit(policy, tiny_model, beta=0.25))
+    assert calls == []  # both log-prob runs were reused, nothing scored again
+    assert ref.manifest["policy"]["reused"] and ref.manifest["reference"]["reused"]
+    assert ref.manifest["reference"]["model_fingerprint"]["model"] == tiny_model
+    rows = ref.read().to_pylist()
+    for row, p, r in zip(rows, lp[policy], lp[tiny_model], strict=True):
+        c = 0.25 * (p["logprob_margin_v1__chosen_logp"] - r["logprob_margin_v1__chosen_logp"])
+        j = 0.25 * (p["logprob_margin_v1__rejected_logp"] - r["logprob_margin_v1__rejected_logp"])
+        assert row["implicit_reward_v1__chosen"] == c and row["implicit_reward_v1__rejected"] == j
+        assert row["implicit_reward_v1__margin"] == c - j
+        assert row["implicit_reward_v1__correct"] is (c > j)
+    assert len({row["implicit_reward_v1__correct"] for row in rows}) == 2  # random models: both outcomes occur
+
+
+def test_needs_a_policy_and_a_positive_beta() -> None:
+    with pytest.raises(ConfigError, match="--by implicit-reward needs --policy MODEL"):
+        ImplicitReward()
+    with pytest.raises(ConfigError, match="--beta must be a positive number, got 0"):
+        ImplicitReward(policy="x", beta=0)

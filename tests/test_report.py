@@ -1,0 +1,97 @@
+"""The visual report: a self-contained HTML page with the expected figures and tables, for a bucket set,
+a dataset, and (delegated) a training run."""
+
+from __future__ import annotations
+
+import base64
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from prefcurate.cli import app
+from prefcurate.errors import ConfigError
+from prefcurate.report import load_report_data, rank_average, spearman, write_report
+from prefcurate.store import Store
+
+from .test_partition import rich_store
+
+pytest.importorskip("matplotlib")
+runner = CliRunner()
+PNG = re.compile(r"<figure id='([\w-]+)'><img alt='[^']*' src='data:image/png;base64,([A-Za-z0-9+/=]+)'>")
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
+    return rich_store(tmp_path_factory.mktemp("report") / "store")
+
+
+def figures(text: str) -> dict[str, bytes]:
+    return {fid: base64.b64decode(b64) for fid, b64 in PNG.findall(text)}
+
+
+def test_spearman_with_ties() -> None:
+    assert rank_average(np.array([3.0, 1.0, 3.0, 2.0])).tolist() == [3.5, 1.0, 3.5, 2.0]
+    x = np.array([1.0, 2.0, 3.0, 4.0, np.nan])
+    assert spearman(x, np.array([10.0, 20.0, 30.0, 40.0, 1.0])) == pytest.approx(1.0)
+    assert spearman(x, -x) == pytest.approx(-1.0)
+    assert spearman(np.array([1.0, 2.0]), np.array([2.0, 1.0])) is None  # too few pairs
+
+
+def test_bucket_set_report_has_every_figure_and_table(store: Store, tmp_path: Path) -> None:
+    out = write_report(store, "uf-cur", tmp_path / "r" / "report.html")
+    text = out.read_text()
+    figs = figures(text)
+    assert list(figs) == ["signal-histograms", "signal-scatter", "signal-correlation", "sources", "length-bias"]
+    for png in figs.values():
+        assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
+    assert "src='http" not in text and "<script" not in text  # self-contained
+    assert "<h1>prefcurate report: bucket set buckets/uf-cur/v1</h1>" in text
+    assert "strategy <b>quantile</b> by <b>score_gap_v1__gap</b>, easy = high; bucket 0 is the easiest." in text
+    # the buckets table from the manifest, the drops table from the pairs and bucket manifests
+    m = store.get("buckets", "uf-cur").manifest
+    b0 = m["buckets"][0]
+    assert f'<tr><td>0</td><td>21</td><td class="l">{b0["label"]}</td>' in text
+    drops = re.search(r'<table id="drops">(.*?)</table>', text).group(1)
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", drops)
+    assert cells == [
+        "pairs v1 (build)", "tie", "5",
+        "pairs v1 (build)", "empty_text", "1",
+        "uf-cur v1 (partition)", "holdout", "9",
+        "uf-cur v1 (partition)", "null_signal", "0",
+    ]
+    # score gap against log-prob margin, with their rank correlation in the title
+    data = load_report_data(store, "uf-cur")
+    rho = spearman(
+        np.asarray(data.rows.column("score_gap_v1__gap").to_pylist(), dtype=float),
+        np.asarray(data.rows.column("logprob_margin_v1__margin").to_pylist(), dtype=float),
+    )
+    assert data.rows.num_rows == 63 and 0.9 < rho < 1.0
+    assert "<h2>score_gap_v1__gap against logprob_margin_v1__margin</h2>" in text
+
+
+def test_dataset_report_groups_by_source(store: Store, tmp_path: Path) -> None:
+    text = write_report(store, "uf", tmp_path / "uf.html").read_text()
+    assert list(figures(text)) == ["signal-histograms", "signal-scatter", "signal-correlation", "sources", "length-bias"]
+    assert "<h1>prefcurate report: dataset pairs/uf/v1</h1>" in text and "<h2>Buckets</h2>" not in text
+    assert "72 pairs; inputs: pairs/uf/v1, scores/uf/logprob_margin_v1/v1, scores/uf/reward_margin_v1/v1, scores/uf/score_gap_v1/v1" in text
+    data = load_report_data(store, "uf")
+    assert data.bucket_ref is None and data.rows.num_rows == 72
+
+
+def test_report_cli_and_errors(store: Store, tmp_path: Path) -> None:
+    out = tmp_path / "cli.html"
+    res = runner.invoke(app, ["report", "uf-cur", "--out", str(out), "--store", str(store.root)], catch_exceptions=False)
+    assert res.exit_code == 0
+    assert res.stdout == f"Wrote {out} ({out.stat().st_size:,} bytes)\n"
+    with pytest.raises(ConfigError, match=r"^'nope' is neither a dataset nor a bucket set in store .* \(have: uf, uf-cur\)$"):
+        write_report(store, "nope", tmp_path / "x.html")
+    # a training run folder is handed to the trainers' run report
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text("{}")
+    res = runner.invoke(app, ["report", str(run), "--out", str(tmp_path / "run.html")])
+    assert res.exit_code == 1
+    assert res.stderr == f"Error: {run} is not a finished training run (no metrics.parquet; see `prefcurate train`)\n"

@@ -1,0 +1,171 @@
+"""The worker pool (reuse, replacement, ordering, determinism) and the plain-data boundary."""
+
+from __future__ import annotations
+
+import collections
+import decimal
+import fractions
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from prefcurate.sandbox import SandboxPool, plain, run_program
+from prefcurate.sandbox import pool as pool_module
+from prefcurate.sandbox.result import RunResult, UnitResult
+
+
+@pytest.fixture(scope="module")
+def pool():
+    with SandboxPool(workers=2, timeout=3.0) as p:
+        yield p
+
+
+def test_units_share_the_namespace_and_stream_in_order(pool: SandboxPool) -> None:
+    res = pool.run("xs = []\n", ["xs.append(1)\nassert xs == [1]", "assert xs == [1, 2]", "xs.append(2)\nprint(xs)\nassert len(xs) == 2"])
+    assert [u.status for u in res.units] == ["passed", "failed", "passed"]
+    assert res.units[1] == UnitResult("failed", "AssertionError: assert xs == [1, 2]")
+    assert (res.stdout, res.passed, res.failed, res.total) == ("[1, 2]\n", 2, 1, 3)
+
+
+def test_step_budget_inside_a_unit_stops_the_rest() -> None:
+    with SandboxPool(workers=1, timeout=5.0, max_steps=50_000) as small:
+        res = small.run("def spin():\n    while True:\n        pass\n", ["assert 1 == 1", "spin()", "assert 2 == 2"])
+    assert (res.status, res.reason) == ("timeout", "step budget of 50,000 exceeded")
+    assert res.units == (
+        UnitResult("passed"),
+        UnitResult("timeout", "step budget of 50,000 exceeded"),
+        UnitResult("timeout", "not run: step budget of 50,000 exceeded"),
+    )
+
+
+def test_map_keeps_input_order_and_matches_run(pool: SandboxPool) -> None:
+    jobs = [(f"def f():\n    return {i}\n", [f"assert f() == {i}", f"assert f() == {i + 1}"]) for i in range(40)]
+    jobs[7] = ("while True:\n    pass\n", ["assert True"])
+    results = list(pool.map(jobs, timeout=1.0))
+    assert [r.passed for r in results] == [0 if i == 7 else 1 for i in range(40)]
+    assert results[7].status == "timeout"
+    assert pool.run(*jobs[3]).units == results[3].units
+
+
+def test_killed_idle_worker_is_replaced() -> None:
+    with SandboxPool(workers=1, timeout=2.0) as one:
+        assert one.run("x = 1").status == "ok"
+        (w,) = one._all
+        os.kill(w.proc.pid, signal.SIGKILL)
+        w.proc.wait()
+        res = one.run("print('fresh')")
+        assert (res.status, res.stdout) == ("ok", "fresh\n")
+        assert {x.proc.pid for x in one._all} != {w.proc.pid}
+
+
+def test_workers_are_recycled_after_many_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pool_module, "MAX_RUNS_PER_WORKER", 2)
+    with SandboxPool(workers=1, timeout=2.0) as one:
+        pids = []
+        for _ in range(3):
+            one.run("x = 1")
+            pids.append(next(iter(one._all)).proc.pid if one._all else None)
+        res = one.run("print(1)")
+        assert res.stdout == "1\n"
+        assert len({p for p in pids if p is not None}) >= 2
+
+
+def test_closed_pool_refuses_work() -> None:
+    p = SandboxPool(workers=1)
+    p.start()
+    procs = [w.proc for w in p._all]
+    p.close()
+    assert all(proc.poll() is not None for proc in procs)
+    with pytest.raises(RuntimeError, match="SandboxPool is closed"):
+        p.run("x = 1")
+
+
+def test_run_program_one_shot() -> None:
+    res = run_program("def sq(x):\n    return x * x\n", ["assert sq(3) == 9"], timeout=3)
+    assert (res.status, res.passed, res.total) == ("ok", 1, 1)
+
+
+def test_hash_seed_and_random_are_fixed_across_worker_processes() -> None:
+    src = "import random\nprint(hash('abc'), list(set('sandbox determinism'.split())), random.random())\n"
+    outs = []
+    for _ in range(2):
+        with SandboxPool(workers=1) as one:
+            outs.append(one.run(src).stdout)
+    expected_hash = subprocess.run(
+        [sys.executable, "-c", "print(hash('abc'))"], capture_output=True, text=True, env={"PYTHONHASHSEED": "0"}, check=True
+    ).stdout.strip()
+    assert outs[0] == outs[1]
+    assert outs[0].split()[0] == expected_hash
+
+
+def test_result_counts_and_dict() -> None:
+    res = RunResult("ok", "", (UnitResult("passed"), UnitResult("failed", "m"), UnitResult("errored"), UnitResult("timeout")), "out", 0.1234567)
+    assert (res.passed, res.failed, res.errored, res.timed_out, res.total) == (1, 1, 1, 1, 4)
+    assert res.to_dict() == {
+        "status": "ok", "reason": "", "passed": 1, "failed": 1, "errored": 1, "timed_out": 1, "total": 4,
+        "duration_s": 0.123457, "stdout": "out",
+        "units": [{"status": "passed", "message": ""}, {"status": "failed", "message": "m"},
+                  {"status": "errored", "message": ""}, {"status": "timeout", "message": ""}],
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Plain data: what crosses from the worker to the parent
+
+
+@pytest.mark.parametrize("value", [
+    None, True, 0, -5, 2**80, -(2**70), 1.5, float("inf"), -0.0, 1 + 2j, "s", b"\x00\xff", [1, [2]], (1, "a"),
+    {1: "x", "k": [1.0]}, {1, 2}, frozenset({"a"}), collections.Counter("aab"), collections.OrderedDict(a=1),
+    collections.deque([1, 2]), fractions.Fraction(3, 7), decimal.Decimal("1.10"),
+    collections.defaultdict(int, {"a": 1}),
+])
+def test_plain_round_trip(value: object) -> None:
+    back = plain.decode(plain.encode(value))
+    assert back == value and type(back) is type(value)
+
+
+def test_plain_nan_round_trips() -> None:
+    back = plain.decode(plain.encode(float("nan")))
+    assert back != back
+
+
+class _Sub(int):
+    pass
+
+
+@pytest.mark.parametrize("value, why", [
+    (_Sub(1), "a _Sub object"),
+    (object(), "a object object"),
+    (print, "a builtin_function_or_method object"),
+    ([1, {2: {3: bytearray()}}], "a bytearray object"),
+])
+def test_not_plain(value: object, why: str) -> None:
+    with pytest.raises(plain.NotPlain, match=why):
+        plain.encode(value)
+
+
+def test_cycles_and_size_are_not_plain() -> None:
+    cyc: list = []
+    cyc.append(cyc)
+    with pytest.raises(plain.NotPlain, match="nested too deeply"):
+        plain.encode(cyc)
+    with pytest.raises(plain.NotPlain, match="too large"):
+        plain.encode(list(range(plain.MAX_NODES + 1)))
+
+
+def test_evaluate_trace() -> None:
+    assert plain.evaluate_trace(["cmp", [1, 2, 3], ["Lt", "Lt"]]) is True
+    assert plain.evaluate_trace(["cmp", [1, 2, 2], ["Lt", "Lt"]]) is False
+    assert plain.evaluate_trace(["cmp", [None, None], [["id", True]]]) is True
+    assert plain.evaluate_trace(["not", ["val", ["L", []]]]) is True
+    assert plain.evaluate_trace(["or", [["val", 0], ["val", 1]]]) is True
+    assert plain.evaluate_trace(["cmp", [1, ["L", [1, 2]]], ["In"]]) is True
+    with pytest.raises(ValueError, match="inconsistent short-circuit"):
+        plain.evaluate_trace(["or", [["val", 1], ["val", 1]]])
+    with pytest.raises(ValueError, match="malformed comparison"):
+        plain.evaluate_trace(["cmp", [1], ["Eq"]])
+    with pytest.raises(ValueError, match="unknown plain tag"):
+        plain.decode(["ZZ", 1])
