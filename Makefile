@@ -26,6 +26,7 @@ demo: install
 	PREFCURATE_PROGRESS=1 $(VENV)/bin/prefcurate demo
 
 test: install
+	$(VENV)/bin/ruff check prefcurate trainers tests benchmarks examples
 	$(PY) -m pytest -q -x --durations=15
 
 test-slow: install

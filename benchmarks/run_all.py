@@ -23,7 +23,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "build_scale": ("build_scale.py", [], ["--prompts", "8000", "--big", "0"]),
     "sandbox": ("sandbox.py", ["--exclude", "123"], ["--limit", "200", "--exclude", "123"]),
     "sandbox_fidelity": ("sandbox_fidelity.py", ["--sets", "humaneval,mbpp,sanitized"], ["--sets", "humaneval"]),
-    "logprob_vs_trl": ("logprob_vs_trl.py", [], ["--pairs", "32"]),
+    "logprob": ("logprob.py", ["--pairs", "200", "--shape", "both"], ["--pairs", "16", "--max-length", "256"]),
     "logprob_bf16_fp32": ("logprob_bf16_fp32.py", [], ["--pairs", "64"]),
 }
 

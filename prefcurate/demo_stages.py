@@ -8,6 +8,8 @@ stages use small slices of the data so the whole demo runs in minutes on 2 CPU c
 
 from __future__ import annotations
 
+import pyarrow as pa
+
 from .cli.app import render
 from .demo import DemoContext
 from .query import run_named, run_sql
@@ -18,6 +20,10 @@ CODE = "humaneval-codet"
 # Model stages score the first pairs only (sorted by pair id, so a fixed, unbiased slice); the
 # training stage injects these log-probs as its reference, so it uses the same max length.
 MAX_LENGTH = 256
+
+
+def show(ctx: DemoContext, table: pa.Table, title: str) -> None:
+    render(table, title=title, console=ctx.console)
 
 
 def _slice(ctx: DemoContext, full: int, quick: int) -> int:
@@ -48,9 +54,9 @@ def _print_build(ctx: DemoContext, label: str, reused: bool, counts: dict) -> No
 
 
 def sql_stage(ctx: DemoContext) -> None:
-    render(run_named(ctx.store, "overview"), title="prefcurate sql overview: pairs per dataset")
-    render(run_named(ctx.store, "sources"), title="prefcurate sql sources: pairs and mean score gap per source")
-    render(run_named(ctx.store, "drops"), title="prefcurate sql drops: what each build dropped, by reason")
+    show(ctx, run_named(ctx.store, "overview"), title="prefcurate sql overview: pairs per dataset")
+    show(ctx, run_named(ctx.store, "sources"), title="prefcurate sql sources: pairs and mean score gap per source")
+    show(ctx, run_named(ctx.store, "drops"), title="prefcurate sql drops: what each build dropped, by reason")
 
 
 def model_free_signals_stage(ctx: DemoContext) -> None:
@@ -61,7 +67,8 @@ def model_free_signals_stage(ctx: DemoContext) -> None:
     gap, _ = run_signal(ctx.store, UF, ScoreGap())
     ctx.console.print(f"{gap.label}: chosen_score - rejected_score for {gap.manifest['counts']['rows']} pairs")
     tests, _ = run_signal(ctx.store, CODE, TestPass(timeout=2.0, workers=2))
-    render(
+    show(
+        ctx,
         run_sql(
             ctx.store,
             "SELECT p.source, count(*) AS pairs, round(avg(t.test_pass_v1__chosen_passed), 2) AS chosen_passed, "
@@ -76,13 +83,13 @@ def _view(name: str) -> str:
     return name.replace("-", "_")
 
 
-def _logprob(ctx: DemoContext, dataset: str, first: int, max_length: int = MAX_LENGTH) -> str:
+def _logprob(ctx: DemoContext, dataset: str, first: int, max_length: int = MAX_LENGTH, dtype: str = "auto") -> str:
     """Score the first `first` pairs (by pair id) of `dataset` with the bundled model."""
     from .signals import run_signal
     from .signals.logprob_margin import LogprobMargin
 
     subset = _subset(ctx, dataset, first)
-    ref, reused = run_signal(ctx.store, subset, LogprobMargin(max_length=max_length))
+    ref, reused = run_signal(ctx.store, subset, LogprobMargin(max_length=max_length, dtype=dtype))
     verb = "reused" if reused else "wrote"
     ctx.console.print(
         f"{verb} {ref.label}: bundled SmolLM2-135M-Instruct, dtype {ref.manifest.get('dtype')}, "
@@ -128,9 +135,11 @@ def _subset(ctx: DemoContext, dataset: str, first: int) -> str:
 def logprob_stage(ctx: DemoContext) -> None:
     from .ranking import rank_pairs
 
-    subset = _logprob(ctx, UF, _slice(ctx, 48, 16))
+    # fp32, as the training stage runs: then its reference log-probs can be injected (bf16 weights
+    # and TRL's bf16 autocast differ by up to a nat on long completions; fp32 agrees to 1e-4).
+    subset = _logprob(ctx, UF, _slice(ctx, 40, 16), dtype="fp32")
     table, ref, field = rank_pairs(ctx.store, subset, "logprob-margin", top=5)
-    render(table, title=f"prefcurate rank {subset} --by logprob-margin --top 5 (largest margin = easiest)")
+    show(ctx, table, title=f"prefcurate rank {subset} --by logprob-margin --top 5 (largest margin = easiest)")
 
 
 def accuracy_stage(ctx: DemoContext) -> None:
@@ -138,7 +147,7 @@ def accuracy_stage(ctx: DemoContext) -> None:
 
     subset = _logprob(ctx, HH, _slice(ctx, 20, 8), max_length=512)  # multi-turn HH prompts are long
     column = "logprob_margin_v1__correct"
-    render(accuracy(ctx.store, subset, column), title="reference-free reward accuracy per HH-RLHF source (ties never count as correct)")
+    show(ctx, accuracy(ctx.store, subset, column), title="reference-free reward accuracy per HH-RLHF source (ties never count as correct)")
     ctx.console.print("sDPO order (easiest source first): " + " -> ".join(source_order(ctx.store, subset, column)))
 
 
@@ -162,7 +171,7 @@ def buckets_stage(ctx: DemoContext) -> None:
     # than max_length leaves no completion tokens to score).
     where = "logprob_margin_v1__chosen_logp IS NOT NULL AND logprob_margin_v1__rejected_logp IS NOT NULL" if scored else None
     result = partition(ctx.store, PartitionSpec(dataset, "uf-curriculum", by="score_gap_v1__gap", buckets=3, where=where))
-    render(result.bucket_table(), title=f"{result.ref.label}: 3 buckets by score gap (bucket 0 = easiest)")
+    show(ctx, result.bucket_table(), title=f"{result.ref.label}: 3 buckets by score gap (bucket 0 = easiest)")
     control = partition(ctx.store, PartitionSpec(dataset, "uf-random", strategy="random", like="uf-curriculum", seed=0))
     ctx.console.print(f"control arm: {control.ref.label} (same pairs and sizes, random order)")
     hh = f"{HH}-demo"
@@ -171,7 +180,7 @@ def buckets_stage(ctx: DemoContext) -> None:
             ctx.store,
             PartitionSpec(hh, "hh-sdpo", strategy="source", by="logprob_margin_v1__correct", order_by="accuracy"),
         )
-        render(sdpo.bucket_table(), title=f"{sdpo.ref.label}: one bucket per source, highest accuracy first (sDPO)")
+        show(ctx, sdpo.bucket_table(), title=f"{sdpo.ref.label}: one bucket per source, highest accuracy first (sDPO)")
     with_ref = "logprob_margin_v1" if scored else None
     exported = export(ctx.store, "uf-curriculum", ctx.out / "export-uf-curriculum", with_ref_logps=with_ref, overwrite=True)
     extra = " with reference log-probs" if with_ref else ""
@@ -193,10 +202,11 @@ def train_stage(ctx: DemoContext) -> None:
         steps=_slice(ctx, 2, 1),
         schedule="stepwise",
         max_length=MAX_LENGTH,
+        dtype="fp32",
         eval_pairs=_slice(ctx, 8, 4),
         echo=lambda line: ctx.console.print(line, markup=False, highlight=False),
     )
-    render(summary, title="stepwise DPO (sDPO) on the 3 buckets: per-stage held-out evaluation")
+    show(ctx, summary, title="stepwise DPO (sDPO) on the 3 buckets: per-stage held-out evaluation")
 
 
 STAGES = [

@@ -56,7 +56,7 @@ def progress_bar(description: str, total: float | None, *, rate_field: str | Non
         TimeRemainingColumn(),
     ]
     if rate_field:
-        columns.append(TextColumn("{task.fields[%s]}" % rate_field))
+        columns.append(TextColumn("{task.fields[" + rate_field + "]}"))
     with Progress(*columns, console=Console(stderr=True), transient=False) as progress:
         extra = {rate_field: ""} if rate_field else {}
         task = progress.add_task(description, total=total, **extra)

@@ -43,7 +43,7 @@ def publish_pairs(store: Store, table: pa.Table, dataset: str = "toy", fp: str =
 def test_ids_are_stable_and_distinct():
     p = [{"role": "user", "content": "hi"}]
     assert ids.prompt_id(p) == ids.prompt_id([{"content": "hi", "role": "user"}])
-    assert ids.prompt_id(p) == "a6a0fa2a21cc7c8d" or len(ids.prompt_id(p)) == 16
+    assert ids.prompt_id(p) == "1ac2e87f8841478a"  # pinned: ids must not change across releases or machines
     pid = ids.prompt_id(p)
     assert ids.completion_id(pid, "a") != ids.completion_id(pid, "b")
     # a boundary shift must change the id (separator between role and content)

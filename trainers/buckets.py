@@ -202,7 +202,6 @@ def load_holdout(holdout: Any, store: Store | None = None, dataset: str | None =
 def split_holdout(store: Store, dataset: str) -> tuple[pa.Table, str]:
     """The pairs of `dataset` that `prefcurate split` marked `holdout` (signal split_v1)."""
     from prefcurate.export import trl_table
-
     from prefcurate.signals import load_signal_columns
 
     if not store.versions("scores", f"{dataset}/split_v1"):

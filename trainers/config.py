@@ -143,21 +143,15 @@ class TrainConfig:
 
 
 def resolve_dtype(dtype: str) -> str:
-    """`auto` -> bf16 where it is fast (CUDA with bf16, or a CPU whose bf16 matmul beats fp32), else fp32."""
+    """`auto` -> bf16 where it is fast (CUDA with bf16, or a CPU whose bf16 matmul beats fp32), else fp32.
+
+    The same resolver as the log-prob signal (its probe is memoised per CPU), so a run and a signal
+    that both say `auto` agree on the dtype their fingerprints record."""
     if dtype != "auto":
         return dtype
-    import time
-
     import torch
 
-    if torch.cuda.is_available():
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    rates = {}
-    for name, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-        a, b = torch.randn(256, 256, dtype=dt), torch.randn(256, 256, dtype=dt)
-        a @ b
-        started = time.perf_counter()
-        for _ in range(8):
-            a @ b
-        rates[name] = time.perf_counter() - started
-    return "bf16" if rates["bf16"] * 1.5 < rates["fp32"] else "fp32"
+    from prefcurate.logprob import resolve_dtype as resolve_shared
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return resolve_shared("auto", device)[0]

@@ -15,13 +15,11 @@ import pyarrow as pa
 import typer
 from rich.console import Console
 from rich.table import Table
-from typer.core import TyperGroup
-
 from typer import Exit
+from typer.core import TyperGroup
 
 from ..errors import PrefcurateError
 from ..store import Store
-
 
 # `prefcurate --help` lists commands in pipeline order, not in the order modules register them.
 COMMAND_ORDER = (
@@ -105,8 +103,11 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def render(table: pa.Table, fmt: Format = Format.table, title: str | None = None, max_rows: int = 200) -> None:
+def render(
+    table: pa.Table, fmt: Format = Format.table, title: str | None = None, max_rows: int = 200, console: Console | None = None
+) -> None:
     """Print an Arrow table as a Rich table, CSV or JSON (one object per row, in a list)."""
+    console = console or out
     rows = table.to_pylist()
     if fmt is Format.json:
         sys.stdout.write(json.dumps(rows, ensure_ascii=False, default=str, indent=2) + "\n")
@@ -125,9 +126,9 @@ def render(table: pa.Table, fmt: Format = Format.table, title: str | None = None
         rich_table.add_column(name, justify="right" if numeric else "left", overflow="fold")
     for row in rows[:max_rows]:
         rich_table.add_row(*(_cell(row[c]) for c in table.column_names))
-    out.print(rich_table)
+    console.print(rich_table)
     if len(rows) > max_rows:
-        out.print(f"[dim]... {len(rows) - max_rows} more rows (use --format csv or json for all)[/dim]")
+        console.print(f"[dim]... {len(rows) - max_rows} more rows (use --format csv or json for all)[/dim]")
 
 
 def parse_key_values(items: list[str] | None, what: str = "--param") -> dict[str, str]:

@@ -17,7 +17,7 @@ and ``uf3`` (UltraFeedback-shaped: 3 pairs per prompt sharing the chosen complet
 same real texts by pairing each prompt's chosen with its own rejected and the next two prompts'
 rejected completions; TRL scores the shared chosen 3 times, prefcurate once).
 
-    .venv/bin/python benchmarks/logprob_vs_trl.py --pairs 200 --max-length 512
+    .venv/bin/python benchmarks/logprob.py --pairs 200 --max-length 512
 """
 
 from __future__ import annotations
