@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 
+import pytest
 from rich.console import Console
 
 from prefcurate.demo import run_demo
@@ -37,3 +38,21 @@ def test_model_free_demo_builds_buckets_export_and_report(tmp_path):
     run_demo(store, tmp_path / "out", console=Console(file=io.StringIO()), stages=stages)
     assert [v.version for v in store.versions("buckets", "uf-curriculum")] == ["v1"]
     assert [v.version for v in store.versions("pairs", "ultrafeedback")] == ["v1"]
+
+
+@pytest.mark.slow
+def test_whole_demo_quick_with_the_bundled_model(tmp_path):
+    """`prefcurate demo --quick`: every stage, the real bundled model, a short stepwise run."""
+    pytest.importorskip("trl")
+    from typer.testing import CliRunner
+
+    from prefcurate.cli import app
+
+    res = CliRunner().invoke(app, ["demo", "--quick", "--store", str(tmp_path / "store"), "--out", str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output
+    assert "note:" not in res.output  # no stage was skipped for a missing extra
+    assert "sDPO order (easiest source first):" in res.output
+    assert "reference log-probs injected from the export" in res.output
+    run = json.loads((tmp_path / "out" / "run-stepwise" / "run.json").read_text())
+    assert run["config"]["schedule"] == "stepwise"
+    assert Store(tmp_path / "store").versions("runs", "run-stepwise")

@@ -130,6 +130,65 @@ def test_interrupted_run_resumes_and_gives_identical_values(tiny_model, pair_sto
     assert got.read().equals(want)
 
 
+KILLED_CHILD = """
+import sys, time
+from pathlib import Path
+from prefcurate.logprob import LogprobScorer
+from prefcurate.signals import logprob_margin as lm, run_signal
+from prefcurate.signals.logprob_margin import LogprobMargin
+from prefcurate.store import Store
+
+lm.MIN_SHARD_ROWS = 4
+real, calls = LogprobScorer.score, []
+def score(self, items, on_batch=None):
+    calls.append(1)
+    if len(calls) == 3:  # two shards are on disk: say so, then hang until SIGKILL
+        Path(sys.argv[3]).write_text("ready")
+        time.sleep(600)
+    return real(self, items, on_batch)
+LogprobScorer.score = score
+run_signal(Store(sys.argv[1]), "toy", LogprobMargin(model=sys.argv[2], dtype="fp32", max_length=64, batch_tokens=128))
+"""
+
+
+def test_kill_9_mid_run_then_rerun_resumes_and_gives_identical_values(tiny_model, pair_store, tmp_path, monkeypatch) -> None:
+    import os
+    import signal as os_signal
+    import subprocess
+    import sys
+    import time
+
+    from prefcurate.store import Store
+
+    monkeypatch.setattr(lm, "MIN_SHARD_ROWS", 4)
+    table = pairs_table()
+    want = run_signal(pair_store(table), "toy", signal(tiny_model, batch_tokens=128))[0].read()
+    store = Store(tmp_path / "killed")
+    publish_pairs_table(store, table)
+    marker = tmp_path / "ready"
+    env = {**os.environ, "PREFCURATE_CACHE": os.environ.get("PREFCURATE_CACHE", str(tmp_path / "cache"))}
+    child = subprocess.Popen([sys.executable, "-c", KILLED_CHILD, str(store.root), tiny_model, str(marker)], env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while not marker.exists():
+            assert child.poll() is None, "the scoring process ended before it was killed"
+            assert time.monotonic() < deadline, "the scoring process never reached its third shard"
+            time.sleep(0.1)
+        child.send_signal(os_signal.SIGKILL)
+        child.wait(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == -os_signal.SIGKILL
+    assert store.versions("scores", "toy/logprob_margin_v1") == []  # nothing half-published
+    calls: list[int] = []
+    real = LogprobScorer.score
+    monkeypatch.setattr(LogprobScorer, "score", lambda self, items, on_batch=None: (calls.append(len(items)), real(self, items, on_batch))[1])
+    got, reused = run_signal(store, "toy", signal(tiny_model, batch_tokens=128))
+    assert not reused and calls == [4, 4]  # the two shards finished before the kill were not recomputed
+    assert got.read().equals(want)
+
+
 def test_option_errors_are_one_line(tiny_model) -> None:
     with pytest.raises(ConfigError, match="--dtype 'fp16' is not one of: auto, bf16, fp32"):
         LogprobMargin(dtype="fp16")
