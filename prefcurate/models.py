@@ -134,7 +134,8 @@ def model_fingerprint(spec: str | Path | None) -> dict[str, Any]:
         return {"model": f"bundled:{BUNDLED_NAME}", "file": BUNDLED_FILE, "model_sha256": _file_sha256_cached(path)}
     path = Path(spec).expanduser()
     if path.is_dir() and is_checkpoint(path):
-        return {"model": str(spec), "model_sha256": _checkpoint_sha256(path)}
+        # The resolved path, so `./m` and `/abs/m` name the same model (the hash decides equality anyway).
+        return {"model": str(path.resolve()), "model_sha256": _checkpoint_sha256(path)}
     if path.is_file() and path.suffix == ".gguf":
         return {"model": path.name, "model_sha256": _file_sha256_cached(path)}
     if path.exists():

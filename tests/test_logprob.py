@@ -149,7 +149,7 @@ def test_bad_scorer_options(tiny_fp32) -> None:
         LogprobScorer(model, tok, max_length=8, batch_tokens=0)
 
 
-def test_fingerprint_matches_the_trainers_and_follows_the_weights(tiny_model: str, make_tiny_model, tiny_fp32) -> None:
+def test_fingerprint_matches_the_trainers_and_follows_the_weights(tiny_model: str, make_tiny_model, tiny_fp32, monkeypatch) -> None:
     from trainers.checkpoint import chat_template_hash as trainers_hash
     from trainers.checkpoint import fingerprint_of
 
@@ -157,6 +157,10 @@ def test_fingerprint_matches_the_trainers_and_follows_the_weights(tiny_model: st
     assert fp == fingerprint_of(tiny_model, None, None) == model_fingerprint(tiny_model)
     assert fp["model"] == tiny_model and len(fp["model_sha256"]) == 64
     assert model_fingerprint(make_tiny_model(1))["model_sha256"] != fp["model_sha256"]
+    # a relative spelling of the same folder is the same model
+    parent = Path(tiny_model).parent
+    monkeypatch.chdir(parent)
+    assert model_fingerprint(f"./{Path(tiny_model).name}") == fp == fingerprint_of(Path(tiny_model).name, None, None)
     _, tok = tiny_fp32
     assert chat_template_hash(tok) == trainers_hash(tok) and len(chat_template_hash(tok)) == 16
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
@@ -40,29 +38,18 @@ def load_for_training(spec: str | Path | None) -> tuple[Any, Any]:
 
 
 def fingerprint_of(spec: str | Path | None, model: Any, tokenizer: Any) -> dict[str, Any]:
-    """What identifies the starting model (compared with a log-prob signal's manifest)."""
-    try:
-        from prefcurate.models import model_fingerprint
-    except ImportError:
-        model_fingerprint = None
-    if model_fingerprint is not None and not (spec is not None and is_checkpoint(spec)):
-        return dict(model_fingerprint(spec))
-    h = hashlib.sha256()
-    folder = Path(spec) if spec is not None else None
-    if folder is not None:
-        for f in sorted(folder.glob("*.safetensors")) + sorted(folder.glob("config.json")):
-            h.update(f.name.encode())
-            h.update(f.read_bytes())
-    return {"model": str(spec), "model_sha256": h.hexdigest()}
+    """What identifies the starting model (compared with a log-prob signal's manifest): the same
+    function the signal records, so the two agree for checkpoints, .gguf files, hub ids and the bundled model."""
+    from prefcurate.models import model_fingerprint
+
+    return dict(model_fingerprint(spec))
 
 
 def chat_template_hash(tokenizer: Any) -> str | None:
-    template = getattr(tokenizer, "chat_template", None)
-    if not template:
-        return None
-    if not isinstance(template, str):
-        template = json.dumps(template, sort_keys=True)
-    return hashlib.sha256(template.encode()).hexdigest()[:16]
+    """The log-prob signal's own recipe, so a run and a signal compare the same hash."""
+    from prefcurate.logprob import chat_template_hash as shared
+
+    return shared(tokenizer)
 
 
 def save_checkpoint(model: Any, tokenizer: Any, folder: Path) -> None:
