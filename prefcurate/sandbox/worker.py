@@ -255,8 +255,17 @@ def main(memory_mb: int = 512) -> None:
     gc.freeze()
     _drop_privileges()
     threading.stack_size(THREAD_STACK)
-    t = threading.Thread(target=serve, args=(chan,), daemon=False)
+    # The serving thread must exist before RLIMIT_NPROC=0 (which also forbids new threads), but it
+    # must not read a job until every limit is in place: it waits for this event.
+    limits_set = threading.Event()
+
+    def serve_when_confined() -> None:
+        limits_set.wait()
+        serve(chan)
+
+    t = threading.Thread(target=serve_when_confined, daemon=False)
     t.start()
     _set_limits(memory_mb)
+    limits_set.set()
     t.join()
     os._exit(0)
