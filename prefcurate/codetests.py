@@ -24,7 +24,8 @@ import ast
 import json
 import re
 import textwrap
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -311,3 +312,27 @@ def run_suites(pool: Any, jobs: Sequence[tuple[str, TestSuite]], *, timeout: flo
     payload = [(join_program(program, suite.setup), list(suite.units)) for program, suite in jobs]
     runs = pool.map(payload, timeout=timeout) if timeout is not None else pool.map(payload)
     return [count_result(run, suite) for run, (_, suite) in zip(runs, jobs, strict=False)]
+
+
+SuiteRunner = Callable[[Sequence[tuple[str, TestSuite]]], list[CompletionResult]]
+
+
+@contextmanager
+def lazy_suite_runner(workers: int | None, timeout: float) -> Iterator[SuiteRunner]:
+    """`run(jobs)` for resumable shard functions: the sandbox workers start on the first call (a run
+    whose shards are all on disk starts none) and stop when the block ends, also on Ctrl-C."""
+    from .sandbox import SandboxPool
+
+    pool: Any = None
+
+    def run(jobs: Sequence[tuple[str, TestSuite]]) -> list[CompletionResult]:
+        nonlocal pool
+        if pool is None:
+            pool = SandboxPool(workers=workers, timeout=timeout).start()
+        return run_suites(pool, jobs)
+
+    try:
+        yield run
+    finally:
+        if pool is not None:
+            pool.close()

@@ -148,13 +148,21 @@ def decide_dtype(*, cuda_bf16: bool | None, cpu_flags: set[str], speedup: Callab
     return "fp32", f"CPU has {'+'.join(native)} but measured bf16 matmul only {ratio:.1f}x fp32"
 
 
+DTYPE_CHOICES = ("auto", "bf16", "fp32")
+
+
+def check_dtype(dtype: str) -> None:
+    """Up-front check of a `--dtype` value (signals validate options before any work starts)."""
+    if dtype not in DTYPE_CHOICES:
+        raise ConfigError(f"--dtype {dtype!r} is not one of: {', '.join(DTYPE_CHOICES)}")
+
+
 def resolve_dtype(dtype: str, device: str = "cpu") -> tuple[str, str]:
     """`auto` -> ("fp32"|"bf16", reason). The CPU probe is memoised per CPU and torch version in the
     prefcurate cache folder, so reruns (and resumed runs) resolve the same way."""
-    if dtype in ("fp32", "bf16"):
-        return dtype, "asked for"
+    check_dtype(dtype)
     if dtype != "auto":
-        raise ConfigError(f"--dtype {dtype!r} is not one of: auto, bf16, fp32")
+        return dtype, "asked for"
     torch = require("torch", "choosing a dtype")
     if device.startswith("cuda"):
         return decide_dtype(cuda_bf16=bool(torch.cuda.is_bf16_supported()), cpu_flags=set(), speedup=lambda: 1.0)

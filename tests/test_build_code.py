@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 import prefcurate.builders.code as code_builder
+import prefcurate.codetests as codetests
 from prefcurate.builders.code import CodeBuildOptions, build_code, detect_format
 from prefcurate.cli import app
 from prefcurate.errors import ConfigError, InputError
@@ -132,7 +133,7 @@ def test_codet_subset_build_and_resume(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setattr(code_builder, "SHARD_ROWS", 16)
     calls: list[int] = []
     interrupted: list[bool] = []
-    real = code_builder.run_suites
+    real = codetests.run_suites  # the sandbox call behind every shard
 
     def flaky(pool, jobs, **kw):  # noqa: ANN001
         calls.append(len(jobs))
@@ -141,7 +142,7 @@ def test_codet_subset_build_and_resume(tmp_path: Path, monkeypatch: pytest.Monke
             raise KeyboardInterrupt
         return real(pool, jobs, **kw)
 
-    monkeypatch.setattr(code_builder, "run_suites", flaky)
+    monkeypatch.setattr(codetests, "run_suites", flaky)
     store = Store(tmp_path / "store")
     with pytest.raises(KeyboardInterrupt):
         build_code(store, CodeBuildOptions(**opts))

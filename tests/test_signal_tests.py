@@ -9,6 +9,7 @@ import pyarrow as pa
 import pytest
 from typer.testing import CliRunner
 
+import prefcurate.codetests as codetests
 import prefcurate.signals.test_pass as test_pass_module
 from prefcurate import ids
 from prefcurate.cli import app
@@ -95,7 +96,7 @@ def test_resumes_after_interruption(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     store = Store(tmp_path / "store")
     publish_pairs(store)
     monkeypatch.setattr(test_pass_module, "SHARD_ROWS", 2)
-    real, calls, interrupted = test_pass_module.run_suites, [], []
+    real, calls, interrupted = codetests.run_suites, [], []
 
     def flaky(pool, jobs, **kw):  # noqa: ANN001
         calls.append(len(jobs))
@@ -104,7 +105,7 @@ def test_resumes_after_interruption(tmp_path: Path, monkeypatch: pytest.MonkeyPa
             raise KeyboardInterrupt
         return real(pool, jobs, **kw)
 
-    monkeypatch.setattr(test_pass_module, "run_suites", flaky)
+    monkeypatch.setattr(codetests, "run_suites", flaky)
     with pytest.raises(KeyboardInterrupt):
         run_signal(store, "codepairs", TestPass(timeout=3.0, workers=2))
     assert store.versions("scores", "codepairs/test_pass_v1") == []

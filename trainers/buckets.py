@@ -18,10 +18,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from prefcurate.errors import ConfigError, InputError, PrefcurateError
+from prefcurate.export import REF_COLUMNS  # the columns `prefcurate export --with-ref-logps` writes
 from prefcurate.store import Store
 
 REQUIRED = ("prompt", "chosen", "rejected", "pair_id")
-REF_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
+
 # Columns a stage's dataset keeps (TRL reads prompt/chosen/rejected and the optional reference columns).
 KEEP = ("pair_id", "prompt", "chosen", "rejected", *REF_COLUMNS)
 

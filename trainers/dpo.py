@@ -26,8 +26,9 @@ from torch.utils.data import Sampler
 from trl import DPOTrainer
 from trl.trainer.dpo_trainer import DataCollatorForPreference
 
+from .buckets import REF_COLUMNS
+
 ROW_INDEX = "row_index"
-REF_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
 
 
 class StageSampler(Sampler[int]):

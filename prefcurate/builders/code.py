@@ -29,7 +29,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from ..codetests import TestSuite, build_program, run_suites, suite_from_spec, truncate_body
+from ..codetests import TestSuite, build_program, lazy_suite_runner, suite_from_spec, truncate_body
 from ..errors import ConfigError, InputError
 from ..ids import completion_id, file_fingerprint, fingerprint, pair_id, prompt_id
 from ..schema import PAIR_SCHEMA
@@ -315,7 +315,6 @@ SHARD_ROWS = 256  # samples per resumable shard
 
 def build_code(store: Store, opts: CodeBuildOptions) -> CodeBuildResult:
     """Read samples, run their tests in the sandbox (resumable), pair them and publish."""
-    from ..sandbox import SandboxPool
 
     opts.validate()
     fmt, problems, dropped, inputs = load_problems(opts)
@@ -353,17 +352,13 @@ def build_code(store: Store, opts: CodeBuildOptions) -> CodeBuildResult:
         per_problem.append((prob, pid, suite, distinct))
 
     work_dir = store.work_dir("pairs", opts.name, run_fp)
-    pool_box: list[Any] = []
-
-    def run_shard(shard: pa.Table) -> pa.Table:
-        if not pool_box:  # start workers only when a shard is left to run
-            pool_box.append(SandboxPool(workers=opts.workers, timeout=opts.timeout).start())
-        idx = shard.column("job").to_pylist()
-        results = run_suites(pool_box[0], [jobs[i] for i in idx])
-        return pa.Table.from_pylist([r.to_dict() for r in results], schema=RUN_SCHEMA).add_column(0, "job", shard.column("job"))
-
     ctx = RunContext(store, opts.name, work_dir, None)  # type: ignore[arg-type]  # map_shards needs only work_dir
-    try:
+    with lazy_suite_runner(opts.workers, opts.timeout) as run:
+
+        def run_shard(shard: pa.Table) -> pa.Table:
+            results = run([jobs[i] for i in shard.column("job").to_pylist()])
+            return pa.Table.from_pylist([r.to_dict() for r in results], schema=RUN_SCHEMA).add_column(0, "job", shard.column("job"))
+
         runs = ctx.map_shards(
             _run_table(jobs),
             run_shard,
@@ -372,9 +367,6 @@ def build_code(store: Store, opts: CodeBuildOptions) -> CodeBuildResult:
             tag="runs",
             rate=lambda shard, per_s: f"{per_s:,.1f} samples/s",
         )
-    finally:
-        if pool_box:
-            pool_box[0].close()
     passed_by_job = runs.column("passed").to_pylist()
     status_counts = Counter(runs.column("status").to_pylist())
 

@@ -26,11 +26,11 @@ import pyarrow.parquet as pq
 
 from ..errors import ConfigError
 from ..ids import fingerprint
+from ..logprob import check_dtype
 from ..store import write_parquet
 from . import RunContext, Signal, register
 
 BACKENDS = ("transformers", "vllm")
-DTYPE_CHOICES = ("auto", "bf16", "fp32")
 # Completions per resumable shard: small enough that a shard takes seconds on a CPU (progress, resume),
 # growing with the batch budget so GPU runs are not split into tiny shards.
 MIN_SHARD_ROWS = 64
@@ -60,8 +60,7 @@ class LogprobMargin(Signal):
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise ConfigError(f"--backend {self.backend!r} is not one of: {', '.join(BACKENDS)}")
-        if self.dtype not in DTYPE_CHOICES:
-            raise ConfigError(f"--dtype {self.dtype!r} is not one of: {', '.join(DTYPE_CHOICES)}")
+        check_dtype(self.dtype)
         if not isinstance(self.max_length, int) or self.max_length < 2:
             raise ConfigError(f"--max-length must be a whole number of tokens >= 2, got {self.max_length!r}")
         if not isinstance(self.batch_tokens, int) or self.batch_tokens < 1:

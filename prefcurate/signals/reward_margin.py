@@ -17,11 +17,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import ConfigError
+from ..logprob import check_dtype
 from ..progress import progress_bar
 from ..reward import TRUNCATION_SIDE, ModelIdentity, RewardModel, identify_reward_model, load_reward_model
 from . import RunContext, Signal, register
-
-DTYPES = ("auto", "bf16", "fp32")
 
 
 @register
@@ -39,8 +38,7 @@ class RewardMargin(Signal):
     batch_tokens: int = 16384
 
     def __post_init__(self) -> None:
-        if self.dtype not in DTYPES:
-            raise ConfigError(f"--dtype {self.dtype!r} is not one of: {', '.join(DTYPES)}")
+        check_dtype(self.dtype)
         if self.max_length < 2:
             raise ConfigError(f"--max-length must be at least 2 (got {self.max_length})")
         if self.batch_tokens < 1:

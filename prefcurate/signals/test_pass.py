@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from ..codetests import TestSuite, build_program, meta_suite, run_suites
+from ..codetests import TestSuite, build_program, lazy_suite_runner, meta_suite
 from ..errors import InputError
 from . import RunContext, Signal, register
 
@@ -42,7 +42,6 @@ class TestPass(Signal):
         return {"timeout": self.timeout}
 
     def compute(self, pairs: pa.Table, ctx: RunContext) -> pa.Table:
-        from ..sandbox import SandboxPool
 
         # One job per distinct completion, in first-seen order (deterministic for resume).
         metas = pairs.column("meta").to_pylist()
@@ -73,25 +72,25 @@ class TestPass(Signal):
                 job_text.append(text)
 
         jobs = pa.table({"job": pa.array(range(len(job_meta)), pa.int64()), "completion": job_text, "meta": job_meta})
-        pool_box: list[SandboxPool] = []
-
-        def run_shard(shard: pa.Table) -> pa.Table:
-            if not pool_box:
-                pool_box.append(SandboxPool(workers=self.workers, timeout=self.timeout).start())
+        def to_work(shard: pa.Table) -> list[tuple[str, TestSuite]]:
             work = []
             for text, meta in zip(shard.column("completion").to_pylist(), shard.column("meta").to_pylist(), strict=False):
                 suite, prefix, entry = parsed[meta]
                 work.append((build_program(text, prefix, entry), suite))
-            results = run_suites(pool_box[0], work)
-            return pa.table(
-                {
-                    "job": shard.column("job"),
-                    "passed": pa.array([r.passed for r in results], pa.int32()),
-                    "total": pa.array([r.total for r in results], pa.int32()),
-                }
-            )
+            return work
 
-        try:
+        with lazy_suite_runner(self.workers, self.timeout) as run:
+
+            def run_shard(shard: pa.Table) -> pa.Table:
+                results = run(to_work(shard))
+                return pa.table(
+                    {
+                        "job": shard.column("job"),
+                        "passed": pa.array([r.passed for r in results], pa.int32()),
+                        "total": pa.array([r.total for r in results], pa.int32()),
+                    }
+                )
+
             done = ctx.map_shards(
                 jobs,
                 run_shard,
@@ -100,9 +99,6 @@ class TestPass(Signal):
                 tag="completions",
                 rate=lambda shard, per_s: f"{per_s:,.1f} completions/s",
             )
-        finally:
-            if pool_box:
-                pool_box[0].close()
         passed = done.column("passed").to_pylist()
 
         def side_passed(ids: list[str]) -> list[int | None]:
