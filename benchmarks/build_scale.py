@@ -48,8 +48,12 @@ def run_baseline(path: Path, work: Path) -> int:
     ds = datasets.load_dataset("json", data_files=str(path), split="train", cache_dir=str(work / "cache"))
 
     def binarize(batch: dict) -> dict:
-        out: dict = {k: [] for k in ("source", "prompt", "chosen", "rejected", "score_chosen", "score_rejected")}
-        for source, instruction, completions in zip(batch["source"], batch["instruction"], batch["completions"], strict=True):
+        out: dict = {
+            k: [] for k in ("source", "prompt", "chosen", "rejected", "score_chosen", "score_rejected")
+        }
+        for source, instruction, completions in zip(
+            batch["source"], batch["instruction"], batch["completions"], strict=True
+        ):
             rated = [c for c in completions if c.get("overall_score") is not None and c["response"].strip()]
             if len(rated) < 2:
                 continue
@@ -87,8 +91,12 @@ def worker(kind: str, path: Path) -> None:
 
 # -- driver ------------------------------------------------------------------------------------------
 def measure(kind: str, path: Path) -> dict:
-    proc = subprocess.run([sys.executable, __file__, "--worker", kind, "--file", str(path)],
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, __file__, "--worker", kind, "--file", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if proc.returncode != 0:
         raise SystemExit(f"{kind} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -121,11 +129,16 @@ def main() -> None:
     print(f"input: {path.name}, {args.prompts:,} prompts x 4 completions, {size_mb:,.0f} MB")
     results = {kind: measure(kind, path) for kind in ("read", "prefcurate", "baseline")}
     print(f"{'contender':<34}{'wall s':>9}{'peak RSS MB':>13}{'prompts/s':>11}{'pairs':>9}")
-    labels = {"read": "bare pyarrow.json.read_json", "prefcurate": "prefcurate build (top-vs-rest)",
-              "baseline": "datasets.map baseline"}
+    labels = {
+        "read": "bare pyarrow.json.read_json",
+        "prefcurate": "prefcurate build (top-vs-rest)",
+        "baseline": "datasets.map baseline",
+    }
     for kind, r in results.items():
         pairs = "" if kind == "read" else f"{r['rows']:,}"
-        print(f"{labels[kind]:<34}{r['seconds']:>9.1f}{r['peak_rss_mb']:>13,.0f}{args.prompts / r['seconds']:>11,.0f}{pairs:>9}")
+        print(
+            f"{labels[kind]:<34}{r['seconds']:>9.1f}{r['peak_rss_mb']:>13,.0f}{args.prompts / r['seconds']:>11,.0f}{pairs:>9}"
+        )
     ours, base, read = results["prefcurate"], results["baseline"], results["read"]
     print(f"speed vs baseline: {base['seconds'] / ours['seconds']:.2f}x (goal >= 2x)")
     print(f"time vs bare read: {ours['seconds'] / read['seconds']:.2f}x (goal <= 2x)")
@@ -133,9 +146,11 @@ def main() -> None:
     if args.big:
         big = ensure(args.big)
         r = measure("prefcurate", big)
-        print(f"prefcurate at {args.big:,} prompts: {r['seconds']:.1f} s, peak RSS {r['peak_rss_mb']:,.0f} MB, "
-              f"{r['rows']:,} pairs; ratio to {args.prompts:,}: {r['seconds'] / ours['seconds']:.2f}x "
-              f"(data {args.big / args.prompts:.0f}x; goal <= ~4.5x)")
+        print(
+            f"prefcurate at {args.big:,} prompts: {r['seconds']:.1f} s, peak RSS {r['peak_rss_mb']:,.0f} MB, "
+            f"{r['rows']:,} pairs; ratio to {args.prompts:,}: {r['seconds'] / ours['seconds']:.2f}x "
+            f"(data {args.big / args.prompts:.0f}x; goal <= ~4.5x)"
+        )
 
 
 if __name__ == "__main__":

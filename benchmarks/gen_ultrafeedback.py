@@ -15,14 +15,37 @@ import json
 import random
 from pathlib import Path
 
-SOURCES = ["evol_instruct", "false_qa", "flan_v2_cot", "flan_v2_niv2", "sharegpt", "truthful_qa", "ultrachat", "ultrafeedback"]
-MODELS = ["gpt-4", "gpt-3.5-turbo", "llama-2-70b-chat", "llama-2-13b-chat", "vicuna-33b", "wizardlm-70b",
-          "falcon-40b-instruct", "starchat", "mpt-30b-chat", "ultralm-65b", "bard", "pythia-12b"]
+SOURCES = [
+    "evol_instruct",
+    "false_qa",
+    "flan_v2_cot",
+    "flan_v2_niv2",
+    "sharegpt",
+    "truthful_qa",
+    "ultrachat",
+    "ultrafeedback",
+]
+MODELS = [
+    "gpt-4",
+    "gpt-3.5-turbo",
+    "llama-2-70b-chat",
+    "llama-2-13b-chat",
+    "vicuna-33b",
+    "wizardlm-70b",
+    "falcon-40b-instruct",
+    "starchat",
+    "mpt-30b-chat",
+    "ultralm-65b",
+    "bard",
+    "pythia-12b",
+]
 ASPECTS = ["helpfulness", "honesty", "instruction_following", "truthfulness"]
-WORDS = ("the of and to in is that for it as was with be by on not he this are or his from at which but have an they "
-         "you were her she there been one all we their has would when if so what up out about who can more no them "
-         "model answer question because step first then therefore however example data result value function python "
-         "table city water history science people time year way day thing man world life hand part child eye woman").split()
+WORDS = (
+    "the of and to in is that for it as was with be by on not he this are or his from at which but have an they "
+    "you were her she there been one all we their has would when if so what up out about who can more no them "
+    "model answer question because step first then therefore however example data result value function python "
+    "table city water history science people time year way day thing man world life hand part child eye woman"
+).split()
 
 
 class TextPool:

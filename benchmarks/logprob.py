@@ -40,7 +40,13 @@ def load_pairs(n: int, shape: str) -> list[tuple[list[dict[str, str]], str, str]
     out = []
     for i in range(prompts):
         for k in range(3):
-            out.append(([{"role": "user", "content": rows[i]["prompt"]}], rows[i]["chosen"], rows[(i + k) % len(rows)]["rejected"]))
+            out.append(
+                (
+                    [{"role": "user", "content": rows[i]["prompt"]}],
+                    rows[i]["chosen"],
+                    rows[(i + k) % len(rows)]["rejected"],
+                )
+            )
     return out
 
 
@@ -75,7 +81,9 @@ def run_ours(pairs, dtype: str, max_length: int, batch_tokens: int):
     seconds = time.perf_counter() - started
     chosen = [values[distinct[(p[0]["content"], c)]] for p, c, _ in pairs]
     rejected = [values[distinct[(p[0]["content"], r)]] for p, _, r in pairs]
-    pair_tokens = sum(len(items[distinct[(p[0]["content"], t)]].input_ids) for p, c, r in pairs for t in (c, r))
+    pair_tokens = sum(
+        len(items[distinct[(p[0]["content"], t)]].input_ids) for p, c, r in pairs for t in (c, r)
+    )
     return chosen, rejected, seconds, pair_tokens, sum(p.numel() for p in model.parameters()), model.config
 
 
@@ -94,8 +102,10 @@ def run_vllm_vs_transformers(pairs, dtype: str, max_length: int, batch_tokens: i
     margins_t = [a - b for a, b in zip(c, r, strict=True)]
     margins_v = [values[2 * i] - values[2 * i + 1] for i in range(len(pairs))]
     flips = sum(1 for a, b in zip(margins_t, margins_v, strict=True) if (a > 0) != (b > 0))
-    print(f"transformers {dtype}: {s:.1f} s {tokens / s:,.0f} pair-tokens/s; vllm {dtype}: {seconds:.1f} s "
-          f"{tokens / seconds:,.0f} pair-tokens/s; max |diff| {diff:.2e} nats; margin sign flips {flips}/{len(pairs)}")
+    print(
+        f"transformers {dtype}: {s:.1f} s {tokens / s:,.0f} pair-tokens/s; vllm {dtype}: {seconds:.1f} s "
+        f"{tokens / seconds:,.0f} pair-tokens/s; max |diff| {diff:.2e} nats; margin sign flips {flips}/{len(pairs)}"
+    )
 
 
 def run_trl(pairs, bf16: bool, max_length: int, workdir: Path):
@@ -109,12 +119,24 @@ def run_trl(pairs, bf16: bool, max_length: int, workdir: Path):
     datasets.disable_progress_bars()
     model, tok = load_model(None, "fp32")  # TRL's default: fp32 weights; bf16=True adds autocast
     data = datasets.Dataset.from_list(
-        [{"prompt": p, "chosen": [{"role": "assistant", "content": c}], "rejected": [{"role": "assistant", "content": r}]}
-         for p, c, r in pairs]
+        [
+            {
+                "prompt": p,
+                "chosen": [{"role": "assistant", "content": c}],
+                "rejected": [{"role": "assistant", "content": r}],
+            }
+            for p, c, r in pairs
+        ]
     )
     args = trl.DPOConfig(
-        output_dir=str(workdir), max_length=max_length, truncation_mode="keep_start", bf16=bf16,
-        use_cpu=not torch.cuda.is_available(), report_to=[], disable_tqdm=True, save_strategy="no",
+        output_dir=str(workdir),
+        max_length=max_length,
+        truncation_mode="keep_start",
+        bf16=bf16,
+        use_cpu=not torch.cuda.is_available(),
+        report_to=[],
+        disable_tqdm=True,
+        save_strategy="no",
         precompute_ref_log_probs=False,  # we run its precompute loop below, timed and uncached
     )
     with warnings.catch_warnings():
@@ -122,8 +144,12 @@ def run_trl(pairs, bf16: bool, max_length: int, workdir: Path):
         trainer = trl.DPOTrainer(model=model, args=args, train_dataset=data, processing_class=tok)
     ds = trainer.train_dataset
     loader = trainer.accelerator.prepare(
-        DataLoader(ds, batch_size=args.precompute_ref_batch_size or args.per_device_train_batch_size,
-                   collate_fn=trainer.data_collator, shuffle=False)
+        DataLoader(
+            ds,
+            batch_size=args.precompute_ref_batch_size or args.per_device_train_batch_size,
+            collate_fn=trainer.data_collator,
+            shuffle=False,
+        )
     )
     chosen, rejected = [], []
     started = time.perf_counter()
@@ -142,8 +168,12 @@ def main() -> None:
     ap.add_argument("--batch-tokens", type=int, default=8192)
     ap.add_argument("--shape", choices=("binarized", "uf3", "both"), default="both")
     ap.add_argument("--skip-trl-fp32", action="store_true", help="TRL fp32 is the slowest configuration")
-    ap.add_argument("--backend", choices=("transformers", "vllm"), default="transformers",
-                    help="vllm: compare the vLLM backend with the transformers backend instead (GPU)")
+    ap.add_argument(
+        "--backend",
+        choices=("transformers", "vllm"),
+        default="transformers",
+        help="vllm: compare the vLLM backend with the transformers backend instead (GPU)",
+    )
     args = ap.parse_args()
 
     import torch
@@ -163,8 +193,11 @@ def main() -> None:
     tok = AutoTokenizer.from_pretrained(str(bundled_checkpoint()))
     for shape in shapes:
         # TRL drops pairs whose prompt alone fills max_length (we would score them None): keep the others.
-        pairs = [p for p in load_pairs(args.pairs, shape)
-                 if encode(tok, p[0], p[1], max_length=args.max_length, template="chat").n_tokens > 0]
+        pairs = [
+            p
+            for p in load_pairs(args.pairs, shape)
+            if encode(tok, p[0], p[1], max_length=args.max_length, template="chat").n_tokens > 0
+        ]
         print(f"\n== {shape}: {len(pairs)} pairs, max_length {args.max_length} ==")
         if args.backend == "vllm":
             run_vllm_vs_transformers(pairs, auto, args.max_length, args.batch_tokens)
@@ -198,7 +231,9 @@ def main() -> None:
         flops = 2 * params + 4 * config.num_hidden_layers * avg_ctx * config.hidden_size
         ceiling = gflops * 1e9 / flops
         best = min((k for k in results if k.startswith("prefcurate")), key=lambda k: results[k][2])
-        print(f"ceiling at measured bf16 rate: {ceiling:,.0f} tokens/s; {best}: {tokens / results[best][2] / ceiling:.0%} of it")
+        print(
+            f"ceiling at measured bf16 rate: {ceiling:,.0f} tokens/s; {best}: {tokens / results[best][2] / ceiling:.0%} of it"
+        )
 
 
 if __name__ == "__main__":

@@ -72,8 +72,16 @@ def main() -> None:
     for dtype in ("fp32", "bf16"):
         model, tok = load_model(None, dtype)
         scorer = LogprobScorer(model, tok, max_length=args.max_length, batch_tokens=args.batch_tokens)
-        todo = [(i, side) for i in range(len(rows)) for side in ("chosen", "rejected") if (dtype, i, side) not in done]
-        encoded = {k: scorer.encode([{"role": "user", "content": rows[k[0]]["prompt"]}], rows[k[0]][k[1]]) for k in todo}
+        todo = [
+            (i, side)
+            for i in range(len(rows))
+            for side in ("chosen", "rejected")
+            if (dtype, i, side) not in done
+        ]
+        encoded = {
+            k: scorer.encode([{"role": "user", "content": rows[k[0]]["prompt"]}], rows[k[0]][k[1]])
+            for k in todo
+        }
         todo.sort(key=lambda k: -len(encoded[k].input_ids))  # longest first, packed tightly
         tokens, seconds = 0, 0.0
         with args.out.open("a") as fh:
@@ -85,25 +93,49 @@ def main() -> None:
                 tokens += sum(len(encoded[k].input_ids) for k in keys)
                 for k, v in zip(keys, values, strict=True):
                     done[(dtype, k[0], k[1])] = v
-                    fh.write(json.dumps({"dtype": dtype, "row": k[0], "side": k[1], "max_length": args.max_length, "logp": v}) + "\n")
+                    fh.write(
+                        json.dumps(
+                            {
+                                "dtype": dtype,
+                                "row": k[0],
+                                "side": k[1],
+                                "max_length": args.max_length,
+                                "logp": v,
+                            }
+                        )
+                        + "\n"
+                    )
                 fh.flush()
-                print(f"{dtype}: {lo + len(keys)}/{len(todo)} completions, {tokens / max(seconds, 1e-9):,.0f} tok/s", flush=True)
+                print(
+                    f"{dtype}: {lo + len(keys)}/{len(todo)} completions, {tokens / max(seconds, 1e-9):,.0f} tok/s",
+                    flush=True,
+                )
         if tokens:
             throughput[dtype] = tokens / seconds
         del model, scorer
 
     # Pairs whose prompt alone fills max_length have no completion token left (None): left out, counted.
-    kept = [i for i in range(len(rows)) if all(done[(d, i, s)] is not None for d in ("fp32", "bf16") for s in ("chosen", "rejected"))]
+    kept = [
+        i
+        for i in range(len(rows))
+        if all(done[(d, i, s)] is not None for d in ("fp32", "bf16") for s in ("chosen", "rejected"))
+    ]
     n = len(kept)
     margin = {d: [done[(d, i, "chosen")] - done[(d, i, "rejected")] for i in kept] for d in ("fp32", "bf16")}
-    diffs = sorted(abs(done[("fp32", i, s)] - done[("bf16", i, s)]) for i in kept for s in ("chosen", "rejected"))
+    diffs = sorted(
+        abs(done[("fp32", i, s)] - done[("bf16", i, s)]) for i in kept for s in ("chosen", "rejected")
+    )
     flips = sum(1 for a, b in zip(margin["fp32"], margin["bf16"], strict=True) if (a > 0) != (b > 0))
     acc = {d: sum(1 for m in margin[d] if m > 0) / n for d in margin}
-    print(f"pairs: {n} of {len(rows)} (max_length {args.max_length}; {len(rows) - n} left out: prompt fills max_length)")
+    print(
+        f"pairs: {n} of {len(rows)} (max_length {args.max_length}; {len(rows) - n} left out: prompt fills max_length)"
+    )
     print(f"Spearman(bf16 margins, fp32 margins) = {spearman(margin['fp32'], margin['bf16']):.5f}")
     print(f"sign flips: {flips}/{n} = {flips / n:.2%}")
     print(f"|logp fp32 - bf16| per completion: median {diffs[len(diffs) // 2]:.3f}, max {diffs[-1]:.3f} nats")
-    print(f"reference-free accuracy (chosen_logp > rejected_logp): fp32 {acc['fp32']:.3f}, bf16 {acc['bf16']:.3f}")
+    print(
+        f"reference-free accuracy (chosen_logp > rejected_logp): fp32 {acc['fp32']:.3f}, bf16 {acc['bf16']:.3f}"
+    )
     for d, rate in throughput.items():
         print(f"throughput {d}: {rate:,.0f} tok/s (this run's newly scored completions)")
 

@@ -22,8 +22,16 @@ HERE = Path(__file__).resolve().parent
 BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "build_scale": ("build_scale.py", [], ["--prompts", "8000", "--big", "0"]),
     "sandbox": ("sandbox.py", ["--exclude", "123"], ["--limit", "200", "--exclude", "123"]),
-    "sandbox_fidelity": ("sandbox_fidelity.py", ["--sets", "humaneval,mbpp,sanitized"], ["--sets", "humaneval"]),
-    "logprob": ("logprob.py", ["--pairs", "200", "--shape", "both"], ["--pairs", "16", "--max-length", "256"]),
+    "sandbox_fidelity": (
+        "sandbox_fidelity.py",
+        ["--sets", "humaneval,mbpp,sanitized"],
+        ["--sets", "humaneval"],
+    ),
+    "logprob": (
+        "logprob.py",
+        ["--pairs", "200", "--shape", "both"],
+        ["--pairs", "16", "--max-length", "256"],
+    ),
     "logprob_bf16_fp32": ("logprob_bf16_fp32.py", [], ["--pairs", "64"]),
 }
 
@@ -31,7 +39,9 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small sizes: a smoke run of every benchmark")
-    ap.add_argument("--only", default="", help="comma-separated benchmark names (default: all): " + ", ".join(BENCHMARKS))
+    ap.add_argument(
+        "--only", default="", help="comma-separated benchmark names (default: all): " + ", ".join(BENCHMARKS)
+    )
     args = ap.parse_args()
     chosen = [n for n in args.only.split(",") if n] or list(BENCHMARKS)
     unknown = [n for n in chosen if n not in BENCHMARKS]

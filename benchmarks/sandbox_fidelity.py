@@ -76,17 +76,44 @@ def load_jobs(sets: list[str], codet_limit: int | None) -> list[dict]:
     if "humaneval" in sets:
         for row in (json.loads(x) for x in gzip.open(DATA / "humaneval" / "HumanEval.jsonl.gz", "rt")):
             suite = suite_from_spec(row)
-            jobs.append({"set": "humaneval", "id": row["task_id"], "program": build_program(row["canonical_solution"], row["prompt"], row["entry_point"]), "suite": suite})
+            jobs.append(
+                {
+                    "set": "humaneval",
+                    "id": row["task_id"],
+                    "program": build_program(row["canonical_solution"], row["prompt"], row["entry_point"]),
+                    "suite": suite,
+                }
+            )
     if "mbpp" in sets:
         for row in (json.loads(x) for x in open(DATA / "mbpp" / "mbpp.jsonl", encoding="utf-8")):
             suite = suite_from_spec(row)
-            jobs.append({"set": "mbpp", "id": f"mbpp/{row['task_id']}", "program": build_program(row["code"]), "suite": suite})
+            jobs.append(
+                {
+                    "set": "mbpp",
+                    "id": f"mbpp/{row['task_id']}",
+                    "program": build_program(row["code"]),
+                    "suite": suite,
+                }
+            )
     if "sanitized" in sets:
-        for row in (json.loads(x) for x in open(DATA / "codet" / "mbpp_sanitized_for_code_generation.jsonl", encoding="utf-8")):
+        for row in (
+            json.loads(x)
+            for x in open(DATA / "codet" / "mbpp_sanitized_for_code_generation.jsonl", encoding="utf-8")
+        ):
             suite = suite_from_spec(row)
-            jobs.append({"set": "sanitized", "id": row["task_id"], "program": build_program(row["canonical_solution"], row["prompt"], row["entry_point"]), "suite": suite})
+            jobs.append(
+                {
+                    "set": "sanitized",
+                    "id": row["task_id"],
+                    "program": build_program(row["canonical_solution"], row["prompt"], row["entry_point"]),
+                    "suite": suite,
+                }
+            )
     if "codet" in sets:
-        problems = {r["prompt"]: r for r in (json.loads(x) for x in open(default_problems_file(CODET), encoding="utf-8"))}
+        problems = {
+            r["prompt"]: r
+            for r in (json.loads(x) for x in open(default_problems_file(CODET), encoding="utf-8"))
+        }
         for n, row in enumerate(json.loads(x) for x in open(CODET, encoding="utf-8")):
             if codet_limit is not None and n >= codet_limit:
                 break
@@ -94,7 +121,9 @@ def load_jobs(sets: list[str], codet_limit: int | None) -> list[dict]:
             suite = suite_from_spec(prob)
             for i, sample in enumerate(row["samples"]):
                 program = build_program(truncate_body(sample), row["prompt"], prob["entry_point"])
-                jobs.append({"set": "codet", "id": f"{prob['task_id']}#{i}", "program": program, "suite": suite})
+                jobs.append(
+                    {"set": "codet", "id": f"{prob['task_id']}#{i}", "program": program, "suite": suite}
+                )
     return jobs
 
 
@@ -105,8 +134,13 @@ def run_plain(program: str, suite: TestSuite, timeout: float) -> dict:
         try:
             proc = subprocess.run(
                 # Not -I: it implies -E, which would ignore PYTHONHASHSEED (set order of str must be fixed).
-                [sys.executable, "-s", "-P", "-c", RUNNER], input=payload, capture_output=True, text=True,
-                timeout=timeout, cwd=tmp, env={"PATH": "/usr/bin:/bin", "PYTHONHASHSEED": "0"},
+                [sys.executable, "-s", "-P", "-c", RUNNER],
+                input=payload,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                cwd=tmp,
+                env={"PATH": "/usr/bin:/bin", "PYTHONHASHSEED": "0"},
             )
             lines, timed_out = proc.stdout.splitlines(), False
         except subprocess.TimeoutExpired as exc:
@@ -122,7 +156,9 @@ def run_plain(program: str, suite: TestSuite, timeout: float) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sets", default="humaneval,mbpp,sanitized,codet")
-    ap.add_argument("--codet-limit", type=int, default=None, help="only the first N CodeT problems (100 samples each)")
+    ap.add_argument(
+        "--codet-limit", type=int, default=None, help="only the first N CodeT problems (100 samples each)"
+    )
     ap.add_argument("--timeout", type=float, default=5.0)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", default="/tmp/sandbox_fidelity.jsonl")
@@ -133,11 +169,16 @@ def main() -> None:
     if args.ids:
         wanted = set(args.ids.split(","))
         jobs = [j for j in jobs if j["id"] in wanted]
-    print(f"{len(jobs):,} jobs ({', '.join(f'{k}={v}' for k, v in Counter(j['set'] for j in jobs).items())}), timeout {args.timeout}s, {args.workers} workers", flush=True)
+    print(
+        f"{len(jobs):,} jobs ({', '.join(f'{k}={v}' for k, v in Counter(j['set'] for j in jobs).items())}), timeout {args.timeout}s, {args.workers} workers",
+        flush=True,
+    )
 
     started = time.perf_counter()
     with SandboxPool(workers=args.workers, timeout=args.timeout) as pool:
-        sandboxed = list(pool.map((join_program(j["program"], j["suite"].setup), list(j["suite"].units)) for j in jobs))
+        sandboxed = list(
+            pool.map((join_program(j["program"], j["suite"].setup), list(j["suite"].units)) for j in jobs)
+        )
     sandbox_s = time.perf_counter() - started
     print(f"sandbox: {sandbox_s:.1f}s", flush=True)
     started = time.perf_counter()
@@ -158,8 +199,17 @@ def main() -> None:
             c["all_pass_sandbox"] += sb.passed == job["suite"].total
             c["all_pass_plain"] += pl["passed"] == job["suite"].total
             record = {
-                "set": job["set"], "id": job["id"], "total": job["suite"].total, "agree": agree,
-                "sandbox": {"status": sb.status, "reason": sb.reason[:300], "passed": sb.passed, "units": sb_units, "seconds": round(sb.duration_s, 4)},
+                "set": job["set"],
+                "id": job["id"],
+                "total": job["suite"].total,
+                "agree": agree,
+                "sandbox": {
+                    "status": sb.status,
+                    "reason": sb.reason[:300],
+                    "passed": sb.passed,
+                    "units": sb_units,
+                    "seconds": round(sb.duration_s, 4),
+                },
                 "plain": pl,
             }
             fh.write(json.dumps(record) + "\n")
@@ -169,13 +219,17 @@ def main() -> None:
     print("\n| set | jobs | agree | agreement | all units pass (sandbox) | all units pass (CPython) |")
     print("|---|---:|---:|---:|---:|---:|")
     for name, c in per_set.items():
-        print(f"| {name} | {c['jobs']:,} | {c['agree']:,} | {100 * c['agree'] / c['jobs']:.2f}% | {c['all_pass_sandbox']:,} | {c['all_pass_plain']:,} |")
+        print(
+            f"| {name} | {c['jobs']:,} | {c['agree']:,} | {100 * c['agree'] / c['jobs']:.2f}% | {c['all_pass_sandbox']:,} | {c['all_pass_plain']:,} |"
+        )
     print(f"\nWall time: sandbox {sandbox_s:.1f}s, plain CPython subprocesses {plain_s:.1f}s.")
     print(f"\nDisagreements ({len(disagreements)}):")
     for d in disagreements:
         s, p = d["sandbox"], d["plain"]
-        print(f"- {d['id']}: sandbox {s['passed']}/{d['total']} ({s['status']}: {s['reason'][:160]!r}; units {Counter(s['units'])}), "
-              f"CPython {p['passed']}/{d['total']} (program {p['program']}; units {Counter(p['units'])})")
+        print(
+            f"- {d['id']}: sandbox {s['passed']}/{d['total']} ({s['status']}: {s['reason'][:160]!r}; units {Counter(s['units'])}), "
+            f"CPython {p['passed']}/{d['total']} (program {p['program']}; units {Counter(p['units'])})"
+        )
 
 
 if __name__ == "__main__":

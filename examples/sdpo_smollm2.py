@@ -59,17 +59,23 @@ def read_pairs(path: Path) -> list[dict]:
 
 def fits(tokenizer, row: dict, max_length: int) -> bool:
     """The prompt takes at most half of max_length, so every completion keeps at least half (TRL cuts the rest)."""
-    ids = tokenizer.apply_chat_template(row["prompt"], add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
+    ids = tokenizer.apply_chat_template(
+        row["prompt"], add_generation_prompt=True, tokenize=True, return_dict=True
+    )["input_ids"]
     return len(ids) <= max_length // 2
 
 
 def to_table(rows: list[dict]) -> pa.Table:
-    return pa.Table.from_pylist([{k: r[k] for k in ("pair_id", "prompt", "chosen", "rejected")} for r in rows])
+    return pa.Table.from_pylist(
+        [{k: r[k] for k in ("pair_id", "prompt", "chosen", "rejected")} for r in rows]
+    )
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default=None, help="starting model (default: the bundled SmolLM2-135M-Instruct)")
+    ap.add_argument(
+        "--model", default=None, help="starting model (default: the bundled SmolLM2-135M-Instruct)"
+    )
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--out", type=Path, default=Path("sdpo-out"))
     ap.add_argument("--buckets", type=int, default=3)
@@ -108,17 +114,29 @@ def main() -> int:
             if len(chosen_rows) == need:
                 break
     if len(chosen_rows) < need:
-        print(f"only {len(chosen_rows)} pairs have a prompt within {args.max_length // 2} tokens; lower --pairs-per-bucket", file=sys.stderr)
+        print(
+            f"only {len(chosen_rows)} pairs have a prompt within {args.max_length // 2} tokens; lower --pairs-per-bucket",
+            file=sys.stderr,
+        )
         return 1
     # Easy to hard: a large rating gap is easy. Ties broken by pair_id so the buckets are deterministic.
     chosen_rows.sort(key=lambda r: (-r["gap"], r["pair_id"]))
-    buckets = [to_table(chosen_rows[k * args.pairs_per_bucket : (k + 1) * args.pairs_per_bucket]) for k in range(args.buckets)]
+    buckets = [
+        to_table(chosen_rows[k * args.pairs_per_bucket : (k + 1) * args.pairs_per_bucket])
+        for k in range(args.buckets)
+    ]
     held_rows = read_pairs(args.data / "eval_clean.jsonl")
     rng.shuffle(held_rows)
     holdout = to_table([r for r in held_rows if fits(tokenizer, r, args.max_length)][: args.holdout_pairs])
-    gaps = [[r["gap"] for r in chosen_rows[k * args.pairs_per_bucket : (k + 1) * args.pairs_per_bucket]] for k in range(args.buckets)]
-    print(f"data: {need} training pairs in {args.buckets} buckets of {args.pairs_per_bucket} (score gap per bucket: "
-          + ", ".join(f"{min(g):g}-{max(g):g}" for g in gaps) + f"); {holdout.num_rows} held-out pairs; max length {args.max_length}")
+    gaps = [
+        [r["gap"] for r in chosen_rows[k * args.pairs_per_bucket : (k + 1) * args.pairs_per_bucket]]
+        for k in range(args.buckets)
+    ]
+    print(
+        f"data: {need} training pairs in {args.buckets} buckets of {args.pairs_per_bucket} (score gap per bucket: "
+        + ", ".join(f"{min(g):g}-{max(g):g}" for g in gaps)
+        + f"); {holdout.num_rows} held-out pairs; max length {args.max_length}"
+    )
 
     args.out.mkdir(parents=True, exist_ok=True)
     store = Store(args.out / "store")
@@ -132,24 +150,42 @@ def main() -> int:
             shutil.copy(first, run_dir / "eval" / "start.parquet")
         t0 = time.perf_counter()
         result = trainers.run(
-            buckets, run_dir, store=store, holdout=holdout, model=args.model, schedule=schedule, beta=args.beta,
-            learning_rate=args.lr, epochs_per_stage=args.epochs, batch_size=args.batch_size, max_length=args.max_length,
-            seed=args.seed, order="shuffle", run_name=f"sdpo-example-{schedule}", echo=lambda line: print("  " + line, flush=True),
+            buckets,
+            run_dir,
+            store=store,
+            holdout=holdout,
+            model=args.model,
+            schedule=schedule,
+            beta=args.beta,
+            learning_rate=args.lr,
+            epochs_per_stage=args.epochs,
+            batch_size=args.batch_size,
+            max_length=args.max_length,
+            seed=args.seed,
+            order="shuffle",
+            run_name=f"sdpo-example-{schedule}",
+            echo=lambda line: print("  " + line, flush=True),
         )
         results[schedule] = (result, time.perf_counter() - t0)
         print(f"{schedule}: {time.perf_counter() - t0:.0f}s", flush=True)
 
     print()
-    print("| schedule | stage | buckets | steps | reference | ref log-probs | held-out accuracy | held-out mean gamma |")
+    print(
+        "| schedule | stage | buckets | steps | reference | ref log-probs | held-out accuracy | held-out mean gamma |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for schedule, (result, _seconds) in results.items():
         for row in result.summary().to_pylist():
             acc = "-" if row["holdout_accuracy"] is None else f"{row['holdout_accuracy']:.3f}"
             gamma = "-" if row["holdout_gamma"] is None else f"{row['holdout_gamma']:.3f}"
-            print(f"| {schedule} | {row['stage']} | {row['buckets']} | {row['steps']} | {row['reference']} | {row['ref_logps']} | {acc} | {gamma} |")
+            print(
+                f"| {schedule} | {row['stage']} | {row['buckets']} | {row['steps']} | {row['reference']} | {row['ref_logps']} | {acc} | {gamma} |"
+            )
     print("\nwall time: " + ", ".join(f"{s} {sec / 60:.1f} min" for s, (_, sec) in results.items()))
-    print(f"\ntotal {(time.perf_counter() - started) / 60:.1f} min; runs in {args.out}, metrics in {store.root} "
-          f"(prefcurate sql --store {store.root} \"select * from runs\")")
+    print(
+        f"\ntotal {(time.perf_counter() - started) / 60:.1f} min; runs in {args.out}, metrics in {store.root} "
+        f'(prefcurate sql --store {store.root} "select * from runs")'
+    )
     return 0
 
 

@@ -104,7 +104,9 @@ def split_check(test: str, entry_point: str | None, *, where: str = "<test>") ->
     try:
         module = ast.parse(source)
     except SyntaxError as exc:
-        raise InputError(f"test code does not parse: {exc.msg} (line {exc.lineno})", path=where, field="test") from None
+        raise InputError(
+            f"test code does not parse: {exc.msg} (line {exc.lineno})", path=where, field="test"
+        ) from None
     lines = source.split("\n")
     checks = [n for n in module.body if isinstance(n, ast.FunctionDef) and n.name == "check"]
     if not checks:
@@ -116,7 +118,12 @@ def split_check(test: str, entry_point: str | None, *, where: str = "<test>") ->
         setup_parts.append(f"{param} = {entry_point}")
     body = list(check.body)
     # A docstring of check is not a unit and not setup.
-    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+    if (
+        body
+        and isinstance(body[0], ast.Expr)
+        and isinstance(body[0].value, ast.Constant)
+        and isinstance(body[0].value.value, str)
+    ):
         body = body[1:]
     indent = body[0].col_offset if body else 0
     units: list[str] = []
@@ -136,12 +143,16 @@ def split_check(test: str, entry_point: str | None, *, where: str = "<test>") ->
     return TestSuite(units=tuple(units), setup="\n".join(setup_parts), entry_point=entry_point)
 
 
-def split_asserts(tests: Sequence[str], setup: str = "", entry_point: str | None = None, *, where: str = "<tests>") -> TestSuite:
+def split_asserts(
+    tests: Sequence[str], setup: str = "", entry_point: str | None = None, *, where: str = "<tests>"
+) -> TestSuite:
     """MBPP style: one unit per test string (a string holding several asserts is split per top-level statement)."""
     units: list[str] = []
     for i, test in enumerate(tests):
         if not isinstance(test, str):
-            raise InputError(f"test {i} is {type(test).__name__}, expected a string", path=where, field="tests")
+            raise InputError(
+                f"test {i} is {type(test).__name__}, expected a string", path=where, field="tests"
+            )
         source = _normalize(test).strip("\n")
         try:
             module = ast.parse(source)
@@ -187,7 +198,9 @@ def suite_from_spec(spec: Mapping[str, Any], *, where: str = "<meta>") -> TestSu
         if setup:
             suite = TestSuite(suite.units, "\n".join([_normalize(setup), suite.setup]), suite.entry_point)
         return suite
-    raise InputError("no tests: expected `tests` (list of asserts) or `test` with `entry_point`", path=where, field="tests")
+    raise InputError(
+        "no tests: expected `tests` (list of asserts) or `test` with `entry_point`", path=where, field="tests"
+    )
 
 
 def meta_suite(meta: str | Mapping[str, Any] | None) -> TestSuite | None:
@@ -220,7 +233,9 @@ def extract_code(text: str, entry_point: str | None = None) -> str:
     if not python:
         return text if not blocks else blocks[0][1]
     if entry_point:
-        pattern = re.compile(rf"^\s*(async\s+)?def\s+{re.escape(entry_point)}\s*\(|^\s*{re.escape(entry_point)}\s*=", re.M)
+        pattern = re.compile(
+            rf"^\s*(async\s+)?def\s+{re.escape(entry_point)}\s*\(|^\s*{re.escape(entry_point)}\s*=", re.M
+        )
         for body in python:
             if pattern.search(body):
                 return body
@@ -307,7 +322,9 @@ def join_program(program: str, setup: str) -> str:
     return program + ("" if program.endswith("\n") else "\n") + setup + "\n"
 
 
-def run_suites(pool: Any, jobs: Sequence[tuple[str, TestSuite]], *, timeout: float | None = None) -> list[CompletionResult]:
+def run_suites(
+    pool: Any, jobs: Sequence[tuple[str, TestSuite]], *, timeout: float | None = None
+) -> list[CompletionResult]:
     """Run (program, suite) jobs through a SandboxPool (in parallel, results in input order)."""
     payload = [(join_program(program, suite.setup), list(suite.units)) for program, suite in jobs]
     runs = pool.map(payload, timeout=timeout) if timeout is not None else pool.map(payload)

@@ -18,10 +18,15 @@ from .store import Store
 
 def demo_data_dir() -> Path:
     """examples/data beside the package (repository checkout) or in the working folder."""
-    for candidate in (Path(__file__).resolve().parent.parent / "examples" / "data", Path.cwd() / "examples" / "data"):
+    for candidate in (
+        Path(__file__).resolve().parent.parent / "examples" / "data",
+        Path.cwd() / "examples" / "data",
+    ):
         if candidate.is_dir():
             return candidate
-    raise PrefcurateError("demo data not found: run `prefcurate demo` from a checkout of the repository (examples/data/)")
+    raise PrefcurateError(
+        "demo data not found: run `prefcurate demo` from a checkout of the repository (examples/data/)"
+    )
 
 
 @dataclass
@@ -37,7 +42,14 @@ class DemoContext:
 Stage = Callable[[DemoContext], None]
 
 
-def run_demo(store: Store, out: Path, *, quick: bool = False, console: Console | None = None, stages: list[tuple[str, Stage]] | None = None) -> DemoContext:
+def run_demo(
+    store: Store,
+    out: Path,
+    *,
+    quick: bool = False,
+    console: Console | None = None,
+    stages: list[tuple[str, Stage]] | None = None,
+) -> DemoContext:
     from .demo_stages import STAGES
 
     console = console or Console()

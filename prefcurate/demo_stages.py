@@ -55,7 +55,11 @@ def _print_build(ctx: DemoContext, label: str, reused: bool, counts: dict) -> No
 
 def sql_stage(ctx: DemoContext) -> None:
     show(ctx, run_named(ctx.store, "overview"), title="prefcurate sql overview: pairs per dataset")
-    show(ctx, run_named(ctx.store, "sources"), title="prefcurate sql sources: pairs and mean score gap per source")
+    show(
+        ctx,
+        run_named(ctx.store, "sources"),
+        title="prefcurate sql sources: pairs and mean score gap per source",
+    )
     show(ctx, run_named(ctx.store, "drops"), title="prefcurate sql drops: what each build dropped, by reason")
 
 
@@ -65,7 +69,9 @@ def model_free_signals_stage(ctx: DemoContext) -> None:
     from .signals.test_pass import TestPass
 
     gap, _ = run_signal(ctx.store, UF, ScoreGap())
-    ctx.console.print(f"{gap.label}: chosen_score - rejected_score for {gap.manifest['counts']['rows']} pairs")
+    ctx.console.print(
+        f"{gap.label}: chosen_score - rejected_score for {gap.manifest['counts']['rows']} pairs"
+    )
     tests, _ = run_signal(ctx.store, CODE, TestPass(timeout=2.0, workers=2))
     show(
         ctx,
@@ -83,7 +89,9 @@ def _view(name: str) -> str:
     return name.replace("-", "_")
 
 
-def _logprob(ctx: DemoContext, dataset: str, first: int, max_length: int = MAX_LENGTH, dtype: str = "auto") -> str:
+def _logprob(
+    ctx: DemoContext, dataset: str, first: int, max_length: int = MAX_LENGTH, dtype: str = "auto"
+) -> str:
     """Score the first `first` pairs (by pair id) of `dataset` with the bundled model."""
     from .signals import run_signal
     from .signals.logprob_margin import LogprobMargin
@@ -107,7 +115,9 @@ def _subset(ctx: DemoContext, dataset: str, first: int) -> str:
 
     name = f"{dataset}-demo"
     pairs_ref = ctx.store.get("pairs", dataset)
-    fp = fingerprint({"subset_of": pairs_ref.manifest.get("fingerprint", pairs_ref.label), "first_per_source": first})
+    fp = fingerprint(
+        {"subset_of": pairs_ref.manifest.get("fingerprint", pairs_ref.label), "first_per_source": first}
+    )
     if ctx.store.find_fingerprint("pairs", name, fp):
         return name
     table = pairs_ref.read()
@@ -119,12 +129,17 @@ def _subset(ctx: DemoContext, dataset: str, first: int) -> str:
             keep.append(i)
             seen[source] = seen.get(source, 0) + 1
     subset = table.take(pa.array(keep, pa.int64()))
-    subset = subset.set_column(subset.schema.get_field_index("dataset"), "dataset", pa.array([name] * subset.num_rows))
+    subset = subset.set_column(
+        subset.schema.get_field_index("dataset"), "dataset", pa.array([name] * subset.num_rows)
+    )
     manifest = {
         "builder": "demo subset",
         "options": {"first_per_source": first},
         "inputs": {"pairs": {"version": pairs_ref.version, "dataset": dataset}},
-        "counts": {"kept": subset.num_rows, "dropped": {"outside_demo_slice": table.num_rows - subset.num_rows}},
+        "counts": {
+            "kept": subset.num_rows,
+            "dropped": {"outside_demo_slice": table.num_rows - subset.num_rows},
+        },
         "fingerprint": fp,
     }
     with ctx.store.publish("pairs", name, manifest) as pub:
@@ -147,8 +162,14 @@ def accuracy_stage(ctx: DemoContext) -> None:
 
     subset = _logprob(ctx, HH, _slice(ctx, 20, 8), max_length=512)  # multi-turn HH prompts are long
     column = "logprob_margin_v1__correct"
-    show(ctx, accuracy(ctx.store, subset, column), title="reference-free reward accuracy per HH-RLHF source (ties never count as correct)")
-    ctx.console.print("sDPO order (easiest source first): " + " -> ".join(source_order(ctx.store, subset, column)))
+    show(
+        ctx,
+        accuracy(ctx.store, subset, column),
+        title="reference-free reward accuracy per HH-RLHF source (ties never count as correct)",
+    )
+    ctx.console.print(
+        "sDPO order (easiest source first): " + " -> ".join(source_order(ctx.store, subset, column))
+    )
 
 
 def buckets_stage(ctx: DemoContext) -> None:
@@ -158,33 +179,55 @@ def buckets_stage(ctx: DemoContext) -> None:
     from .split import split_dataset
 
     dataset = f"{UF}-demo"
-    if not ctx.store.versions("pairs", dataset):  # the model stages were skipped: bucket the full set by score gap
+    if not ctx.store.versions(
+        "pairs", dataset
+    ):  # the model stages were skipped: bucket the full set by score gap
         dataset = UF
     from .signals import run_signal
     from .signals.score_gap import ScoreGap
 
     run_signal(ctx.store, dataset, ScoreGap())
     split = split_dataset(ctx.store, dataset, holdout=0.1, seed=0)
-    ctx.console.print(f"{split.ref.label}: {split.holdout_pairs} held-out pairs from {split.holdout_prompts} prompts")
+    ctx.console.print(
+        f"{split.ref.label}: {split.holdout_pairs} held-out pairs from {split.holdout_prompts} prompts"
+    )
     scored = ctx.store.versions("scores", f"{dataset}/logprob_margin_v1")
     # Training injects the reference log-probs, so keep only pairs that have them (a prompt longer
     # than max_length leaves no completion tokens to score).
-    where = "logprob_margin_v1__chosen_logp IS NOT NULL AND logprob_margin_v1__rejected_logp IS NOT NULL" if scored else None
-    result = partition(ctx.store, PartitionSpec(dataset, "uf-curriculum", by="score_gap_v1__gap", buckets=3, where=where))
+    where = (
+        "logprob_margin_v1__chosen_logp IS NOT NULL AND logprob_margin_v1__rejected_logp IS NOT NULL"
+        if scored
+        else None
+    )
+    result = partition(
+        ctx.store, PartitionSpec(dataset, "uf-curriculum", by="score_gap_v1__gap", buckets=3, where=where)
+    )
     show(ctx, result.bucket_table(), title=f"{result.ref.label}: 3 buckets by score gap (bucket 0 = easiest)")
-    control = partition(ctx.store, PartitionSpec(dataset, "uf-random", strategy="random", like="uf-curriculum", seed=0))
+    control = partition(
+        ctx.store, PartitionSpec(dataset, "uf-random", strategy="random", like="uf-curriculum", seed=0)
+    )
     ctx.console.print(f"control arm: {control.ref.label} (same pairs and sizes, random order)")
     hh = f"{HH}-demo"
     if ctx.store.versions("scores", f"{hh}/logprob_margin_v1"):
         sdpo = partition(
             ctx.store,
-            PartitionSpec(hh, "hh-sdpo", strategy="source", by="logprob_margin_v1__correct", order_by="accuracy"),
+            PartitionSpec(
+                hh, "hh-sdpo", strategy="source", by="logprob_margin_v1__correct", order_by="accuracy"
+            ),
         )
-        show(ctx, sdpo.bucket_table(), title=f"{sdpo.ref.label}: one bucket per source, highest accuracy first (sDPO)")
+        show(
+            ctx,
+            sdpo.bucket_table(),
+            title=f"{sdpo.ref.label}: one bucket per source, highest accuracy first (sDPO)",
+        )
     with_ref = "logprob_margin_v1" if scored else None
-    exported = export(ctx.store, "uf-curriculum", ctx.out / "export-uf-curriculum", with_ref_logps=with_ref, overwrite=True)
+    exported = export(
+        ctx.store, "uf-curriculum", ctx.out / "export-uf-curriculum", with_ref_logps=with_ref, overwrite=True
+    )
     extra = " with reference log-probs" if with_ref else ""
-    ctx.console.print(f"exported {exported.out}{extra} (TRL form: order.json + bucket-<k>/train.parquet, train.jsonl, dataset/)")
+    ctx.console.print(
+        f"exported {exported.out}{extra} (TRL form: order.json + bucket-<k>/train.parquet, train.jsonl, dataset/)"
+    )
     report = write_report(ctx.store, "uf-curriculum", ctx.out / "report-uf-curriculum.html")
     ctx.console.print(f"report: {report}")
 

@@ -39,7 +39,17 @@ REF_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
 # Fields of a log-prob signal that hold the sequence log-probs of the two completions.
 LOGP_FIELDS = ("chosen_logp", "rejected_logp")
 ONE_MESSAGE = pa.list_(MESSAGE)
-FLAT_COLUMNS = ("pair_id", "prompt_id", "source", "prompt", "chosen", "rejected", "chosen_score", "rejected_score", "signal_value")
+FLAT_COLUMNS = (
+    "pair_id",
+    "prompt_id",
+    "source",
+    "prompt",
+    "chosen",
+    "rejected",
+    "chosen_score",
+    "rejected_score",
+    "signal_value",
+)
 
 
 def _assistant(texts: pa.ChunkedArray | pa.Array) -> pa.Array:
@@ -56,7 +66,9 @@ def trl_table(pairs: pa.Table) -> pa.Table:
     """Pairs (or bucket rows) in TRL's conversational explicit-prompt form, keeping the reference columns."""
     for name in ("pair_id", "prompt", "chosen", "rejected"):
         if name not in pairs.column_names:
-            raise ConfigError(f"cannot convert to TRL form: no column {name!r} (have: {', '.join(pairs.column_names)})")
+            raise ConfigError(
+                f"cannot convert to TRL form: no column {name!r} (have: {', '.join(pairs.column_names)})"
+            )
     columns: dict[str, Any] = {
         "pair_id": pairs.column("pair_id").cast(pa.string()),
         "prompt": pairs.column("prompt").cast(pa.list_(MESSAGE)),
@@ -101,7 +113,9 @@ def bucket_tables(store: Store, name: str, version: str | None = None) -> list[t
     return [(k, trl_table(t)) for k, t in read_buckets(ref)]
 
 
-def ref_logps_for(store: Store, ref: VersionRef, signal: str, tables: list[tuple[int, pa.Table]]) -> tuple[VersionRef, list[pa.Table]]:
+def ref_logps_for(
+    store: Store, ref: VersionRef, signal: str, tables: list[tuple[int, pa.Table]]
+) -> tuple[VersionRef, list[pa.Table]]:
     """Add ref_chosen_logps / ref_rejected_logps from `signal` (`logprob_margin_v1` or `...@vN`) to each bucket.
 
     Refuses when the signal was computed on another pairs version or lacks a value for any exported pair.
@@ -121,7 +135,9 @@ def ref_logps_for(store: Store, ref: VersionRef, signal: str, tables: list[tuple
     missing = [c for c in cols if c not in values.column_names]
     if missing:
         have = [c for c in values.column_names if c != "pair_id"]
-        raise ConfigError(f"--with-ref-logps {signal}: {sig_ref.label} has no column {missing[0]!r} (have: {', '.join(have)})")
+        raise ConfigError(
+            f"--with-ref-logps {signal}: {sig_ref.label} has no column {missing[0]!r} (have: {', '.join(have)})"
+        )
     values = values.select(["pair_id", *cols]).rename_columns(["pair_id", *REF_COLUMNS])
     out = []
     for k, table in tables:

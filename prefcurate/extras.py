@@ -31,7 +31,9 @@ def require(module: str, purpose: str) -> ModuleType:
         top = module.split(".")[0]
         extra = EXTRA_OF.get(top)
         hint = f"pip install 'prefcurate[{extra}]'" if extra else f"pip install {top}"
-        raise MissingExtraError(f"{purpose} needs {top}, which is not installed ({exc}); install it with: {hint}") from exc
+        raise MissingExtraError(
+            f"{purpose} needs {top}, which is not installed ({exc}); install it with: {hint}"
+        ) from exc
 
 
 def is_available(module: str) -> bool:

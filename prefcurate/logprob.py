@@ -89,10 +89,16 @@ def encode(
     """Token ids of prompt + completion and where the completion starts (see the module docstring)."""
     if template == "chat":
         messages = [{"role": m["role"], "content": m["content"]} for m in prompt]
-        prompt_ids = _ids(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True))
-        full = _ids(tokenizer.apply_chat_template(
-            [*messages, {"role": "assistant", "content": completion}], tokenize=True, return_dict=True
-        ))
+        prompt_ids = _ids(
+            tokenizer.apply_chat_template(
+                messages, add_generation_prompt=True, tokenize=True, return_dict=True
+            )
+        )
+        full = _ids(
+            tokenizer.apply_chat_template(
+                [*messages, {"role": "assistant", "content": completion}], tokenize=True, return_dict=True
+            )
+        )
     else:
         text = plain_prompt(prompt)
         eos = tokenizer.eos_token or ""
@@ -104,6 +110,7 @@ def encode(
 
 
 # -- dtype -------------------------------------------------------------------------------------------
+
 
 def _cpu_flags() -> set[str]:
     try:
@@ -133,7 +140,9 @@ def _probe_bf16_speedup() -> float:
     return times[torch.float32] / times[torch.bfloat16]
 
 
-def decide_dtype(*, cuda_bf16: bool | None, cpu_flags: set[str], speedup: Callable[[], float]) -> tuple[str, str]:
+def decide_dtype(
+    *, cuda_bf16: bool | None, cpu_flags: set[str], speedup: Callable[[], float]
+) -> tuple[str, str]:
     """(dtype, why). GPU: bf16 where supported. CPU: fp32 unless the CPU has native bf16 instructions
     (avx512_bf16 / amx_bf16) *and* a measured bf16 matrix product beats fp32 by 1.3x or more; on
     AVX2-only CPUs bf16 is emulated and several times slower than fp32."""
@@ -165,7 +174,9 @@ def resolve_dtype(dtype: str, device: str = "cpu") -> tuple[str, str]:
         return dtype, "asked for"
     torch = require("torch", "choosing a dtype")
     if device.startswith("cuda"):
-        return decide_dtype(cuda_bf16=bool(torch.cuda.is_bf16_supported()), cpu_flags=set(), speedup=lambda: 1.0)
+        return decide_dtype(
+            cuda_bf16=bool(torch.cuda.is_bf16_supported()), cpu_flags=set(), speedup=lambda: 1.0
+        )
     from .models import cache_root
 
     flags = _cpu_flags()
@@ -193,6 +204,7 @@ def default_device() -> str:
 
 
 # -- batching ----------------------------------------------------------------------------------------
+
 
 def pack(lengths: Sequence[int], batch_tokens: int) -> list[list[int]]:
     """Group indices (already in length order) into batches whose padded size rows x longest stays
@@ -241,7 +253,9 @@ class LogprobScorer:
         self.batch_tokens = batch_tokens
         self.padding_side = padding_side
         self.template = template_mode(tokenizer)
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+        self.pad_id = (
+            tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+        )
         self._torch = torch
         config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
         # Logit transforms some families apply after the LM head (Gemma softcapping, Cohere/Granite scale).
@@ -258,7 +272,9 @@ class LogprobScorer:
     def encode(self, prompt: Sequence[Mapping[str, str]], completion: str) -> Encoded:
         return encode(self.tokenizer, prompt, completion, max_length=self.max_length, template=self.template)
 
-    def score(self, items: Sequence[Encoded], on_batch: Callable[[int, int], None] | None = None) -> list[float | None]:
+    def score(
+        self, items: Sequence[Encoded], on_batch: Callable[[int, int], None] | None = None
+    ) -> list[float | None]:
         """Log-prob sum of each item's completion, in input order (None where no token is left).
 
         Items are sorted by length internally; `on_batch(completions, tokens)` is called after each batch.

@@ -50,7 +50,9 @@ class VllmScorer:
     def open(cls, spec: str | None, *, dtype: str = "auto", max_length: int = 512) -> VllmScorer:
         torch = require("torch", "the vLLM backend")
         if not torch.cuda.is_available():
-            raise ConfigError("--backend vllm needs a CUDA GPU and none is visible here; use --backend transformers")
+            raise ConfigError(
+                "--backend vllm needs a CUDA GPU and none is visible here; use --backend transformers"
+            )
         vllm = require("vllm", "the vLLM backend")
         transformers = require("transformers", "the vLLM backend")
         resolved, _why = resolve_dtype(dtype, "cuda")
@@ -58,9 +60,13 @@ class VllmScorer:
         is_hub = spec is not None and not Path(spec).expanduser().exists()
         revision = (str(spec).partition("@")[2] or None) if is_hub else None
         llm = vllm.LLM(
-            model=source, revision=revision, dtype=VLLM_DTYPES[resolved], seed=0,
+            model=source,
+            revision=revision,
+            dtype=VLLM_DTYPES[resolved],
+            seed=0,
             # +1: vLLM generates one token after the prompt; prefix caching would skip prompt log-probs.
-            max_model_len=max_length + 1, enable_prefix_caching=False,
+            max_model_len=max_length + 1,
+            enable_prefix_caching=False,
         )
         tokenizer = transformers.AutoTokenizer.from_pretrained(source, revision=revision)
         return cls(llm, tokenizer, max_length=max_length, dtype=resolved)
@@ -68,7 +74,9 @@ class VllmScorer:
     def encode(self, prompt: Sequence[Mapping[str, str]], completion: str) -> Encoded:
         return encode(self.tokenizer, prompt, completion, max_length=self.max_length, template=self.template)
 
-    def score(self, items: Sequence[Encoded], on_batch: Callable[[int, int], None] | None = None) -> list[float | None]:
+    def score(
+        self, items: Sequence[Encoded], on_batch: Callable[[int, int], None] | None = None
+    ) -> list[float | None]:
         vllm = require("vllm", "the vLLM backend")
         from vllm.inputs import TokensPrompt
 

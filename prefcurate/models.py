@@ -114,7 +114,9 @@ def _hub_revision(repo_id: str, revision: str | None) -> str | None:
         from huggingface_hub import constants
     except ImportError:
         return revision
-    ref = Path(constants.HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}" / "refs" / (revision or "main")
+    ref = (
+        Path(constants.HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}" / "refs" / (revision or "main")
+    )
     if ref.is_file():
         return ref.read_text().strip()
     if os.environ.get("HF_HUB_OFFLINE") not in (None, "", "0"):
@@ -131,7 +133,11 @@ def model_fingerprint(spec: str | Path | None) -> dict[str, Any]:
     """JSON-able identity of the weights a spec names, stable across runs (no model is loaded)."""
     if spec is None:
         path = bundled_gguf()
-        return {"model": f"bundled:{BUNDLED_NAME}", "file": BUNDLED_FILE, "model_sha256": _file_sha256_cached(path)}
+        return {
+            "model": f"bundled:{BUNDLED_NAME}",
+            "file": BUNDLED_FILE,
+            "model_sha256": _file_sha256_cached(path),
+        }
     path = Path(spec).expanduser()
     if path.is_dir() and is_checkpoint(path):
         # The resolved path, so `./m` and `/abs/m` name the same model (the hash decides equality anyway).
@@ -139,7 +145,9 @@ def model_fingerprint(spec: str | Path | None) -> dict[str, Any]:
     if path.is_file() and path.suffix == ".gguf":
         return {"model": path.name, "model_sha256": _file_sha256_cached(path)}
     if path.exists():
-        raise ConfigError(f"--model {str(spec)!r} is neither a checkpoint folder (config.json) nor a .gguf file")
+        raise ConfigError(
+            f"--model {str(spec)!r} is neither a checkpoint folder (config.json) nor a .gguf file"
+        )
     repo_id, revision = _split_hub(str(spec))
     return {"model": repo_id, "revision": _hub_revision(repo_id, revision)}
 
@@ -183,8 +191,10 @@ def gguf_checkpoint(gguf: Path, name: str | None = None) -> Path:
     require("gguf", f"converting {gguf.name}")
     with quiet_transformers():
         model = transformers.AutoModelForCausalLM.from_pretrained(
-            str(gguf.parent), gguf_file=gguf.name,
-            quantization_config=transformers.GgufConfig(dequantize=True), dtype=torch.bfloat16,
+            str(gguf.parent),
+            gguf_file=gguf.name,
+            quantization_config=transformers.GgufConfig(dequantize=True),
+            dtype=torch.bfloat16,
         )
         tokenizer = transformers.AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     # Write next to the target and rename: two processes converting at once never see a half-written folder.
@@ -220,7 +230,9 @@ def load_model(spec: str | Path | None, dtype: str = "bf16") -> tuple[Any, Any]:
             source = str(path.parent)
             kwargs = {"gguf_file": path.name, "quantization_config": transformers.GgufConfig(dequantize=True)}
         elif path.exists():
-            raise ConfigError(f"--model {str(spec)!r} is neither a checkpoint folder (config.json) nor a .gguf file")
+            raise ConfigError(
+                f"--model {str(spec)!r} is neither a checkpoint folder (config.json) nor a .gguf file"
+            )
         else:
             source, revision = _split_hub(str(spec))
             if revision:

@@ -36,7 +36,9 @@ from .store import Store, VersionRef
 
 STRATEGIES = ("quantile", "percentiles", "thresholds", "source", "random")
 SOURCE_STATS = ("accuracy", "mean", "count")
-BUCKET_SCHEMA = pa.schema([*PAIR_SCHEMA, pa.field("signal_value", pa.float64()), pa.field("position", pa.int64())])
+BUCKET_SCHEMA = pa.schema(
+    [*PAIR_SCHEMA, pa.field("signal_value", pa.float64()), pa.field("position", pa.int64())]
+)
 SPLIT_SIGNAL = "split_v1"
 _IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -80,7 +82,9 @@ class PartitionSpec:
             if any(b <= a for a, b in zip(self.cuts, self.cuts[1:], strict=False)):
                 raise ConfigError(f"--cuts must be strictly increasing, got {_fmt_list(self.cuts)}")
             if s == "percentiles" and not all(0 < c < 100 for c in self.cuts):
-                raise ConfigError(f"--cuts for percentiles are percents between 0 and 100 (exclusive), got {_fmt_list(self.cuts)}")
+                raise ConfigError(
+                    f"--cuts for percentiles are percents between 0 and 100 (exclusive), got {_fmt_list(self.cuts)}"
+                )
             if not all(math.isfinite(c) for c in self.cuts):
                 raise ConfigError(f"--cuts must be finite numbers, got {_fmt_list(self.cuts)}")
         elif self.cuts:
@@ -88,14 +92,20 @@ class PartitionSpec:
         if s == "source":
             order = self.order_by or "accuracy"
             if order in ("accuracy", "mean") and not self.by:
-                raise ConfigError(f"--order-by {order} needs --by SIGNAL_COLUMN (the per-pair value it aggregates)")
+                raise ConfigError(
+                    f"--order-by {order} needs --by SIGNAL_COLUMN (the per-pair value it aggregates)"
+                )
         elif self.order_by:
             raise ConfigError("--order-by applies to --strategy source only")
         if s == "random":
             if self.like and self.buckets is not None:
-                raise ConfigError("--strategy random takes either --like NAME (its bucket sizes) or --buckets K, not both")
+                raise ConfigError(
+                    "--strategy random takes either --like NAME (its bucket sizes) or --buckets K, not both"
+                )
             if not self.like and (self.buckets is None or self.buckets < 1):
-                raise ConfigError("--strategy random needs --like NAME[@vN] (a bucket set whose sizes to copy) or --buckets K")
+                raise ConfigError(
+                    "--strategy random needs --like NAME[@vN] (a bucket set whose sizes to copy) or --buckets K"
+                )
             if self.like and (self.where or self.drop_extremes):
                 raise ConfigError(
                     "--strategy random --like reuses the reference set's pairs; --where and --drop-extremes do not apply"
@@ -107,7 +117,9 @@ class PartitionSpec:
             if not self.by:
                 raise ConfigError("--drop-extremes needs --by (the signal whose extremes to drop)")
             if not (0 <= lo < hi <= 100):
-                raise ConfigError(f"--drop-extremes takes LOW,HIGH percents with 0 <= LOW < HIGH <= 100, got {lo:g},{hi:g}")
+                raise ConfigError(
+                    f"--drop-extremes takes LOW,HIGH percents with 0 <= LOW < HIGH <= 100, got {lo:g},{hi:g}"
+                )
 
     def to_manifest(self) -> dict[str, Any]:
         d = asdict(self)
@@ -139,6 +151,7 @@ class PartitionResult:
 
 # -- inputs ------------------------------------------------------------------------------------------
 
+
 def _q(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
@@ -156,7 +169,9 @@ def signal_on(store: Store, dataset: str, signal: str, pairs_ref: VersionRef) ->
     name = f"{dataset}/{signal}"
     refs = store.versions("scores", name)
     if not refs:
-        raise ConfigError(f"dataset {dataset!r} has no signal {signal!r}; compute it with `prefcurate score {dataset} --by ...`")
+        raise ConfigError(
+            f"dataset {dataset!r} has no signal {signal!r}; compute it with `prefcurate score {dataset} --by ...`"
+        )
     for ref in reversed(refs):
         if ref.manifest.get("inputs", {}).get("pairs", {}).get("version") == pairs_ref.version:
             return ref
@@ -206,7 +221,9 @@ class _Inputs:
                     f"the held-out split of {spec.dataset!r} was made on another pairs version; rerun "
                     f"`prefcurate split {spec.dataset}` or pass --keep-holdout"
                 ) from None
-        self.signals: dict[str, VersionRef] = {s: signal_on(store, spec.dataset, s, pairs_ref) for s in wanted}
+        self.signals: dict[str, VersionRef] = {
+            s: signal_on(store, spec.dataset, s, pairs_ref) for s in wanted
+        }
         joins = ""
         for i, (_, ref) in enumerate(sorted(self.signals.items())):
             self.con.execute(f"CREATE VIEW s{i} AS SELECT * FROM read_parquet({_files(ref)})")
@@ -229,21 +246,41 @@ class _Inputs:
         assert by is not None
         cols = self.columns()
         if _IDENT_RE.match(by) and by not in cols:
-            signal_cols = available_signal_columns(self.store, self.spec.dataset, self.pairs_ref) or ["none: score the dataset first"]
-            raise ConfigError(f"--by {by!r}: no such column for dataset {self.spec.dataset!r} (signal columns: {', '.join(signal_cols)})")
+            signal_cols = available_signal_columns(self.store, self.spec.dataset, self.pairs_ref) or [
+                "none: score the dataset first"
+            ]
+            raise ConfigError(
+                f"--by {by!r}: no such column for dataset {self.spec.dataset!r} (signal columns: {', '.join(signal_cols)})"
+            )
         kind = self.sql(f"SELECT typeof({by}) AS t FROM candidates LIMIT 1", f"--by {by!r}")
         type_name = kind.column("t")[0].as_py() if kind.num_rows else "DOUBLE"
         is_bool = type_name == "BOOLEAN"
-        numeric = is_bool or type_name in {
-            "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT",
-            "FLOAT", "DOUBLE", "NULL",
-        } or type_name.startswith("DECIMAL")
+        numeric = (
+            is_bool
+            or type_name
+            in {
+                "TINYINT",
+                "SMALLINT",
+                "INTEGER",
+                "BIGINT",
+                "HUGEINT",
+                "UTINYINT",
+                "USMALLINT",
+                "UINTEGER",
+                "UBIGINT",
+                "FLOAT",
+                "DOUBLE",
+                "NULL",
+            }
+            or type_name.startswith("DECIMAL")
+        )
         if not numeric:
             raise ConfigError(f"--by {by!r} is {type_name}; it must be numeric or boolean")
         return f"CAST(({by}) AS DOUBLE)", is_bool
 
 
 # -- strategies --------------------------------------------------------------------------------------
+
 
 def _difficulty_order(ids: np.ndarray, values: np.ndarray, easy: str) -> np.ndarray:
     """Indices from easiest to hardest; ties by pair_id; missing values last."""
@@ -276,8 +313,11 @@ def _stats(values: np.ndarray) -> dict[str, Any]:
     out: dict[str, Any] = {"count": int(present.size), "nulls": int(values.size - present.size)}
     if present.size:
         out.update(
-            min=_r(present.min()), max=_r(present.max()), mean=_r(present.mean()),
-            median=_r(np.median(present)), std=_r(present.std()),
+            min=_r(present.min()),
+            max=_r(present.max()),
+            mean=_r(present.mean()),
+            median=_r(np.median(present)),
+            std=_r(present.std()),
         )
     else:
         out.update(min=None, max=None, mean=None, median=None, std=None)
@@ -289,6 +329,7 @@ def _r(x: float) -> float:
 
 
 # -- the work ----------------------------------------------------------------------------------------
+
 
 def parse_like(like: str) -> tuple[str, str | None]:
     name, _, version = like.partition("@")
@@ -307,10 +348,14 @@ def partition(store: Store, spec: PartitionSpec, *, force: bool = False) -> Part
         like_ref = store.get("buckets", like_name, like_version)
         lm = like_ref.manifest
         if lm.get("dataset") != spec.dataset:
-            raise ConfigError(f"--like {spec.like!r} partitions dataset {lm.get('dataset')!r}, not {spec.dataset!r}")
+            raise ConfigError(
+                f"--like {spec.like!r} partitions dataset {lm.get('dataset')!r}, not {spec.dataset!r}"
+            )
         ref_pairs = lm.get("inputs", {}).get("pairs", {}).get("version")
         if spec.pairs_version and spec.pairs_version != ref_pairs:
-            raise ConfigError(f"--like {spec.like!r} was built on pairs {ref_pairs}, not {spec.pairs_version}")
+            raise ConfigError(
+                f"--like {spec.like!r} was built on pairs {ref_pairs}, not {spec.pairs_version}"
+            )
         spec.pairs_version = ref_pairs
         spec.keep_holdout = bool(lm.get("spec", {}).get("keep_holdout", False))  # same pool as the reference
         if spec.by is None:
@@ -330,7 +375,9 @@ def partition(store: Store, spec: PartitionSpec, *, force: bool = False) -> Part
     }
     if like_ref is not None:
         input_doc["like"] = {
-            "name": like_ref.name, "version": like_ref.version, "fingerprint": like_ref.manifest.get("fingerprint"),
+            "name": like_ref.name,
+            "version": like_ref.version,
+            "fingerprint": like_ref.manifest.get("fingerprint"),
         }
     manifest_spec = spec.to_manifest()
     fp = fingerprint({"spec": {k: v for k, v in manifest_spec.items() if k != "name"}, "inputs": input_doc})
@@ -402,9 +449,18 @@ def partition(store: Store, spec: PartitionSpec, *, force: bool = False) -> Part
                 + (f" --cuts {_fmt_list(spec.cuts)}" if spec.cuts else "")
                 + "; choose other cuts or fewer buckets"
             )
-        entry = {"bucket": k, "rows": int(members.size), "label": labels[k], **extra.get(k, {}), "signal": _stats(values[members])}
+        entry = {
+            "bucket": k,
+            "rows": int(members.size),
+            "label": labels[k],
+            **extra.get(k, {}),
+            "signal": _stats(values[members]),
+        }
         bucket_entries.append(entry)
-        order_rows += [(ids[i], k, pos, None if math.isnan(values[i]) else float(values[i])) for pos, i in enumerate(members)]
+        order_rows += [
+            (ids[i], k, pos, None if math.isnan(values[i]) else float(values[i]))
+            for pos, i in enumerate(members)
+        ]
     assignment = pa.table(
         {
             "pair_id": pa.array([r[0] for r in order_rows], pa.string()),
@@ -431,17 +487,24 @@ def partition(store: Store, spec: PartitionSpec, *, force: bool = False) -> Part
     for entry in bucket_entries:
         entry.pop("_cuts", None)
     cols = ", ".join(f"p.{c}" for c in PAIR_COLUMNS)
-    with store.publish("buckets", spec.name, manifest) as pub, progress_bar("writing buckets", n_buckets) as bar:
+    with (
+        store.publish("buckets", spec.name, manifest) as pub,
+        progress_bar("writing buckets", n_buckets) as bar,
+    ):
         for k in range(n_buckets):
             table = inputs.sql(
                 f"SELECT {cols}, a.value AS signal_value, a.position FROM pairs_in p JOIN assignment a USING (pair_id) "
                 f"WHERE a.bucket = {k} ORDER BY a.position",
                 f"writing bucket {k}",
             )
-            pub.write_table(table.select(BUCKET_SCHEMA.names).cast(BUCKET_SCHEMA), f"bucket={k}/part-00000.parquet")
+            pub.write_table(
+                table.select(BUCKET_SCHEMA.names).cast(BUCKET_SCHEMA), f"bucket={k}/part-00000.parquet"
+            )
             bar.advance(1)
     inputs.con.close()
-    return PartitionResult(VersionRef("buckets", spec.name, pub.manifest["version"], pub.path), False, pub.manifest)
+    return PartitionResult(
+        VersionRef("buckets", spec.name, pub.manifest["version"], pub.path), False, pub.manifest
+    )
 
 
 def _assign(
@@ -494,7 +557,13 @@ def _assign(
         ).to_pylist()
         desc = spec.easy == "high"
         # Highest statistic first for --easy high; missing statistics last; ties by source name.
-        stats.sort(key=lambda r: (r["stat"] is None, -(r["stat"] or 0.0) if desc else (r["stat"] or 0.0), r["source"]))
+        stats.sort(
+            key=lambda r: (
+                r["stat"] is None,
+                -(r["stat"] or 0.0) if desc else (r["stat"] or 0.0),
+                r["source"],
+            )
+        )
         by_source: dict[str, list[int]] = {}
         for i in kept.tolist():
             by_source.setdefault(sources[i], []).append(i)
@@ -507,7 +576,10 @@ def _assign(
                 idx = idx[np.argsort(ids[idx], kind="stable")]
             members.append(idx)
             labels.append(row["source"])
-            extra[k] = {"source": row["source"], "order_stat": None if row["stat"] is None else _r(row["stat"])}
+            extra[k] = {
+                "source": row["source"],
+                "order_stat": None if row["stat"] is None else _r(row["stat"]),
+            }
         return members, labels, extra
 
     # random: a seeded permutation of the kept pairs (sorted by pair_id, so input order does not matter)

@@ -62,14 +62,23 @@ def create_views(con: duckdb.DuckDBPyConnection, store: Store) -> None:
         refs = store.versions("pairs", name)
         for ref in refs:
             if ref.parquet_files():
-                con.execute(f"CREATE OR REPLACE VIEW {view_name('pairs', name, ref.version)} AS SELECT * FROM {_files_sql(ref)}")
+                con.execute(
+                    f"CREATE OR REPLACE VIEW {view_name('pairs', name, ref.version)} AS SELECT * FROM {_files_sql(ref)}"
+                )
             m = ref.manifest
-            version_rows.append(("pairs", name, ref.version, m.get("counts", {}).get("kept"), m.get("created_at")))
+            version_rows.append(
+                ("pairs", name, ref.version, m.get("counts", {}).get("kept"), m.get("created_at"))
+            )
         if refs and refs[-1].parquet_files():
             latest_pairs[name] = refs[-1]
-            con.execute(f"CREATE OR REPLACE VIEW {view_name('pairs', name)} AS SELECT * FROM {_files_sql(refs[-1])}")
+            con.execute(
+                f"CREATE OR REPLACE VIEW {view_name('pairs', name)} AS SELECT * FROM {_files_sql(refs[-1])}"
+            )
     if latest_pairs:
-        con.execute("CREATE OR REPLACE VIEW pairs AS " + _union([f"SELECT * FROM {_files_sql(r)}" for r in latest_pairs.values()]))
+        con.execute(
+            "CREATE OR REPLACE VIEW pairs AS "
+            + _union([f"SELECT * FROM {_files_sql(r)}" for r in latest_pairs.values()])
+        )
     else:
         con.execute(
             "CREATE OR REPLACE VIEW pairs AS SELECT * FROM (SELECT NULL::VARCHAR AS pair_id, NULL::VARCHAR AS prompt_id, "
@@ -86,7 +95,9 @@ def create_views(con: duckdb.DuckDBPyConnection, store: Store) -> None:
         refs = store.versions("scores", name)
         for ref in refs:
             m = ref.manifest
-            version_rows.append(("scores", name, ref.version, m.get("counts", {}).get("rows"), m.get("created_at")))
+            version_rows.append(
+                ("scores", name, ref.version, m.get("counts", {}).get("rows"), m.get("created_at"))
+            )
         if refs and refs[-1].parquet_files():
             by_signal.setdefault(signal, []).append((dataset, refs[-1]))
             con.execute(
@@ -104,11 +115,15 @@ def create_views(con: duckdb.DuckDBPyConnection, store: Store) -> None:
             for signal, entries in sorted(by_signal.items())
             if any(ds == dataset for ds, _ in entries)
         )
-        per_dataset.append(f"SELECT {_q(dataset)} AS dataset, * FROM (SELECT pair_id FROM {view_name('pairs', dataset)}){joins}")
+        per_dataset.append(
+            f"SELECT {_q(dataset)} AS dataset, * FROM (SELECT pair_id FROM {view_name('pairs', dataset)}){joins}"
+        )
     if per_dataset:
         con.execute("CREATE OR REPLACE VIEW scores AS " + _union(per_dataset))
     else:
-        con.execute("CREATE OR REPLACE VIEW scores AS SELECT NULL::VARCHAR AS dataset, NULL::VARCHAR AS pair_id WHERE false")
+        con.execute(
+            "CREATE OR REPLACE VIEW scores AS SELECT NULL::VARCHAR AS dataset, NULL::VARCHAR AS pair_id WHERE false"
+        )
 
     # buckets
     latest_buckets = []
@@ -116,7 +131,9 @@ def create_views(con: duckdb.DuckDBPyConnection, store: Store) -> None:
         refs = store.versions("buckets", name)
         for ref in refs:
             m = ref.manifest
-            version_rows.append(("buckets", name, ref.version, m.get("counts", {}).get("kept"), m.get("created_at")))
+            version_rows.append(
+                ("buckets", name, ref.version, m.get("counts", {}).get("kept"), m.get("created_at"))
+            )
             if ref.parquet_files():
                 con.execute(
                     f"CREATE OR REPLACE VIEW {view_name('buckets', name, ref.version)} AS SELECT {_q(name)} AS name, "
@@ -136,7 +153,9 @@ def create_views(con: duckdb.DuckDBPyConnection, store: Store) -> None:
         # No bucket set yet: an empty view with the bucket files' columns, so canned queries still bind.
         from .schema import PAIR_SCHEMA
 
-        empty = pa.schema([*PAIR_SCHEMA, pa.field("signal_value", pa.float64()), pa.field("position", pa.int64())]).empty_table()
+        empty = pa.schema(
+            [*PAIR_SCHEMA, pa.field("signal_value", pa.float64()), pa.field("position", pa.int64())]
+        ).empty_table()
         con.register("_empty_buckets_arrow", empty)
         con.execute(
             "CREATE OR REPLACE VIEW buckets AS SELECT NULL::VARCHAR AS name, NULL::VARCHAR AS version, "
@@ -149,13 +168,20 @@ def create_views(con: duckdb.DuckDBPyConnection, store: Store) -> None:
         refs = store.versions("runs", name)
         for ref in refs:
             m = ref.manifest
-            version_rows.append(("runs", name, ref.version, m.get("counts", {}).get("rows"), m.get("created_at")))
+            version_rows.append(
+                ("runs", name, ref.version, m.get("counts", {}).get("rows"), m.get("created_at"))
+            )
         if refs and refs[-1].parquet_files():
             latest_runs.append(refs[-1])
     if latest_runs:
         con.execute(
             "CREATE OR REPLACE VIEW runs AS "
-            + _union([f"SELECT {_q(r.name)} AS run, {_q(r.version)} AS version, * FROM {_files_sql(r)}" for r in latest_runs])
+            + _union(
+                [
+                    f"SELECT {_q(r.name)} AS run, {_q(r.version)} AS version, * FROM {_files_sql(r)}"
+                    for r in latest_runs
+                ]
+            )
         )
 
     _create_drops_view(con, store)
@@ -180,7 +206,10 @@ def _create_drops_view(con: duckdb.DuckDBPyConnection, store: Store) -> None:
         for name in store.names(kind):
             for ref in store.versions(kind, name):
                 dropped = ref.manifest.get("counts", {}).get("dropped") or {}
-                rows += [(kind, name, ref.version, str(reason), int(n or 0)) for reason, n in sorted(dropped.items())]
+                rows += [
+                    (kind, name, ref.version, str(reason), int(n or 0))
+                    for reason, n in sorted(dropped.items())
+                ]
     table = pa.table(
         {
             "kind": pa.array([r[0] for r in rows], pa.string()),
@@ -195,6 +224,7 @@ def _create_drops_view(con: duckdb.DuckDBPyConnection, store: Store) -> None:
 
 
 # -- canned queries ------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Param:
@@ -318,7 +348,11 @@ def run_named(store: Store, name_or_sql: str, given: dict[str, str] | None = Non
         return run_sql(store, q.sql, resolve_params(q, given))
     path = Path(name_or_sql)
     if name_or_sql.endswith(".sql") and path.is_file():
-        q = parse_canned(path) if path.read_text().lstrip().startswith("--") and "-- columns:" in path.read_text() else None
+        q = (
+            parse_canned(path)
+            if path.read_text().lstrip().startswith("--") and "-- columns:" in path.read_text()
+            else None
+        )
         if q is not None:
             return run_sql(store, q.sql, resolve_params(q, given))
         return run_sql(store, path.read_text(), given or None)

@@ -67,29 +67,50 @@ def rank_pairs(
     cls = get_signal(signal_name)
     ref = store.get("scores", f"{dataset}/{signal_name}", version)
     pairs_version = ref.manifest.get("inputs", {}).get("pairs", {}).get("version")
-    pairs = store.get("pairs", dataset, pairs_version).read(["pair_id", "source", "prompt", "chosen_score", "rejected_score"])
+    pairs = store.get("pairs", dataset, pairs_version).read(
+        ["pair_id", "source", "prompt", "chosen_score", "rejected_score"]
+    )
     # Arrow joins cannot carry list<struct> columns: turn the prompt into its excerpt first.
     prompts = pa.array([_excerpt(p, excerpt) for p in pairs.column("prompt").to_pylist()], pa.string())
     pairs = pairs.set_column(pairs.column_names.index("prompt"), "prompt", prompts)
     scores = ref.read()
     # The signal's own per-completion scores (chosen_logp, chosen...) when it has float ones, else the ratings.
-    chosen_f = next((f for f in cls.fields if f.startswith("chosen") and _floating(scores, f"{signal_name}__{f}")), None)
-    rejected_f = next((f for f in cls.fields if f.startswith("rejected") and _floating(scores, f"{signal_name}__{f}")), None)
+    chosen_f = next(
+        (f for f in cls.fields if f.startswith("chosen") and _floating(scores, f"{signal_name}__{f}")), None
+    )
+    rejected_f = next(
+        (f for f in cls.fields if f.startswith("rejected") and _floating(scores, f"{signal_name}__{f}")), None
+    )
     sides: list[tuple[str, pa.ChunkedArray]] = []
     if chosen_f and rejected_f:
-        wanted = dict.fromkeys([f"{signal_name}__{chosen_f}", f"{signal_name}__{rejected_f}", f"{signal_name}__{field}"])
-        joined = pairs.select(["pair_id", "source", "prompt"]).join(
-            scores.select(["pair_id", *wanted]), "pair_id", join_type="inner",
+        wanted = dict.fromkeys(
+            [f"{signal_name}__{chosen_f}", f"{signal_name}__{rejected_f}", f"{signal_name}__{field}"]
         )
-        sides = [(chosen_f, joined.column(f"{signal_name}__{chosen_f}")), (rejected_f, joined.column(f"{signal_name}__{rejected_f}"))]
+        joined = pairs.select(["pair_id", "source", "prompt"]).join(
+            scores.select(["pair_id", *wanted]),
+            "pair_id",
+            join_type="inner",
+        )
+        sides = [
+            (chosen_f, joined.column(f"{signal_name}__{chosen_f}")),
+            (rejected_f, joined.column(f"{signal_name}__{rejected_f}")),
+        ]
     else:
-        joined = pairs.join(scores.select(["pair_id", f"{signal_name}__{field}"]), "pair_id", join_type="inner")
-        sides = [("chosen_score", joined.column("chosen_score")), ("rejected_score", joined.column("rejected_score"))]
+        joined = pairs.join(
+            scores.select(["pair_id", f"{signal_name}__{field}"]), "pair_id", join_type="inner"
+        )
+        sides = [
+            ("chosen_score", joined.column("chosen_score")),
+            ("rejected_score", joined.column("rejected_score")),
+        ]
     value = joined.column(f"{signal_name}__{field}")
     # Sort by value (nulls last), then pair_id: deterministic for ties.
     order = pc.sort_indices(
         pa.table({"v": value, "id": joined.column("pair_id")}),
-        sort_keys=[("v", "ascending" if ascending else "descending", "at_end"), ("id", "ascending", "at_end")],
+        sort_keys=[
+            ("v", "ascending" if ascending else "descending", "at_end"),
+            ("id", "ascending", "at_end"),
+        ],
     )
     if top is not None:
         order = order.slice(0, top)
@@ -114,7 +135,9 @@ def write_ranking(table: pa.Table, path: Path) -> None:
     """Write by extension: .parquet, .csv or .jsonl."""
     suffix = path.suffix.lower()
     if suffix not in OUT_FORMATS:
-        raise ConfigError(f"--out {str(path)!r}: unknown extension {suffix or '(none)'!r}; use one of: {', '.join(OUT_FORMATS)}")
+        raise ConfigError(
+            f"--out {str(path)!r}: unknown extension {suffix or '(none)'!r}; use one of: {', '.join(OUT_FORMATS)}"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".parquet":
         pq.write_table(table, path)

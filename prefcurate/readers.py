@@ -159,7 +159,10 @@ def _check_types(rows: list[dict[str, Any]], path: Path, lines: list[int] | None
             line = lines[where] if lines else None
             raise InputError(
                 f"expected {first[0]} (as in earlier rows), got {kind}",
-                path=path, line=line, row=None if lines else where, field=name,
+                path=path,
+                line=line,
+                row=None if lines else where,
+                field=name,
             )
         if isinstance(value, dict):
             visit(f"{name}.", value, where)
@@ -186,9 +189,13 @@ def _scan_jsonl(path: Path) -> pa.Table:
             try:
                 obj = json.loads(text.rstrip())
             except json.JSONDecodeError as exc:
-                raise InputError(f"malformed JSON ({exc.msg} at column {exc.colno})", path=path, line=number) from None
+                raise InputError(
+                    f"malformed JSON ({exc.msg} at column {exc.colno})", path=path, line=number
+                ) from None
             if not isinstance(obj, dict):
-                raise InputError(f"expected a JSON object per line, got {_type_name(obj)}", path=path, line=number)
+                raise InputError(
+                    f"expected a JSON object per line, got {_type_name(obj)}", path=path, line=number
+                )
             rows.append(obj)
             lines.append(number)
     if not rows:
@@ -216,16 +223,22 @@ def _read_json_document(path: Path) -> pa.Table:
         # Maybe it is JSON Lines with a .json name.
         if exc.msg == "Extra data":
             return _read_jsonl(path)
-        raise InputError(f"malformed JSON ({exc.msg} at column {exc.colno})", path=path, line=exc.lineno) from None
+        raise InputError(
+            f"malformed JSON ({exc.msg} at column {exc.colno})", path=path, line=exc.lineno
+        ) from None
     if isinstance(doc, dict) and doc and all(isinstance(v, list) for v in doc.values()):
         lengths = {len(v) for v in doc.values()}
         if len(lengths) != 1:
-            raise InputError("object of lists with different lengths (expected one list per column)", path=path)
+            raise InputError(
+                "object of lists with different lengths (expected one list per column)", path=path
+            )
         doc = [dict(zip(doc, values, strict=False)) for values in zip(*doc.values(), strict=False)]
     elif isinstance(doc, dict):
         doc = [doc]
     if not isinstance(doc, list):
-        raise InputError(f"expected an array of objects or an object of lists, got {_type_name(doc)}", path=path)
+        raise InputError(
+            f"expected an array of objects or an object of lists, got {_type_name(doc)}", path=path
+        )
     if not doc:
         raise InputError("empty file: no rows", path=path)
     for i, row in enumerate(doc):
@@ -237,12 +250,16 @@ def _read_json_document(path: Path) -> pa.Table:
 def _read_jsonl(path: Path, schema: pa.Schema | None = None, limit: int | None = None) -> pa.Table:
     # With a schema, fields outside it are skipped while parsing (less memory, faster); a value
     # of another type fails the fast path and the scan below names it.
-    parse = pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore") if schema else None
+    parse = (
+        pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore") if schema else None
+    )
     try:
         stream = pa.input_stream(str(path), compression="detect")
         if schema is not None:
             # Known schema: stream in small blocks, so parse buffers stay small (peak memory).
-            reader = pajson.open_json(stream, read_options=pajson.ReadOptions(block_size=_STREAM_BLOCK), parse_options=parse)
+            reader = pajson.open_json(
+                stream, read_options=pajson.ReadOptions(block_size=_STREAM_BLOCK), parse_options=parse
+            )
             batches, rows = [], 0
             for batch in reader:  # stops early once `limit` rows are in
                 batches.append(batch)
@@ -369,9 +386,13 @@ def load_hub(hub_id: str, *, split: str = "train", limit: int | None = None) -> 
     try:
         ds = datasets.load_dataset(hub_id, split=split_expr)
     except Exception as exc:  # network, missing dataset or split: one line for the user
-        raise ConfigError(f"cannot load hub dataset {hub_id!r} split {split!r}: {exc}".splitlines()[0]) from None
+        raise ConfigError(
+            f"cannot load hub dataset {hub_id!r} split {split!r}: {exc}".splitlines()[0]
+        ) from None
     table = table_from_dataset(ds)
-    fp = fingerprint({"hub": hub_id, "split": split_expr, "dataset_fingerprint": getattr(ds, "_fingerprint", None)})
+    fp = fingerprint(
+        {"hub": hub_id, "split": split_expr, "dataset_fingerprint": getattr(ds, "_fingerprint", None)}
+    )
     inp = InputFile(hub_id, fp, hub_id.split("/")[-1], table.num_rows, hub=True, split=split)
     if table.num_rows == 0:
         raise InputError("empty dataset: no rows", path=hub_id)

@@ -58,7 +58,9 @@ def _numeric(t: pa.DataType) -> bool:
     return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
 
 
-def _signal_tables(store: Store, dataset: str, pairs_ref: VersionRef) -> tuple[pa.Table | None, list[str], list[str]]:
+def _signal_tables(
+    store: Store, dataset: str, pairs_ref: VersionRef
+) -> tuple[pa.Table | None, list[str], list[str]]:
     """pair_id plus every numeric signal column computed on this pairs version; their labels."""
     joined: pa.Table | None = None
     cols: list[str] = []
@@ -104,15 +106,24 @@ def load_report_data(store: Store, target: str) -> ReportData:
             parts.append(t.append_column("bucket", pa.array([k] * t.num_rows, pa.int64())))
         rows = _with_lengths(pa.concat_tables(parts))
         title = f"bucket set {ref.label}"
-        drops = [(f"pairs {pairs_ref.version} (build)", r, n) for r, n in pairs_ref.manifest.get("counts", {}).get("dropped", {}).items()]
-        drops += [(f"{ref.name} {ref.version} (partition)", r, n) for r, n in m.get("counts", {}).get("dropped", {}).items()]
+        drops = [
+            (f"pairs {pairs_ref.version} (build)", r, n)
+            for r, n in pairs_ref.manifest.get("counts", {}).get("dropped", {}).items()
+        ]
+        drops += [
+            (f"{ref.name} {ref.version} (partition)", r, n)
+            for r, n in m.get("counts", {}).get("dropped", {}).items()
+        ]
         bucket_ref: VersionRef | None = ref
     elif store.versions("pairs", target):
         pairs_ref = store.get("pairs", target)
         dataset = target
         rows = _with_lengths(pairs_ref.read(["pair_id", "source", "chosen", "rejected"]))
         title = f"dataset {pairs_ref.label}"
-        drops = [(f"pairs {pairs_ref.version} (build)", r, n) for r, n in pairs_ref.manifest.get("counts", {}).get("dropped", {}).items()]
+        drops = [
+            (f"pairs {pairs_ref.version} (build)", r, n)
+            for r, n in pairs_ref.manifest.get("counts", {}).get("dropped", {}).items()
+        ]
         bucket_ref = None
     else:
         have = store.names("pairs") + store.names("buckets")
@@ -126,10 +137,13 @@ def load_report_data(store: Store, target: str) -> ReportData:
         rows = rows.sort_by([("bucket", "ascending"), ("pair_id", "ascending")])
     else:
         rows = rows.sort_by("pair_id")
-    return ReportData(title, dataset, pairs_ref.label, rows, cols, bucket_ref, drops, [pairs_ref.label, *labels])
+    return ReportData(
+        title, dataset, pairs_ref.label, rows, cols, bucket_ref, drops, [pairs_ref.label, *labels]
+    )
 
 
 # -- plotting ----------------------------------------------------------------------------------------
+
 
 def _png(fig: Any) -> str:
     buf = io.BytesIO()
@@ -193,7 +207,9 @@ class _Figures:
             self.groups = sorted(set(data.rows.column("bucket").to_pylist()))
             self.group_col, self.group_name = "bucket", "bucket"
             cmap = plt.get_cmap("viridis")  # dark = easy, green = hard; the yellow end is too pale on white
-            self.colors = [cmap(0.05 + 0.75 * i / max(1, len(self.groups) - 1)) for i in range(len(self.groups))]
+            self.colors = [
+                cmap(0.05 + 0.75 * i / max(1, len(self.groups) - 1)) for i in range(len(self.groups))
+            ]
         else:
             self.groups = sorted({s for s in data.rows.column("source").to_pylist() if s is not None})
             self.group_col, self.group_name = "source", "source"
@@ -201,7 +217,9 @@ class _Figures:
             self.colors = [cmap(i % 10) for i in range(len(self.groups))]
 
     def _mask(self, g: Any) -> np.ndarray:
-        return np.asarray(pc.equal(self.data.rows.column(self.group_col), g).to_numpy(zero_copy_only=False), dtype=bool)
+        return np.asarray(
+            pc.equal(self.data.rows.column(self.group_col), g).to_numpy(zero_copy_only=False), dtype=bool
+        )
 
     def add(self, fig: Any, fid: str, heading: str, caption: str) -> None:
         self.items.append((fid, heading, caption, _png(fig)))
@@ -216,10 +234,12 @@ class _Figures:
             present = v[~np.isnan(v)]
             if present.size and present.min() != present.max():
                 cols.append(c)
+
         def rank(c: str) -> tuple[int, int]:
             field = c.split("__", 1)[-1]
             first = 0 if c == by else (1 if field in HEADLINE_FIELDS else 2)
             return first, self.data.signals.index(c)
+
         cols.sort(key=rank)
         if self.data.bucket_ref is not None and by not in cols:
             cols.insert(0, "signal_value")  # --by was an expression (or a boolean): show its values
@@ -248,21 +268,44 @@ class _Figures:
                 for g, color in zip(self.groups, self.colors, strict=True):
                     gv = v[self._mask(g) & ~np.isnan(v)]
                     if gv.size:
-                        ax.hist(gv, bins=bins, histtype="step", linewidth=1.6, color=color, label=f"{self.group_name} {g}")
+                        ax.hist(
+                            gv,
+                            bins=bins,
+                            histtype="step",
+                            linewidth=1.6,
+                            color=color,
+                            label=f"{self.group_name} {g}",
+                        )
             ax.set_ylabel("pairs", fontsize=8)
             ax.tick_params(labelsize=8)
             ax.grid(alpha=0.25)
-        for ax in list(axes.flat)[len(cols):]:
+        for ax in list(axes.flat)[len(cols) :]:
             ax.axis("off")
         handles, labels = axes.flat[0].get_legend_handles_labels()
         fig.tight_layout()
-        fig.legend(handles, labels, loc="lower center", ncol=min(7, len(labels)), fontsize=8, bbox_to_anchor=(0.5, 1.0))
-        self.add(fig, "signal-histograms", "Signals: overall and per " + self.group_name,
-                 f"Gray: all pairs. Lines: one per {self.group_name}" + (" (bucket 0 = easiest)." if self.data.bucket_ref else "."))
+        fig.legend(
+            handles,
+            labels,
+            loc="lower center",
+            ncol=min(7, len(labels)),
+            fontsize=8,
+            bbox_to_anchor=(0.5, 1.0),
+        )
+        self.add(
+            fig,
+            "signal-histograms",
+            "Signals: overall and per " + self.group_name,
+            f"Gray: all pairs. Lines: one per {self.group_name}"
+            + (" (bucket 0 = easiest)." if self.data.bucket_ref else "."),
+        )
 
     def scatter(self) -> None:
         cols = self.data.signals
-        pair = PREFERRED_PAIR if all(c in cols for c in PREFERRED_PAIR) else tuple(c for c in cols if c != "signal_value")[:2]
+        pair = (
+            PREFERRED_PAIR
+            if all(c in cols for c in PREFERRED_PAIR)
+            else tuple(c for c in cols if c != "signal_value")[:2]
+        )
         if len(pair) < 2:
             return
         x, y = _values(self.data.rows, pair[0]), _values(self.data.rows, pair[1])
@@ -285,7 +328,9 @@ class _Figures:
         ax.grid(alpha=0.25)
         rho_text = "n/a" if rho is None else f"{rho:.3f}"
         ax.set_title(f"Spearman rank correlation = {rho_text} ({int(ok.sum()):,} pairs)", fontsize=10)
-        self.add(fig, "signal-scatter", f"{pair[0]} against {pair[1]}", "Do the two difficulty signals agree?")
+        self.add(
+            fig, "signal-scatter", f"{pair[0]} against {pair[1]}", "Do the two difficulty signals agree?"
+        )
         matrix = [c for c in self.pick(MAX_MATRIX) if c != "signal_value"]
         if len(matrix) >= 2:
             self._matrix(matrix)
@@ -305,17 +350,32 @@ class _Figures:
         for i in range(n):
             for j in range(n):
                 text = "" if np.isnan(mat[i, j]) else f"{mat[i, j]:.2f}"
-                ax.text(j, i, text, ha="center", va="center", fontsize=8, color="white" if abs(mat[i, j]) > 0.6 else "black")
+                ax.text(
+                    j,
+                    i,
+                    text,
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if abs(mat[i, j]) > 0.6 else "black",
+                )
         fig.colorbar(im, ax=ax, label="Spearman rho")
-        self.add(fig, "signal-correlation", "Rank correlation between signals", "Spearman rho over pairs that have both values.")
+        self.add(
+            fig,
+            "signal-correlation",
+            "Rank correlation between signals",
+            "Spearman rho over pairs that have both values.",
+        )
 
     def sources(self) -> None:
         rows = self.data.rows
         sources = sorted({s for s in rows.column("source").to_pylist() if s is not None})
         if not sources:
             return
-        value_col = "signal_value" if self.data.bucket_ref is not None else next(
-            (c for c in ("score_gap_v1__gap", *self.data.signals) if c in self.data.signals), None
+        value_col = (
+            "signal_value"
+            if self.data.bucket_ref is not None
+            else next((c for c in ("score_gap_v1__gap", *self.data.signals) if c in self.data.signals), None)
         )
         src = np.asarray(rows.column("source").to_pylist(), dtype=object)
         fig, axes = self.plt.subplots(1, 2, figsize=(12, 0.35 * len(sources) + 2.2))
@@ -338,7 +398,10 @@ class _Figures:
         axes[0].set_xlabel("pairs")
         if value_col is not None:
             v = _values(rows, value_col)
-            means = [float(np.nanmean(v[src == s])) if np.any((src == s) & ~np.isnan(v)) else np.nan for s in sources]
+            means = [
+                float(np.nanmean(v[src == s])) if np.any((src == s) & ~np.isnan(v)) else np.nan
+                for s in sources
+            ]
             axes[1].barh(y, means, color="tab:orange")
             axes[1].set_yticks(y, sources, fontsize=8)
             axes[1].invert_yaxis()
@@ -377,8 +440,13 @@ class _Figures:
         ax.grid(axis="y", alpha=0.25)
         means = ", ".join(f"{lab}: {float(np.mean(d)):+.0f}" for lab, d in zip(labels, data, strict=True))
         ax.set_title("length difference per " + self.group_name, fontsize=10)
-        self.add(fig, "length-bias", "Length bias", f"Boxes without outliers; triangles are means ({means}). "
-                 "A difficulty signal that mostly tracks length shows a trend here.")
+        self.add(
+            fig,
+            "length-bias",
+            "Length bias",
+            f"Boxes without outliers; triangles are means ({means}). "
+            "A difficulty signal that mostly tracks length shows a trend here.",
+        )
 
 
 # -- HTML ----------------------------------------------------------------------------------------------
@@ -394,7 +462,11 @@ th{background:#f3f3f3}td.l,th.l{text-align:left}img{max-width:100%}figcaption{fo
 
 def _table(headers: list[str], rows: list[list[Any]], table_id: str) -> str:
     def cell(v: Any, tag: str) -> str:
-        text = "" if v is None else (f"{v:,.4g}" if isinstance(v, float) else (f"{v:,}" if isinstance(v, int) else str(v)))
+        text = (
+            ""
+            if v is None
+            else (f"{v:,.4g}" if isinstance(v, float) else (f"{v:,}" if isinstance(v, int) else str(v)))
+        )
         cls = "" if isinstance(v, (int, float)) else ' class="l"'
         return f"<{tag}{cls}>{html.escape(text)}</{tag}>"
 
@@ -419,10 +491,21 @@ def render_html(data: ReportData, figures: list[tuple[str, str, str, str]]) -> s
             f"easy = {html.escape(str(spec['easy']))}; bucket 0 is the easiest.</p>"
         )
         rows = [
-            [b["bucket"], b["rows"], b["label"], b["signal"]["min"], b["signal"]["median"], b["signal"]["mean"], b["signal"]["max"]]
+            [
+                b["bucket"],
+                b["rows"],
+                b["label"],
+                b["signal"]["min"],
+                b["signal"]["median"],
+                b["signal"]["mean"],
+                b["signal"]["max"],
+            ]
             for b in m["buckets"]
         ]
-        parts.append("<h2>Buckets</h2>" + _table(["bucket", "pairs", "label", "min", "median", "mean", "max"], rows, "buckets"))
+        parts.append(
+            "<h2>Buckets</h2>"
+            + _table(["bucket", "pairs", "label", "min", "median", "mean", "max"], rows, "buckets")
+        )
     for fid, heading, caption, png in figures:
         parts.append(
             f"<h2>{html.escape(heading)}</h2><figure id='{fid}'><img alt='{html.escape(heading)}' "
@@ -430,7 +513,11 @@ def render_html(data: ReportData, figures: list[tuple[str, str, str, str]]) -> s
         )
     drop_rows = [[where, reason, int(n)] for where, reason, n in data.drops]
     parts.append("<h2>Dropped pairs by reason</h2>")
-    parts.append(_table(["step", "reason", "pairs"], drop_rows, "drops") if drop_rows else "<p id='drops'>No pairs were dropped.</p>")
+    parts.append(
+        _table(["step", "reason", "pairs"], drop_rows, "drops")
+        if drop_rows
+        else "<p id='drops'>No pairs were dropped.</p>"
+    )
     parts.append("</body></html>\n")
     return "\n".join(parts)
 

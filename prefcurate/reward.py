@@ -70,7 +70,7 @@ class RewardModel:
         text = self.tokenizer.apply_chat_template(messages, tokenize=False)
         bos = getattr(self.tokenizer, "bos_token", None)
         if bos and text.startswith(bos) and self._adds_bos:
-            text = text[len(bos):]  # the tokenizer adds it again below
+            text = text[len(bos) :]  # the tokenizer adds it again below
         return text
 
     @cached_property
@@ -159,7 +159,9 @@ def _load_error(spec: str, exc: Exception) -> ConfigError:
     return ConfigError(f"cannot load reward model {spec!r}: {first}")
 
 
-def identify_reward_model(spec: str | Path | None, dtype: str = "auto", device: str | None = None) -> ModelIdentity:
+def identify_reward_model(
+    spec: str | Path | None, dtype: str = "auto", device: str | None = None
+) -> ModelIdentity:
     """Fingerprint, resolved dtype and chat template hash (tokenizer only, no weights)."""
     spec = _need_model(spec)
     transformers = require("transformers", "reward-model scoring")
@@ -171,7 +173,9 @@ def identify_reward_model(spec: str | Path | None, dtype: str = "auto", device: 
             tokenizer = transformers.AutoTokenizer.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as exc:
         raise _load_error(spec, exc) from exc
-    return ModelIdentity(spec, resolved, why, device, dict(model_fingerprint(spec)), chat_template_hash(tokenizer))
+    return ModelIdentity(
+        spec, resolved, why, device, dict(model_fingerprint(spec)), chat_template_hash(tokenizer)
+    )
 
 
 def load_reward_model(
@@ -203,7 +207,9 @@ def load_reward_model(
         raise ConfigError(
             f"{spec} is not a reward model with one output: its head has num_labels={model.config.num_labels}"
         )
-    missing_head = [k for k in info.get("missing_keys", ()) if k.split(".")[0] in ("score", "classifier", "v_head")]
+    missing_head = [
+        k for k in info.get("missing_keys", ()) if k.split(".")[0] in ("score", "classifier", "v_head")
+    ]
     if missing_head:
         raise ConfigError(
             f"{spec} is not a reward model: its checkpoint has no classification head ({missing_head[0]} would be "
@@ -214,11 +220,17 @@ def load_reward_model(
         # Batches need a pad id; the model's pooling then skips trailing pads.
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         if pad is None:
-            raise ConfigError(f"{spec}: neither the model nor its tokenizer defines a pad or end-of-sequence token")
+            raise ConfigError(
+                f"{spec}: neither the model nor its tokenizer defines a pad or end-of-sequence token"
+            )
         model.config.pad_token_id = pad
     model.to(device).eval()
     return RewardModel(
-        model=model, tokenizer=tokenizer, spec=spec, dtype=dtype, device=device,
-        fingerprint=dict(fingerprint if fingerprint is not None else model_fingerprint(spec)), pad_token_id=int(pad),
+        model=model,
+        tokenizer=tokenizer,
+        spec=spec,
+        dtype=dtype,
+        device=device,
+        fingerprint=dict(fingerprint if fingerprint is not None else model_fingerprint(spec)),
+        pad_token_id=int(pad),
     )
-

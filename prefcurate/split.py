@@ -39,7 +39,9 @@ def held_out_prompts(prompt_ids: list[str], holdout: float, seed: int) -> set[st
     check_fraction(holdout)
     unique = sorted(set(prompt_ids))
     if len(unique) < 2:
-        raise ConfigError(f"a held-out split needs at least 2 distinct prompts, the dataset has {len(unique)}")
+        raise ConfigError(
+            f"a held-out split needs at least 2 distinct prompts, the dataset has {len(unique)}"
+        )
     n_hold = min(max(1, round(holdout * len(unique))), len(unique) - 1)
     ranked = sorted(unique, key=lambda p: (_rank_key(seed, p), p))
     return set(ranked[:n_hold])
@@ -62,14 +64,22 @@ class SplitResult:
 
 
 def split_dataset(
-    store: Store, dataset: str, *, holdout: float = 0.05, seed: int = 0, pairs_version: str | None = None, force: bool = False
+    store: Store,
+    dataset: str,
+    *,
+    holdout: float = 0.05,
+    seed: int = 0,
+    pairs_version: str | None = None,
+    force: bool = False,
 ) -> SplitResult:
     """Publish `scores/<dataset>/split_v1/<version>` (reused when the same split exists)."""
     from .signals import run_signal
     from .signals.split import Split
 
     check_fraction(holdout)
-    ref, reused = run_signal(store, dataset, Split(holdout=holdout, seed=seed), pairs_version=pairs_version, force=force)
+    ref, reused = run_signal(
+        store, dataset, Split(holdout=holdout, seed=seed), pairs_version=pairs_version, force=force
+    )
     table = ref.read(["pair_id", "split_v1__split"])
     pairs_ref = store.get("pairs", dataset, ref.manifest["inputs"]["pairs"]["version"])
     prompts = pairs_ref.read(["pair_id", "prompt_id"]).join(table, "pair_id")

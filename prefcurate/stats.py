@@ -29,7 +29,9 @@ def check_signal_column(store: Store, dataset: str, column: str) -> pa.DataType:
     store.get("pairs", dataset)
     signal, sep, field = column.partition("__")
     if not sep or not field:
-        raise ConfigError(f"{column!r} is not a signal column; expected <signal>__<field>, e.g. {DEFAULT_SIGNAL}")
+        raise ConfigError(
+            f"{column!r} is not a signal column; expected <signal>__<field>, e.g. {DEFAULT_SIGNAL}"
+        )
     have = [n.partition("/")[2] for n in store.names("scores") if n.startswith(f"{dataset}/")]
     if signal not in have:
         raise ConfigError(

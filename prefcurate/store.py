@@ -208,7 +208,9 @@ class Store:
                     {"path": str(p.relative_to(tmp)), "bytes": p.stat().st_size}
                     for p in sorted(tmp.rglob("*.parquet"))
                 ]
-                (tmp / "manifest.json").write_text(json.dumps(doc, indent=2, sort_keys=False, default=str) + "\n")
+                (tmp / "manifest.json").write_text(
+                    json.dumps(doc, indent=2, sort_keys=False, default=str) + "\n"
+                )
                 try:
                     os.rename(tmp, base / version)  # atomic on one filesystem; fails if taken
                 except OSError:

@@ -42,7 +42,9 @@ def smollm2_tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture(scope="session")
-def make_tiny_model(tmp_path_factory: pytest.TempPathFactory, smollm2_tokenizer_dir: str) -> Callable[..., str]:
+def make_tiny_model(
+    tmp_path_factory: pytest.TempPathFactory, smollm2_tokenizer_dir: str
+) -> Callable[..., str]:
     """make_tiny_model(seed=0, chat_template=True) -> folder of a random 2-layer Llama checkpoint
     with the SmolLM2 tokenizer; built once per (seed, chat_template) per session."""
     torch = pytest.importorskip("torch")
@@ -58,8 +60,14 @@ def make_tiny_model(tmp_path_factory: pytest.TempPathFactory, smollm2_tokenizer_
             if not chat_template:
                 tok.chat_template = None
             config = LlamaConfig(
-                vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=True,
+                vocab_size=len(tok),
+                hidden_size=32,
+                intermediate_size=64,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                num_key_value_heads=2,
+                max_position_embeddings=512,
+                tie_word_embeddings=True,
             )
             torch.manual_seed(seed)
             LlamaForCausalLM(config).save_pretrained(folder)
@@ -79,7 +87,20 @@ def tiny_model(make_tiny_model: Callable[..., str]) -> str:
     return make_tiny_model(0)
 
 
-TOPICS = ["rivers", "bread", "chess", "owls", "tides", "glass", "maps", "bees", "salt", "kites", "moss", "clocks"]
+TOPICS = [
+    "rivers",
+    "bread",
+    "chess",
+    "owls",
+    "tides",
+    "glass",
+    "maps",
+    "bees",
+    "salt",
+    "kites",
+    "moss",
+    "clocks",
+]
 
 
 def pairs_table(
@@ -108,10 +129,20 @@ def pairs_table(
         cid, rid = ids.completion_id(pid, chosen), ids.completion_id(pid, rejected)
         out.append(
             {
-                "pair_id": ids.pair_id(pid, cid, rid), "prompt_id": pid, "dataset": dataset,
-                "source": sources[i % len(sources)], "prompt": prompt, "chosen": chosen, "rejected": rejected,
-                "chosen_id": cid, "rejected_id": rid, "chosen_score": 5.0, "rejected_score": float(1 + i % 3),
-                "chosen_model": "m1", "rejected_model": "m2", "meta": None,
+                "pair_id": ids.pair_id(pid, cid, rid),
+                "prompt_id": pid,
+                "dataset": dataset,
+                "source": sources[i % len(sources)],
+                "prompt": prompt,
+                "chosen": chosen,
+                "rejected": rejected,
+                "chosen_id": cid,
+                "rejected_id": rid,
+                "chosen_score": 5.0,
+                "rejected_score": float(1 + i % 3),
+                "chosen_model": "m1",
+                "rejected_model": "m2",
+                "meta": None,
             }
         )
     return pa.Table.from_pylist(out, schema=PAIR_SCHEMA)
@@ -136,7 +167,9 @@ def pair_store(tmp_path: Path) -> Callable[..., Store]:
     return make
 
 
-def naive_logp(model: object, tokenizer: object, prompt: list[dict[str, str]], completion: str, max_length: int) -> float | None:
+def naive_logp(
+    model: object, tokenizer: object, prompt: list[dict[str, str]], completion: str, max_length: int
+) -> float | None:
     """Straightforward reference: one sequence, float32, full log_softmax over the vocabulary.
 
     The completion is what follows the chat-templated prompt (with the generation prompt) inside the
@@ -144,7 +177,9 @@ def naive_logp(model: object, tokenizer: object, prompt: list[dict[str, str]], c
     """
     import torch
 
-    prompt_ids = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
+    prompt_ids = tokenizer.apply_chat_template(
+        prompt, add_generation_prompt=True, tokenize=True, return_dict=True
+    )["input_ids"]
     full = tokenizer.apply_chat_template(
         [*prompt, {"role": "assistant", "content": completion}], tokenize=True, return_dict=True
     )["input_ids"]
@@ -163,4 +198,6 @@ def tiny_fp32(tiny_model: str) -> tuple[object, object]:
     """(model, tokenizer) of `tiny_model` loaded in float32, eval mode."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    return AutoModelForCausalLM.from_pretrained(tiny_model, dtype="float32").eval(), AutoTokenizer.from_pretrained(tiny_model)
+    return AutoModelForCausalLM.from_pretrained(
+        tiny_model, dtype="float32"
+    ).eval(), AutoTokenizer.from_pretrained(tiny_model)

@@ -49,36 +49,94 @@ def assert_one_line_error(result, store: Path, expected: str) -> None:
 
 CASES = [
     # (file name, content, command, expected message after "<path>")
-    ("malformed.jsonl", lines(GOOD, '{"prompt": "a", "chosen": "b",'), "pairs",
-     ":2: malformed JSON (Expecting property name enclosed in double quotes at column 31)"),
+    (
+        "malformed.jsonl",
+        lines(GOOD, '{"prompt": "a", "chosen": "b",'),
+        "pairs",
+        ":2: malformed JSON (Expecting property name enclosed in double quotes at column 31)",
+    ),
     ("not_object.jsonl", lines(GOOD, "[1, 2]"), "pairs", ":2: expected a JSON object per line, got list"),
-    ("wrong_type.jsonl", lines(GOOD, GOOD, {**GOOD, "chosen": ["Hi!"]}), "pairs",
-     ":3: field 'chosen': expected string (as in earlier rows), got list"),
-    ("wrong_type_all.jsonl", lines({**GOOD, "rejected": 5}), "pairs", ":1: field 'rejected': expected a string, got int"),
-    ("missing_field.jsonl", lines(GOOD, "", {"prompt": "a", "chosen": "b"}), "pairs",
-     ":3: field 'rejected': missing required field"),
-    ("no_rejected_col.jsonl", lines({"prompt": "a", "chosen": "b"}), "pairs", ": field 'rejected': missing required field"),
-    ("no_prompt.jsonl", lines({"chosen": "b", "rejected": "c"}), "pairs",
-     ": field 'prompt': missing required field (flat format needs a prompt column)"),
+    (
+        "wrong_type.jsonl",
+        lines(GOOD, GOOD, {**GOOD, "chosen": ["Hi!"]}),
+        "pairs",
+        ":3: field 'chosen': expected string (as in earlier rows), got list",
+    ),
+    (
+        "wrong_type_all.jsonl",
+        lines({**GOOD, "rejected": 5}),
+        "pairs",
+        ":1: field 'rejected': expected a string, got int",
+    ),
+    (
+        "missing_field.jsonl",
+        lines(GOOD, "", {"prompt": "a", "chosen": "b"}),
+        "pairs",
+        ":3: field 'rejected': missing required field",
+    ),
+    (
+        "no_rejected_col.jsonl",
+        lines({"prompt": "a", "chosen": "b"}),
+        "pairs",
+        ": field 'rejected': missing required field",
+    ),
+    (
+        "no_prompt.jsonl",
+        lines({"chosen": "b", "rejected": "c"}),
+        "pairs",
+        ": field 'prompt': missing required field (flat format needs a prompt column)",
+    ),
     ("empty.jsonl", "", "pairs", ": empty file: no rows"),
     ("blank.jsonl", "\n\n", "pairs", ": empty file: no rows"),
-    ("data.csv", "prompt,chosen,rejected\n", "pairs",
-     ": unknown file format (accepted: .jsonl.gz, .ndjson.gz, .json.gz, .jsonl, .ndjson, .json, .parquet)"),
+    (
+        "data.csv",
+        "prompt,chosen,rejected\n",
+        "pairs",
+        ": unknown file format (accepted: .jsonl.gz, .ndjson.gz, .json.gz, .jsonl, .ndjson, .json, .parquet)",
+    ),
     ("bad_array.json", '[{"prompt": "a"}, 3]', "pairs", ": row 1: expected an object, got number"),
-    ("bad_doc.json", '{"prompt": "a",\n "chosen": }', "pairs",
-     ":2: malformed JSON (Expecting value at column 12)"),
-    ("hh_bad.jsonl", lines({"chosen": "\n\nHuman: hi\n\nAssistant: yo", "rejected": "just text"}), "pairs",
-     ":1: field 'rejected': not a Human/Assistant transcript (expected '\\n\\nHuman: ...\\n\\nAssistant: ...')"),
-    ("uf_no_instruction.jsonl", lines(uf_row(), {k: v for k, v in uf_row().items() if k != "instruction"}), "ultrafeedback",
-     ":2: field 'instruction': missing required field"),
-    ("uf_instruction_type.jsonl", lines(uf_row(instruction=7)), "ultrafeedback",
-     ":1: field 'instruction': expected a string, got int64"),
-    ("uf_score_type.jsonl", lines(uf_row(), uf_row(completions=[{"model": "m", "response": "x", "overall_score": [1]}])),
-     "ultrafeedback", ":2: field 'completions[].overall_score': expected number (as in earlier rows), got list"),
-    ("uf_no_response.jsonl", lines(uf_row(completions=[{"model": "m", "overall_score": 1.0}])), "ultrafeedback",
-     ":1: field 'completions[].response': missing required field"),
-    ("uf_completions_type.jsonl", lines(uf_row(completions="oops")), "ultrafeedback",
-     ":1: field 'completions': expected a list of objects, got string"),
+    (
+        "bad_doc.json",
+        '{"prompt": "a",\n "chosen": }',
+        "pairs",
+        ":2: malformed JSON (Expecting value at column 12)",
+    ),
+    (
+        "hh_bad.jsonl",
+        lines({"chosen": "\n\nHuman: hi\n\nAssistant: yo", "rejected": "just text"}),
+        "pairs",
+        ":1: field 'rejected': not a Human/Assistant transcript (expected '\\n\\nHuman: ...\\n\\nAssistant: ...')",
+    ),
+    (
+        "uf_no_instruction.jsonl",
+        lines(uf_row(), {k: v for k, v in uf_row().items() if k != "instruction"}),
+        "ultrafeedback",
+        ":2: field 'instruction': missing required field",
+    ),
+    (
+        "uf_instruction_type.jsonl",
+        lines(uf_row(instruction=7)),
+        "ultrafeedback",
+        ":1: field 'instruction': expected a string, got int64",
+    ),
+    (
+        "uf_score_type.jsonl",
+        lines(uf_row(), uf_row(completions=[{"model": "m", "response": "x", "overall_score": [1]}])),
+        "ultrafeedback",
+        ":2: field 'completions[].overall_score': expected number (as in earlier rows), got list",
+    ),
+    (
+        "uf_no_response.jsonl",
+        lines(uf_row(completions=[{"model": "m", "overall_score": 1.0}])),
+        "ultrafeedback",
+        ":1: field 'completions[].response': missing required field",
+    ),
+    (
+        "uf_completions_type.jsonl",
+        lines(uf_row(completions="oops")),
+        "ultrafeedback",
+        ":1: field 'completions': expected a list of objects, got string",
+    ),
 ]
 
 
@@ -86,7 +144,11 @@ CASES = [
 def test_bad_file(tmp_path, name, content, command, expected):
     path = tmp_path / name
     path.write_text(content)
-    args = ["build", "pairs", str(path)] if command == "pairs" else ["build", "ultrafeedback", "--from", str(path)]
+    args = (
+        ["build", "pairs", str(path)]
+        if command == "pairs"
+        else ["build", "ultrafeedback", "--from", str(path)]
+    )
     result, store = run_cli(tmp_path, *args)
     assert_one_line_error(result, store, f"{path}{expected}")
 
@@ -98,25 +160,39 @@ def test_bad_line_in_gz_and_folder(tmp_path):
     with gzip.open(folder / "b.jsonl.gz", "wt") as fh:
         fh.write(lines(GOOD, GOOD, "{oops"))
     result, store = run_cli(tmp_path, "build", "pairs", str(folder))
-    assert_one_line_error(result, store, f"{folder / 'b.jsonl.gz'}:3: malformed JSON (Expecting property name enclosed in double quotes at column 2)")
+    assert_one_line_error(
+        result,
+        store,
+        f"{folder / 'b.jsonl.gz'}:3: malformed JSON (Expecting property name enclosed in double quotes at column 2)",
+    )
 
 
 def test_missing_path_and_bad_options(tmp_path):
     result, store = run_cli(tmp_path, "build", "pairs", str(tmp_path / "nope.jsonl"))
-    assert_one_line_error(result, store, f"{tmp_path / 'nope.jsonl'}: no such file or folder (nor a hub id like owner/name)")
+    assert_one_line_error(
+        result, store, f"{tmp_path / 'nope.jsonl'}: no such file or folder (nor a hub id like owner/name)"
+    )
     good = tmp_path / "good.jsonl"
     good.write_text(lines(GOOD))
     result, store = run_cli(tmp_path, "build", "pairs", str(good), "--format", "csv")
-    assert_one_line_error(result, store, "unknown format 'csv'; choose one of auto, flat, conversational, hh-rlhf")
+    assert_one_line_error(
+        result, store, "unknown format 'csv'; choose one of auto, flat, conversational, hh-rlhf"
+    )
     result, store = run_cli(tmp_path, "build", "pairs", str(good), "--chosen-score-col", "score")
     assert_one_line_error(result, store, f"{good}: field 'score': missing column named by an option")
     result, store = run_cli(tmp_path, "build", "ultrafeedback", "--from", str(good), "--pairing", "random")
-    assert_one_line_error(result, store, "unknown pairing 'random'; choose one of top-vs-rest, best-vs-worst, best-vs-random, all-ordered")
+    assert_one_line_error(
+        result,
+        store,
+        "unknown pairing 'random'; choose one of top-vs-rest, best-vs-worst, best-vs-random, all-ordered",
+    )
 
 
 def test_unusable_rows_are_counted_not_fatal(tmp_path):
     path = tmp_path / "mixed.jsonl"
-    path.write_text(lines(GOOD, {**GOOD, "chosen": "  "}, {**GOOD, "rejected": "Hi!"}, {**GOOD, "prompt": ""}))
+    path.write_text(
+        lines(GOOD, {**GOOD, "chosen": "  "}, {**GOOD, "rejected": "Hi!"}, {**GOOD, "prompt": ""})
+    )
     result, store = run_cli(tmp_path, "build", "pairs", str(path))
     assert result.exit_code == 0, result.output
     assert "1 pairs from 4 rows" in result.stdout

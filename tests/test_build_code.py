@@ -102,7 +102,9 @@ def test_generic_best_vs_worst_exact_counts(tmp_path: Path) -> None:
     # Same inputs and options: reused; --force: a new version.
     again = build_code(store, CodeBuildOptions(path=str(path), timeout=2.0, workers=2, name="toy"))
     assert again.reused and again.ref.version == result.ref.version
-    forced = build_code(store, CodeBuildOptions(path=str(path), timeout=2.0, workers=2, name="toy", force=True))
+    forced = build_code(
+        store, CodeBuildOptions(path=str(path), timeout=2.0, workers=2, name="toy", force=True)
+    )
     assert not forced.reused and forced.ref.version == "v2"
     assert forced.ref.read().equals(result.ref.read())
 
@@ -118,7 +120,12 @@ def test_generic_pass_vs_fail_and_cap(tmp_path: Path) -> None:
     assert len(add) == 6 and all(p["chosen_score"] == 3.0 and p["rejected_score"] < 3.0 for p in add)
     assert len({p["pair_id"] for p in add}) == 6
     assert result.counts["dropped"]["no_failing_sample"] == 1  # the tie problem: every sample passes
-    capped = build_code(store, CodeBuildOptions(path=str(path), pairing="pass-vs-fail", max_pairs_per_prompt=2, timeout=2.0, workers=2, name="toy"))
+    capped = build_code(
+        store,
+        CodeBuildOptions(
+            path=str(path), pairing="pass-vs-fail", max_pairs_per_prompt=2, timeout=2.0, workers=2, name="toy"
+        ),
+    )
     capped_add = [p for p in capped.ref.read().to_pylist() if "add" in p["prompt"][0]["content"]]
     assert len(capped_add) == 2
     assert {p["pair_id"] for p in capped_add} <= {p["pair_id"] for p in add}
@@ -173,24 +180,48 @@ def test_codet_subset_build_and_resume(tmp_path: Path, monkeypatch: pytest.Monke
 def test_cli_build_code(tmp_path: Path) -> None:
     samples_path, problems_path = write_codet_subset(tmp_path, problems=2, samples=4)
     store = tmp_path / "store"
-    args = ["build", "code", str(samples_path), "--problems", str(problems_path), "--samples", "3",
-            "--workers", "2", "--timeout", "3", "--pairing", "pass-vs-fail", "--store", str(store)]
+    args = [
+        "build",
+        "code",
+        str(samples_path),
+        "--problems",
+        str(problems_path),
+        "--samples",
+        "3",
+        "--workers",
+        "2",
+        "--timeout",
+        "3",
+        "--pairing",
+        "pass-vs-fail",
+        "--store",
+        str(store),
+    ]
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     assert "Wrote pairs/code/v1" in res.output and "from 2 problems, 6 samples" in res.output
     res = runner.invoke(app, args)
     assert res.exit_code == 0 and "Reused pairs/code/v1" in res.output
-    res = runner.invoke(app, ["build", "code", str(samples_path), "--pairing", "random", "--store", str(store)])
+    res = runner.invoke(
+        app, ["build", "code", str(samples_path), "--pairing", "random", "--store", str(store)]
+    )
     assert res.exit_code == 1 and "--pairing 'random' is not one of" in res.output
 
 
 def test_input_errors_name_file_line_field(tmp_path: Path) -> None:
     store = Store(tmp_path / "store")
     bad = tmp_path / "bad.jsonl"
-    bad.write_text(json.dumps({"prompt": "p", "completions": ["x"], "tests": ["assert 1"]}) + "\n" + json.dumps({"prompt": "q", "completions": "nope", "tests": []}) + "\n")
+    bad.write_text(
+        json.dumps({"prompt": "p", "completions": ["x"], "tests": ["assert 1"]})
+        + "\n"
+        + json.dumps({"prompt": "q", "completions": "nope", "tests": []})
+        + "\n"
+    )
     with pytest.raises(InputError, match=r"bad.jsonl:2: field 'completions': expected a list"):
         build_code(store, CodeBuildOptions(path=str(bad)))
-    bad.write_text(json.dumps({"prompt": "p", "completions": ["x"], "test": "def check(c):\n    assert c()\n"}) + "\n")
+    bad.write_text(
+        json.dumps({"prompt": "p", "completions": ["x"], "test": "def check(c):\n    assert c()\n"}) + "\n"
+    )
     with pytest.raises(InputError, match=r"bad.jsonl:1: field 'entry_point'"):
         build_code(store, CodeBuildOptions(path=str(bad)))
     with pytest.raises(ConfigError, match="no such file"):

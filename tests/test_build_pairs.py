@@ -47,14 +47,21 @@ def test_binarized_flat_real_rows(tmp_path):
     rows = res.ref.read().to_pylist()
     # Independent expectation from the raw rows: drop blank, identical, then equal scores.
     expect = [
-        r for r in raw
-        if r["chosen"].strip() and r["rejected"].strip() and r["chosen"].strip() != r["rejected"].strip()
+        r
+        for r in raw
+        if r["chosen"].strip()
+        and r["rejected"].strip()
+        and r["chosen"].strip() != r["rejected"].strip()
         and r["metadata"]["score_chosen"] != r["metadata"]["score_rejected"]
     ]
     assert res.counts["read"] == 1000 and len(rows) == len(expect) == res.counts["kept"]
     assert res.counts["dropped"]["tie"] == sum(
-        1 for r in raw if r["metadata"]["score_chosen"] == r["metadata"]["score_rejected"]
-        and r["chosen"].strip() and r["rejected"].strip() and r["chosen"].strip() != r["rejected"].strip()
+        1
+        for r in raw
+        if r["metadata"]["score_chosen"] == r["metadata"]["score_rejected"]
+        and r["chosen"].strip()
+        and r["rejected"].strip()
+        and r["chosen"].strip() != r["rejected"].strip()
     )
     assert sum(res.counts["dropped"].values()) + len(rows) == 1000
     for got, want in zip(rows[:50], expect[:50], strict=False):
@@ -75,7 +82,12 @@ def test_hh_rlhf_four_subsets_as_sources(tmp_path):
     by_source: dict[str, int] = {}
     for s in table.column("source").to_pylist():
         by_source[s] = by_source.get(s, 0) + 1
-    assert set(by_source) == {"harmless-base_test", "helpful-base_test", "helpful-online_test", "helpful-rejection-sampled_test"}
+    assert set(by_source) == {
+        "harmless-base_test",
+        "helpful-base_test",
+        "helpful-online_test",
+        "helpful-rejection-sampled_test",
+    }
     raw_rows = {}
     for f in sorted(HH.glob("*.jsonl.gz")):
         with gzip.open(f, "rt") as fh:
@@ -87,7 +99,9 @@ def test_hh_rlhf_four_subsets_as_sources(tmp_path):
     row = next(r for r in table.to_pylist() if r["source"] == "harmless-base_test")
     c_msgs, r_msgs = parse_transcript(first["chosen"]), parse_transcript(first["rejected"])
     assert row["prompt"] == c_msgs[:-1] == r_msgs[:-1]
-    assert row["prompt"][0]["role"] == "user" and first["chosen"].startswith("\n\nHuman: " + row["prompt"][0]["content"])
+    assert row["prompt"][0]["role"] == "user" and first["chosen"].startswith(
+        "\n\nHuman: " + row["prompt"][0]["content"]
+    )
     assert first["chosen"].endswith(row["chosen"]) and first["rejected"].endswith(row["rejected"])
     assert row["chosen_score"] is None and json.loads(row["meta"]) == {"format": "hh-rlhf"}
     # Multi-turn prompts keep alternating roles.
@@ -97,24 +111,52 @@ def test_hh_rlhf_four_subsets_as_sources(tmp_path):
 
 def test_parse_transcript():
     text = "\n\nHuman: Hi there\n\nAssistant: Hello.\n\nHuman: How are you?\n\nAssistant: Fine."
-    assert parse_transcript(text) == [user("Hi there"), assistant("Hello."), user("How are you?"), assistant("Fine.")]
+    assert parse_transcript(text) == [
+        user("Hi there"),
+        assistant("Hello."),
+        user("How are you?"),
+        assistant("Fine."),
+    ]
     assert parse_transcript("no turns here") is None
 
 
 def test_trl_conversational_explicit_implicit_and_binarized(tmp_path):
     explicit = [
         {"prompt": [user("What is 2+2?")], "chosen": [assistant("4")], "rejected": [assistant("5")]},
-        {"prompt": [user("Hi")], "chosen": [assistant("Hello!")], "rejected": [assistant("Hello!")]},  # identical
+        {
+            "prompt": [user("Hi")],
+            "chosen": [assistant("Hello!")],
+            "rejected": [assistant("Hello!")],
+        },  # identical
     ]
     implicit = [
-        {"chosen": [user("Name a color."), assistant("Blue.")], "rejected": [user("Name a color."), assistant("Seven.")]},
-        {"chosen": [user("A"), assistant("B"), user("C"), assistant("D")], "rejected": [user("A"), assistant("B"), user("C"), assistant("E")]},
+        {
+            "chosen": [user("Name a color."), assistant("Blue.")],
+            "rejected": [user("Name a color."), assistant("Seven.")],
+        },
+        {
+            "chosen": [user("A"), assistant("B"), user("C"), assistant("D")],
+            "rejected": [user("A"), assistant("B"), user("C"), assistant("E")],
+        },
     ]
     binarized = [
-        {"prompt": "Name a color.", "prompt_id": "x", "chosen": [user("Name a color."), assistant("Blue.")],
-         "rejected": [user("Name a color."), assistant("Seven.")], "score_chosen": 8.0, "score_rejected": 2.0, "messages": []},
-        {"prompt": "Tie?", "chosen": [user("Tie?"), assistant("yes")], "rejected": [user("Tie?"), assistant("no")],
-         "score_chosen": 5.0, "score_rejected": 5.0, "messages": []},
+        {
+            "prompt": "Name a color.",
+            "prompt_id": "x",
+            "chosen": [user("Name a color."), assistant("Blue.")],
+            "rejected": [user("Name a color."), assistant("Seven.")],
+            "score_chosen": 8.0,
+            "score_rejected": 2.0,
+            "messages": [],
+        },
+        {
+            "prompt": "Tie?",
+            "chosen": [user("Tie?"), assistant("yes")],
+            "rejected": [user("Tie?"), assistant("no")],
+            "score_chosen": 5.0,
+            "score_rejected": 5.0,
+            "messages": [],
+        },
     ]
     store = Store(tmp_path / "s")
     res = build_pairs(store, str(write_jsonl(tmp_path / "explicit.jsonl", explicit)))
@@ -122,7 +164,10 @@ def test_trl_conversational_explicit_implicit_and_binarized(tmp_path):
     assert [(r["prompt"], r["chosen"], r["rejected"]) for r in rows] == [([user("What is 2+2?")], "4", "5")]
     assert res.counts["dropped"] == {"identical_text": 1}
     rows = build_pairs(store, str(write_jsonl(tmp_path / "implicit.jsonl", implicit))).ref.read().to_pylist()
-    assert rows[0]["prompt"] == [user("Name a color.")] and (rows[0]["chosen"], rows[0]["rejected"]) == ("Blue.", "Seven.")
+    assert rows[0]["prompt"] == [user("Name a color.")] and (rows[0]["chosen"], rows[0]["rejected"]) == (
+        "Blue.",
+        "Seven.",
+    )
     assert rows[1]["prompt"] == [user("A"), assistant("B"), user("C")] and rows[1]["chosen"] == "D"
     res = build_pairs(store, str(write_jsonl(tmp_path / "binarized.jsonl", binarized)))
     rows = res.ref.read().to_pylist()
@@ -135,18 +180,44 @@ def test_trl_conversational_explicit_implicit_and_binarized(tmp_path):
 
 def test_column_mapping_source_and_limit(tmp_path):
     rows = [
-        {"q": f"question {i}", "good": f"good {i}", "bad": f"bad {i}", "sg": 9 - i % 3, "sb": 1, "origin": "ab"[i % 2]}
+        {
+            "q": f"question {i}",
+            "good": f"good {i}",
+            "bad": f"bad {i}",
+            "sg": 9 - i % 3,
+            "sb": 1,
+            "origin": "ab"[i % 2],
+        }
         for i in range(6)
     ]
     path = write_jsonl(tmp_path / "custom.jsonl", rows)
     store = Store(tmp_path / "s")
-    res = build_pairs(store, str(path), dataset="custom", prompt_col="q", chosen_col="good", rejected_col="bad",
-                      chosen_score_col="sg", rejected_score_col="sb", source_col="origin")
+    res = build_pairs(
+        store,
+        str(path),
+        dataset="custom",
+        prompt_col="q",
+        chosen_col="good",
+        rejected_col="bad",
+        chosen_score_col="sg",
+        rejected_score_col="sb",
+        source_col="origin",
+    )
     got = res.ref.read().to_pylist()
     assert [(r["prompt"][0]["content"], r["chosen"], r["chosen_score"], r["source"]) for r in got[:2]] == [
-        ("question 0", "good 0", 9.0, "a"), ("question 1", "good 1", 8.0, "b")]
-    res = build_pairs(store, str(path), dataset="custom2", prompt_col="q", chosen_col="good", rejected_col="bad",
-                      source_name="mine", limit=4)
+        ("question 0", "good 0", 9.0, "a"),
+        ("question 1", "good 1", 8.0, "b"),
+    ]
+    res = build_pairs(
+        store,
+        str(path),
+        dataset="custom2",
+        prompt_col="q",
+        chosen_col="good",
+        rejected_col="bad",
+        source_name="mine",
+        limit=4,
+    )
     got = res.ref.read().to_pylist()
     assert len(got) == 4 and {r["source"] for r in got} == {"mine"} and got[0]["chosen_score"] is None
 
@@ -173,7 +244,9 @@ def test_datasets_loaded_table_goes_through_the_same_builder(tmp_path):
     path = write_jsonl(tmp_path / "d.jsonl", rows)
     ds = datasets.load_dataset("json", data_files=str(path), split="train", cache_dir=str(tmp_path / "cache"))
     table = table_from_dataset(ds.select([2, 0]))
-    loaded = Loaded(_with_bookkeeping(table, 0), [InputFile("owner/name", "f" * 32, "name", table.num_rows, hub=True)])
+    loaded = Loaded(
+        _with_bookkeeping(table, 0), [InputFile("owner/name", "f" * 32, "name", table.num_rows, hub=True)]
+    )
     out, counts = pairs_from_table(loaded, dataset="hub")
     assert out.column("chosen").to_pylist() == ["c2", "c0"] and counts["kept"] == 2
     assert out.column("source").to_pylist() == ["name", "name"]
@@ -198,20 +271,31 @@ def test_bundled_demo_data_builds(tmp_path):
     store = Store(tmp_path / "s")
     hh = build_pairs(store, str(EXAMPLES / "hh_rlhf"), dataset="hh-rlhf")
     assert set(hh.ref.read().column("source").to_pylist()) == {
-        "harmless-base", "helpful-base", "helpful-online", "helpful-rejection-sampled"}
+        "harmless-base",
+        "helpful-base",
+        "helpful-online",
+        "helpful-rejection-sampled",
+    }
     uf = build_pairs(store, str(EXAMPLES / "ultrafeedback_binarized.jsonl"))
     assert uf.counts["read"] == 200 and uf.counts["kept"] > 150
 
 
 def test_limit_per_file_takes_the_first_rows_of_each_subset(tmp_path):
     store = tmp_path / "s"
-    res = CliRunner().invoke(app, ["build", "pairs", str(HH), "--limit-per-file", "30", "--name", "hh", "--store", str(store)])
+    res = CliRunner().invoke(
+        app, ["build", "pairs", str(HH), "--limit-per-file", "30", "--name", "hh", "--store", str(store)]
+    )
     assert res.exit_code == 0, res.output
     ref = Store(store).get("pairs", "hh")
     assert [i["rows"] for i in ref.manifest["inputs"]] == [30, 30, 30, 30]
     assert ref.manifest["options"]["limit_per_file"] == 30
     per_source = Counter(ref.read().column("source").to_pylist())
-    assert set(per_source) == {"harmless-base_test", "helpful-base_test", "helpful-online_test", "helpful-rejection-sampled_test"}
+    assert set(per_source) == {
+        "harmless-base_test",
+        "helpful-base_test",
+        "helpful-online_test",
+        "helpful-rejection-sampled_test",
+    }
     assert sum(per_source.values()) + sum(ref.manifest["counts"]["dropped"].values()) == 120
     bad = CliRunner().invoke(app, ["build", "pairs", str(HH), "--limit-per-file", "0", "--store", str(store)])
     assert bad.exit_code == 1 and bad.stderr == "Error: --limit-per-file must be at least 1, got 0\n"

@@ -17,7 +17,9 @@ from prefcurate.ids import completion_id, pair_id, prompt_id
 from prefcurate.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
-RAW_EXAMPLE = ROOT.parent / "shared" / "data" / "ultrafeedback_raw_example" / "openbmb_readme_cairo_example.json"
+RAW_EXAMPLE = (
+    ROOT.parent / "shared" / "data" / "ultrafeedback_raw_example" / "openbmb_readme_cairo_example.json"
+)
 NA = "N/A"
 
 
@@ -39,8 +41,15 @@ def completion(letter: str, overall, fine, aspects: tuple) -> dict:
         "custom_system_prompt": "You are helpful.",
         "response": text(letter),
         "annotations": {
-            aspect: {"Rating": str(r), "Rationale": "because"} | ({"Type": ["1"], "Rationale For Rating": "r"} if aspect in ("helpfulness", "truthfulness") else {})
-            for aspect, r in zip(("helpfulness", "honesty", "instruction_following", "truthfulness"), aspects, strict=False)
+            aspect: {"Rating": str(r), "Rationale": "because"}
+            | (
+                {"Type": ["1"], "Rationale For Rating": "r"}
+                if aspect in ("helpfulness", "truthfulness")
+                else {}
+            )
+            for aspect, r in zip(
+                ("helpfulness", "honesty", "instruction_following", "truthfulness"), aspects, strict=False
+            )
         },
         "critique": "A critique.",
     }
@@ -64,33 +73,53 @@ def row(source: str, instruction: str, completions: list[dict]) -> dict:
 
 # aspects: helpfulness, honesty, instruction_following, truthfulness
 ROWS = [
-    row("evol_instruct", "Prompt zero?", [
-        completion("A", 8.0, 4.5, (5, 4, 5, 4)),
-        completion("B", 6.0, 3.0, (3, 3, 3, 3)),
-        completion("C", 8.0, 4.0, (4, NA, 4, 4)),  # ties A on overall
-        completion("D", 3.5, 2.0, (2, 2, 2, 2)),
-    ]),
-    row("truthful_qa", "Prompt one?", [
-        completion("E", 5.0, 3.25, (3, 4, 3, 3)),
-        completion("F", None, 4.0, (4, 4, 4, 4)),  # no overall_score
-        completion("G", 7.0, 3.25, (NA, NA, NA, NA)),  # all aspects N/A
-    ]),
-    row("sharegpt", "Prompt two?", [
-        completion("H", 4.0, 4.0, (4, 4, 4, 4)),
-        completion("I", 4.0, 4.0, (4, 4, 4, 4)),  # ties everywhere
-    ]),
-    row("flan_v2", "Prompt three?", [
-        completion("J", 9.0, 5.0, (5, 5, 5, 5)),
-        completion("K", 10.0, 5.0, (5, 5, 5, 5)),  # blank response
-        completion("L", 2.0, 1.0, (1, 1, 1, 1)),  # duplicate of J
-        completion("M", 7.0, 3.5, (4, 3, 4, 3)),
-        completion("N", 6.5, 3.5, (3, 4, 3, 4)),
-    ]),
-    row("ultrachat", "Prompt four?", [
-        completion("X", 7.0, 4.0, (4, 4, 4, 4)),
-        completion("Y", 5.0, 3.0, (3, 3, 3, 3)),  # same text as X up to whitespace
-        completion("O", 1.0, 2.0, (2, 2, 2, 2)),
-    ]),
+    row(
+        "evol_instruct",
+        "Prompt zero?",
+        [
+            completion("A", 8.0, 4.5, (5, 4, 5, 4)),
+            completion("B", 6.0, 3.0, (3, 3, 3, 3)),
+            completion("C", 8.0, 4.0, (4, NA, 4, 4)),  # ties A on overall
+            completion("D", 3.5, 2.0, (2, 2, 2, 2)),
+        ],
+    ),
+    row(
+        "truthful_qa",
+        "Prompt one?",
+        [
+            completion("E", 5.0, 3.25, (3, 4, 3, 3)),
+            completion("F", None, 4.0, (4, 4, 4, 4)),  # no overall_score
+            completion("G", 7.0, 3.25, (NA, NA, NA, NA)),  # all aspects N/A
+        ],
+    ),
+    row(
+        "sharegpt",
+        "Prompt two?",
+        [
+            completion("H", 4.0, 4.0, (4, 4, 4, 4)),
+            completion("I", 4.0, 4.0, (4, 4, 4, 4)),  # ties everywhere
+        ],
+    ),
+    row(
+        "flan_v2",
+        "Prompt three?",
+        [
+            completion("J", 9.0, 5.0, (5, 5, 5, 5)),
+            completion("K", 10.0, 5.0, (5, 5, 5, 5)),  # blank response
+            completion("L", 2.0, 1.0, (1, 1, 1, 1)),  # duplicate of J
+            completion("M", 7.0, 3.5, (4, 3, 4, 3)),
+            completion("N", 6.5, 3.5, (3, 4, 3, 4)),
+        ],
+    ),
+    row(
+        "ultrachat",
+        "Prompt four?",
+        [
+            completion("X", 7.0, 4.0, (4, 4, 4, 4)),
+            completion("Y", 5.0, 3.0, (3, 3, 3, 3)),  # same text as X up to whitespace
+            completion("O", 1.0, 2.0, (2, 2, 2, 2)),
+        ],
+    ),
 ]
 
 SAME_AS_HELPFULNESS = {
@@ -190,7 +219,10 @@ def test_expected_pairs_every_policy_and_rating(tmp_path, raw_file, rating, pair
 def test_missing_ratings_counted(tmp_path, raw_file):
     # overall: F has no overall_score; mean-aspects: G is all N/A; honesty: C, G are N/A.
     assert built(Store(tmp_path / "a"), raw_file)[0].counts["dropped"]["missing_rating"] == 1
-    assert built(Store(tmp_path / "b"), raw_file, rating="mean-aspects")[0].counts["dropped"]["missing_rating"] == 1
+    assert (
+        built(Store(tmp_path / "b"), raw_file, rating="mean-aspects")[0].counts["dropped"]["missing_rating"]
+        == 1
+    )
     res = built(Store(tmp_path / "c"), raw_file, rating="honesty")[0]
     assert res.counts["dropped"]["missing_rating"] == 2
 
@@ -207,17 +239,29 @@ def test_pair_fields_and_shared_completion_ids(tmp_path, raw_file):
     # A is chosen in two pairs of prompt zero: one completion id.
     a_ids = {r["chosen_id"] for r in rows if r["chosen_model"] == "model-a"}
     assert len(a_ids) == 1
-    assert json.loads(first["meta"]) == {"chosen_index": 0, "pairing": "top-vs-rest", "rating": "overall", "rejected_index": 1}
+    assert json.loads(first["meta"]) == {
+        "chosen_index": 0,
+        "pairing": "top-vs-rest",
+        "rating": "overall",
+        "rejected_index": 1,
+    }
     assert len({r["pair_id"] for r in rows}) == len(rows)
 
 
 def test_best_vs_random_is_seeded(tmp_path, raw_file):
     seen = set()
     for seed in range(12):
-        _, rows = built(Store(tmp_path / f"s{seed}"), raw_file, pairing="best-vs-random", seed=seed, rating="fine-grained")
-        _, again = built(Store(tmp_path / f"t{seed}"), raw_file, pairing="best-vs-random", seed=seed, rating="fine-grained")
+        _, rows = built(
+            Store(tmp_path / f"s{seed}"), raw_file, pairing="best-vs-random", seed=seed, rating="fine-grained"
+        )
+        _, again = built(
+            Store(tmp_path / f"t{seed}"), raw_file, pairing="best-vs-random", seed=seed, rating="fine-grained"
+        )
         assert rows == again
-        by_prompt = {r["prompt"][0]["content"]: letter_of(r["chosen_model"]) + letter_of(r["rejected_model"]) for r in rows}
+        by_prompt = {
+            r["prompt"][0]["content"]: letter_of(r["chosen_model"]) + letter_of(r["rejected_model"])
+            for r in rows
+        }
         # The chosen is always the best; the rejected one of the others (ties and identical text dropped).
         assert by_prompt.get("Prompt zero?") in {"AB", "AC", "AD"}
         assert by_prompt.get("Prompt one?") in {"FE", "FG"}
@@ -285,8 +329,21 @@ def test_json_parquet_and_folder_inputs_agree(tmp_path, raw_file):
 
 
 def test_cli_summary(tmp_path, raw_file):
-    res = CliRunner().invoke(app, ["build", "ultrafeedback", "--from", str(raw_file), "--store", str(tmp_path / "s"),
-                                   "--exclude-source", "truthful_qa", "--rating", "mean-aspects"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "build",
+            "ultrafeedback",
+            "--from",
+            str(raw_file),
+            "--store",
+            str(tmp_path / "s"),
+            "--exclude-source",
+            "truthful_qa",
+            "--rating",
+            "mean-aspects",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "Wrote pairs/ultrafeedback/v1: 6 pairs from 5 rows" in res.stdout
     assert "excluded_source=1" in res.stdout and "tie=1" in res.stdout
@@ -300,18 +357,33 @@ def test_real_readme_example(tmp_path):
     path.write_text(json.dumps(row_))
     # Only completion 1 has annotations and none has overall_score: nothing to pair, all counted.
     res = build_ultrafeedback(Store(tmp_path / "s"), str(path), rating="overall")
-    assert res.counts == {"read": 1, "completions": 4, "kept": 0, "dropped": {"missing_rating": 4, "too_few_completions": 1}}
+    assert res.counts == {
+        "read": 1,
+        "completions": 4,
+        "kept": 0,
+        "dropped": {"missing_rating": 4, "too_few_completions": 1},
+    }
     # Give the other three completions the aspect ratings a rater might have: now it pairs.
-    for comp, ratings in zip(row_["completions"][1:], [("5", "5", "5", "5"), ("3", "N/A", "3", "3"), ("2", "2", "1", "2")], strict=False):
-        comp["annotations"] = {a: {"Rating": r, "Rationale": "x"} for a, r in zip(ASPECTS, ratings, strict=False)}
+    for comp, ratings in zip(
+        row_["completions"][1:],
+        [("5", "5", "5", "5"), ("3", "N/A", "3", "3"), ("2", "2", "1", "2")],
+        strict=False,
+    ):
+        comp["annotations"] = {
+            a: {"Rating": r, "Rationale": "x"} for a, r in zip(ASPECTS, ratings, strict=False)
+        }
     path.write_text(json.dumps(row_))
     res = build_ultrafeedback(Store(tmp_path / "t"), str(path), rating="mean-aspects")
     rows = res.ref.read().to_pylist()
     # mean-aspects: falcon (3+3+2+3)/4 = 2.75, gpt-4 5, starchat 3, wizardlm 1.75 -> gpt-4 vs each.
     assert [(r["chosen_model"], r["rejected_model"], r["rejected_score"]) for r in rows] == [
-        ("gpt-4", "falcon-40b-instruct", 2.75), ("gpt-4", "starchat", 3.0), ("gpt-4", "wizardlm-7b", 1.75)
+        ("gpt-4", "falcon-40b-instruct", 2.75),
+        ("gpt-4", "starchat", 3.0),
+        ("gpt-4", "wizardlm-7b", 1.75),
     ]
-    assert rows[0]["source"] == "sharegpt" and rows[0]["prompt"][0]["content"].startswith("I am going to cairo")
+    assert rows[0]["source"] == "sharegpt" and rows[0]["prompt"][0]["content"].startswith(
+        "I am going to cairo"
+    )
 
 
 def test_changed_input_is_rebuilt_not_reused(tmp_path, raw_file):
@@ -330,7 +402,9 @@ def test_chunkwise_take_matches_arrow_take():
 
     from prefcurate.builders.ultrafeedback import _take
 
-    arr = pa.chunked_array([pa.array(["a", "b"]), pa.array([], pa.string()), pa.array(["c", "d", "e"]), pa.array(["f"])])
+    arr = pa.chunked_array(
+        [pa.array(["a", "b"]), pa.array([], pa.string()), pa.array(["c", "d", "e"]), pa.array(["f"])]
+    )
     for idx in ([0, 0, 1, 2, 4, 5], [5, 4, 0, 3, 3], [], [2]):
         want = arr.take(pa.array(idx, pa.int64())).to_pylist()
         assert _take(arr, np.array(idx, dtype=np.int64)).to_pylist() == want
@@ -341,8 +415,14 @@ def test_large_input_in_several_parts(tmp_path, monkeypatch):
     import prefcurate.builders.ultrafeedback as uf
     import prefcurate.readers as readers
 
-    rows = [row("s", f"Prompt {i}?", [completion("A", float(i % 7), 1.0, (1, 1, 1, 1)), completion("B", 3.0, 1.0, (1, 1, 1, 1))])
-            for i in range(400)]
+    rows = [
+        row(
+            "s",
+            f"Prompt {i}?",
+            [completion("A", float(i % 7), 1.0, (1, 1, 1, 1)), completion("B", 3.0, 1.0, (1, 1, 1, 1))],
+        )
+        for i in range(400)
+    ]
     for i, r in enumerate(rows):  # distinct texts per prompt
         for c in r["completions"]:
             c["response"] += f" #{i}"

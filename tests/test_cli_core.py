@@ -118,7 +118,14 @@ main()
 
 def run_core_only(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PREFCURATE_PROGRESS": "0"}
-    return subprocess.run([sys.executable, "-c", BLOCK_HEAVY, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", BLOCK_HEAVY, *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=120,
+    )
 
 
 def test_core_cli_works_without_heavy_extras(tmp_path):
@@ -126,11 +133,15 @@ def test_core_cli_works_without_heavy_extras(tmp_path):
     res = run_core_only("--help", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert "build" in res.stdout and "sql" in res.stdout
-    res = run_core_only("sql", "SELECT count(*) AS n FROM pairs", "--store", str(store.root), "-f", "csv", cwd=tmp_path)
+    res = run_core_only(
+        "sql", "SELECT count(*) AS n FROM pairs", "--store", str(store.root), "-f", "csv", cwd=tmp_path
+    )
     assert res.returncode == 0 and res.stdout == "n\n6\n", res.stderr
     data = ROOT / "examples" / "data" / "ultrafeedback_binarized.jsonl"
     if data.exists():
-        res = run_core_only("build", "pairs", str(data), "--dataset", "uf", "--store", str(store.root), cwd=tmp_path)
+        res = run_core_only(
+            "build", "pairs", str(data), "--dataset", "uf", "--store", str(store.root), cwd=tmp_path
+        )
         assert res.returncode == 0, res.stderr
 
 

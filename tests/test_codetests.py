@@ -126,7 +126,10 @@ def test_split_check_statements_and_trailing() -> None:
         "    print('done')\n"
     )
     suite = split_check(test, "f")
-    assert suite.units == ("data = [1, 2]\nassert candidate(1) == 2", "if True:\n    assert candidate(2) == helper(2)\nprint('done')")
+    assert suite.units == (
+        "data = [1, 2]\nassert candidate(1) == 2",
+        "if True:\n    assert candidate(2) == helper(2)\nprint('done')",
+    )
     assert suite.setup == "import math\ndef helper(x):\n    return x * 2\ncandidate = f"
     assert run_plain("def f(x):\n    return x * 2\n", suite) == ["passed", "passed"]
     assert run_plain("def f(x):\n    return 2\n", suite) == ["passed", "failed"]
@@ -164,10 +167,14 @@ def test_truncate_body() -> None:
 
 def test_count_result_folds_sandbox_statuses() -> None:
     suite = split_asserts(["assert f() == 1", "assert f() == 2", "assert f() == 3"])
-    ok = RunResult("ok", units=(UnitResult("passed"), UnitResult("failed"), UnitResult("errored", "NameError")))
+    ok = RunResult(
+        "ok", units=(UnitResult("passed"), UnitResult("failed"), UnitResult("errored", "NameError"))
+    )
     r = count_result(ok, suite)
     assert (r.passed, r.failed, r.errored, r.timed_out, r.total) == (1, 1, 1, 0, 3)
-    timeout = RunResult("timeout", "deadline", (UnitResult("passed"), UnitResult("timeout"), UnitResult("timeout")))
+    timeout = RunResult(
+        "timeout", "deadline", (UnitResult("passed"), UnitResult("timeout"), UnitResult("timeout"))
+    )
     r = count_result(timeout, suite)
     assert (r.passed, r.timed_out, r.total) == (1, 2, 3)
     refused = RunResult("refused", "import os is not allowed", ())

@@ -15,14 +15,25 @@ from prefcurate.store import Store
 
 def test_stage_order_covers_the_pipeline():
     assert [fn.__name__ for _, fn in STAGES] == [
-        "build_stage", "sql_stage", "model_free_signals_stage", "logprob_stage", "accuracy_stage", "buckets_stage", "train_stage",
+        "build_stage",
+        "sql_stage",
+        "model_free_signals_stage",
+        "logprob_stage",
+        "accuracy_stage",
+        "buckets_stage",
+        "train_stage",
     ]
 
 
 def test_model_free_demo_builds_buckets_export_and_report(tmp_path):
     buf = io.StringIO()
     store = Store(tmp_path / "store")
-    stages = [("build", build_stage), ("sql", sql_stage), ("signals", model_free_signals_stage), ("buckets", buckets_stage)]
+    stages = [
+        ("build", build_stage),
+        ("sql", sql_stage),
+        ("signals", model_free_signals_stage),
+        ("buckets", buckets_stage),
+    ]
     ctx = run_demo(store, tmp_path / "out", console=Console(file=buf, width=200), stages=stages)
     text = buf.getvalue()
     assert ctx.notes == []
@@ -48,7 +59,9 @@ def test_whole_demo_quick_with_the_bundled_model(tmp_path):
 
     from prefcurate.cli import app
 
-    res = CliRunner().invoke(app, ["demo", "--quick", "--store", str(tmp_path / "store"), "--out", str(tmp_path / "out")])
+    res = CliRunner().invoke(
+        app, ["demo", "--quick", "--store", str(tmp_path / "store"), "--out", str(tmp_path / "out")]
+    )
     assert res.exit_code == 0, res.output
     assert "note:" not in res.output  # no stage was skipped for a missing extra
     assert "sDPO order (easiest source first):" in res.output

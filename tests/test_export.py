@@ -40,7 +40,9 @@ def test_trl_table_shape() -> None:
         "chosen": [{"role": "assistant", "content": src["chosen"]}],
         "rejected": [{"role": "assistant", "content": src["rejected"]}],
     }
-    with_ref = pairs.append_column("ref_chosen_logps", pa.array([-1.0, -2.0])).append_column("ref_rejected_logps", pa.array([-3.0, -4.0]))
+    with_ref = pairs.append_column("ref_chosen_logps", pa.array([-1.0, -2.0])).append_column(
+        "ref_rejected_logps", pa.array([-3.0, -4.0])
+    )
     assert trl_table(with_ref).column_names == [*TRL_COLUMNS, "ref_chosen_logps", "ref_rejected_logps"]
     with pytest.raises(ConfigError, match="^cannot convert to TRL form: no column 'chosen'"):
         trl_table(pairs.drop_columns(["chosen"]))
@@ -55,10 +57,22 @@ def test_trl_export_layout_and_order(store: Store, tmp_path: Path) -> None:
     order = json.loads((out / "order.json").read_text())
     assert order == result.order
     assert order == {
-        "format": "trl", "name": "uf-cur", "version": ref.version, "dataset": "uf", "pairs_version": "v1",
-        "strategy": "quantile", "by": GAP, "easy": "high", "fingerprint": ref.manifest["fingerprint"],
+        "format": "trl",
+        "name": "uf-cur",
+        "version": ref.version,
+        "dataset": "uf",
+        "pairs_version": "v1",
+        "strategy": "quantile",
+        "by": GAP,
+        "easy": "high",
+        "fingerprint": ref.manifest["fingerprint"],
         "buckets": [
-            {"bucket": k, "path": f"bucket-{k}", "rows": 21, "files": ["train.parquet", "train.jsonl", "dataset"]}
+            {
+                "bucket": k,
+                "path": f"bucket-{k}",
+                "rows": 21,
+                "files": ["train.parquet", "train.jsonl", "dataset"],
+            }
             for k in range(3)
         ],
         "ref_logps": None,
@@ -98,7 +112,17 @@ def test_flat_formats_for_other_trainers(store: Store, tmp_path: Path) -> None:
     res = export(store, "uf-cur", tmp_path / "flat", fmt="jsonl")
     assert res.order["format"] == "jsonl" and res.order["buckets"][0]["files"] == ["train.jsonl"]
     first = json.loads((tmp_path / "flat/bucket-0/train.jsonl").read_text().splitlines()[0])
-    assert list(first) == ["pair_id", "prompt_id", "source", "prompt", "chosen", "rejected", "chosen_score", "rejected_score", "signal_value"]
+    assert list(first) == [
+        "pair_id",
+        "prompt_id",
+        "source",
+        "prompt",
+        "chosen",
+        "rejected",
+        "chosen_score",
+        "rejected_score",
+        "signal_value",
+    ]
     assert isinstance(first["chosen"], str) and first["prompt"][0]["role"] == "user"
     assert first["signal_value"] == pytest.approx(first["chosen_score"] - first["rejected_score"])
     res = export(store, "uf-cur", tmp_path / "flatpq", fmt="parquet")
@@ -138,7 +162,9 @@ def test_ref_logps_come_from_the_signal_and_missing_values_refuse(store: Store, 
     with pytest.raises(ConfigError) as exc:
         export(other, "cur", tmp_path / "bad", with_ref_logps="logprob_margin_v1")
     missing = pairs.column("pair_id").to_pylist()[-4:]
-    first_bucket = [(k, t) for k, t in bucket_tables(other, "cur") if set(missing) & set(t.column("pair_id").to_pylist())][0]
+    first_bucket = [
+        (k, t) for k, t in bucket_tables(other, "cur") if set(missing) & set(t.column("pair_id").to_pylist())
+    ][0]
     first = next(p for p in first_bucket[1].column("pair_id").to_pylist() if p in missing)
     n_missing = len(set(missing) & set(first_bucket[1].column("pair_id").to_pylist()))
     assert str(exc.value) == (
@@ -154,7 +180,9 @@ def test_refuses_non_empty_out_unless_overwrite(store: Store, tmp_path: Path) ->
     out = tmp_path / "busy"
     out.mkdir()
     (out / "keep.txt").write_text("x")
-    with pytest.raises(ConfigError, match=r"--out .*busy exists and is not empty; choose another folder or pass --overwrite$"):
+    with pytest.raises(
+        ConfigError, match=r"--out .*busy exists and is not empty; choose another folder or pass --overwrite$"
+    ):
         export(store, "uf-cur", out)
     export(store, "uf-cur", out, overwrite=True)
     assert not (out / "keep.txt").exists() and (out / "order.json").is_file()
@@ -173,12 +201,16 @@ def test_export_is_byte_identical_across_stores(store: Store, tmp_path: Path) ->
 
 def test_cli_export(store: Store, tmp_path: Path) -> None:
     out = tmp_path / "cli"
-    res = runner.invoke(app, ["export", "uf-cur@v1", "--out", str(out), "--store", str(store.root)], catch_exceptions=False)
+    res = runner.invoke(
+        app, ["export", "uf-cur@v1", "--out", str(out), "--store", str(store.root)], catch_exceptions=False
+    )
     assert res.exit_code == 0
     assert res.stdout.splitlines()[0] == (
         f"Wrote {out} (trl): buckets/uf-cur/v1, 63 pairs in 3 buckets; reference log-probs: none"
     )
-    res = runner.invoke(app, ["export", "uf-cur", "--out", str(out), "--format", "csv", "--store", str(store.root)])
+    res = runner.invoke(
+        app, ["export", "uf-cur", "--out", str(out), "--format", "csv", "--store", str(store.root)]
+    )
     assert res.exit_code == 2 and "'csv' is not one of" in res.stderr
     res = runner.invoke(app, ["export", "nope", "--out", str(tmp_path / "x"), "--store", str(store.root)])
     assert res.exit_code == 1 and res.stderr.startswith("Error: no bucket set 'nope' in store")
@@ -196,18 +228,34 @@ def test_dpo_trainer_tokenizes_the_export(store: Store, tmp_path: Path, tiny_mod
     tok = AutoTokenizer.from_pretrained(tiny_model)
     model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
     args = DPOConfig(
-        output_dir=str(tmp_path / "trainer"), per_device_train_batch_size=2, max_length=64, report_to=[],
-        use_cpu=True, disable_tqdm=True, dataloader_num_workers=0, save_strategy="no",
+        output_dir=str(tmp_path / "trainer"),
+        per_device_train_batch_size=2,
+        max_length=64,
+        report_to=[],
+        use_cpu=True,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        save_strategy="no",
     )
     trainer = DPOTrainer(model=model, args=args, train_dataset=ds, processing_class=tok)
     tokenized = trainer.train_dataset
     assert len(tokenized) == 21
-    assert {"prompt_ids", "chosen_ids", "rejected_ids", "ref_chosen_logps", "ref_rejected_logps"} <= set(tokenized.column_names)
+    assert {"prompt_ids", "chosen_ids", "rejected_ids", "ref_chosen_logps", "ref_rejected_logps"} <= set(
+        tokenized.column_names
+    )
     row = ds[0]
-    want_prompt = tok.apply_chat_template(row["prompt"], add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
+    want_prompt = tok.apply_chat_template(
+        row["prompt"], add_generation_prompt=True, tokenize=True, return_dict=True
+    )["input_ids"]
     assert tokenized[0]["prompt_ids"] == want_prompt
-    full = tok.apply_chat_template(row["prompt"] + row["chosen"], tokenize=True, return_dict=True)["input_ids"]
-    assert want_prompt + tokenized[0]["chosen_ids"] == full[: len(want_prompt) + len(tokenized[0]["chosen_ids"])]
+    full = tok.apply_chat_template(row["prompt"] + row["chosen"], tokenize=True, return_dict=True)[
+        "input_ids"
+    ]
+    assert (
+        want_prompt + tokenized[0]["chosen_ids"] == full[: len(want_prompt) + len(tokenized[0]["chosen_ids"])]
+    )
     batch = trainer.data_collator([tokenized[i] for i in range(2)])
     assert batch["input_ids"].shape[0] == 4  # chosen then rejected of 2 pairs
-    assert batch["ref_chosen_logps"].tolist() == pytest.approx([ds[0]["ref_chosen_logps"], ds[1]["ref_chosen_logps"]])
+    assert batch["ref_chosen_logps"].tolist() == pytest.approx(
+        [ds[0]["ref_chosen_logps"], ds[1]["ref_chosen_logps"]]
+    )

@@ -30,13 +30,21 @@ def test_exactly_zero_when_policy_is_reference(tiny_model, pair_store) -> None:
     assert ref.manifest["policy"]["signal_version"] == ref.manifest["reference"]["signal_version"]
 
 
-def test_equals_direct_computation_and_reuses_log_prob_runs(tiny_model, make_tiny_model, pair_store, monkeypatch) -> None:
+def test_equals_direct_computation_and_reuses_log_prob_runs(
+    tiny_model, make_tiny_model, pair_store, monkeypatch
+) -> None:
     policy = make_tiny_model(1)
     store = pair_store()
-    lp = {m: run_signal(store, "toy", LogprobMargin(model=m, dtype="fp32", max_length=MAX_LENGTH))[0].read().to_pylist()
-          for m in (policy, tiny_model)}
+    lp = {
+        m: run_signal(store, "toy", LogprobMargin(model=m, dtype="fp32", max_length=MAX_LENGTH))[0]
+        .read()
+        .to_pylist()
+        for m in (policy, tiny_model)
+    }
     calls: list[int] = []
-    monkeypatch.setattr(LogprobScorer, "score", lambda self, items, on_batch=None: calls.append(len(items)) or [])
+    monkeypatch.setattr(
+        LogprobScorer, "score", lambda self, items, on_batch=None: calls.append(len(items)) or []
+    )
     ref, _ = run_signal(store, "toy", implicit(policy, tiny_model, beta=0.25))
     assert calls == []  # both log-prob runs were reused, nothing scored again
     assert ref.manifest["policy"]["reused"] and ref.manifest["reference"]["reused"]
@@ -48,7 +56,9 @@ def test_equals_direct_computation_and_reuses_log_prob_runs(tiny_model, make_tin
         assert row["implicit_reward_v1__chosen"] == c and row["implicit_reward_v1__rejected"] == j
         assert row["implicit_reward_v1__margin"] == c - j
         assert row["implicit_reward_v1__correct"] is (c > j)
-    assert len({row["implicit_reward_v1__correct"] for row in rows}) == 2  # random models: both outcomes occur
+    assert (
+        len({row["implicit_reward_v1__correct"] for row in rows}) == 2
+    )  # random models: both outcomes occur
 
 
 def test_needs_a_policy_and_a_positive_beta() -> None:

@@ -42,7 +42,10 @@ MAX_LENGTH = 72
 
 
 def items(tok, max_length: int = MAX_LENGTH):
-    return [encode(tok, p, c, max_length=max_length, template="chat") for p, c in zip(PROMPTS, COMPLETIONS, strict=True)]
+    return [
+        encode(tok, p, c, max_length=max_length, template="chat")
+        for p, c in zip(PROMPTS, COMPLETIONS, strict=True)
+    ]
 
 
 def test_completion_span_is_everything_after_the_generation_prompt(tiny_fp32) -> None:
@@ -74,7 +77,9 @@ def test_prompt_filling_max_length_scores_none(tiny_fp32) -> None:
     assert enc.truncated and enc.n_tokens == 0
     ok = encode(tok, PROMPTS[0], "The Nile.", max_length=20, template="chat")
     values = LogprobScorer(model, tok, max_length=20).score([enc, ok])
-    assert values[0] is None and values[1] == pytest.approx(naive_logp(model, tok, PROMPTS[0], "The Nile.", 20), abs=1e-4)
+    assert values[0] is None and values[1] == pytest.approx(
+        naive_logp(model, tok, PROMPTS[0], "The Nile.", 20), abs=1e-4
+    )
 
 
 def test_plain_template_is_prompt_then_completion_then_eos(make_tiny_model) -> None:
@@ -87,11 +92,16 @@ def test_plain_template_is_prompt_then_completion_then_eos(make_tiny_model) -> N
     scorer = LogprobScorer(model, tok, max_length=64)
     assert scorer.template == "plain" and chat_template_hash(tok) is None
     enc = scorer.encode(PROMPTS[2], "Hoot.")
-    assert tok.decode(list(enc.input_ids)) == "Hi\n\nHello! How can I help?\n\nTell me a joke about owls and clocks.Hoot." + tok.eos_token
+    assert (
+        tok.decode(list(enc.input_ids))
+        == "Hi\n\nHello! How can I help?\n\nTell me a joke about owls and clocks.Hoot." + tok.eos_token
+    )
     ids = list(enc.input_ids)
     with torch.no_grad():
         logits = model(torch.tensor([ids])).logits[0].float()
-    want = torch.log_softmax(logits[:-1], -1).gather(1, torch.tensor(ids[1:])[:, None])[enc.start - 1 :, 0].sum()
+    want = (
+        torch.log_softmax(logits[:-1], -1).gather(1, torch.tensor(ids[1:])[:, None])[enc.start - 1 :, 0].sum()
+    )
     assert scorer.score([enc])[0] == pytest.approx(float(want), abs=1e-4)
 
 
@@ -101,12 +111,16 @@ def test_equals_trl_reference_pass(tiny_model: str, tiny_fp32, tmp_path: Path) -
     from trainers.config import TrainConfig
     from trainers.evaluate import holdout_logps
 
-    rows = [(p, c, "I do not know. " * (1 + i)) for i, (p, c) in enumerate(zip(PROMPTS, COMPLETIONS, strict=True))]
+    rows = [
+        (p, c, "I do not know. " * (1 + i)) for i, (p, c) in enumerate(zip(PROMPTS, COMPLETIONS, strict=True))
+    ]
     # TRL's conversational form: chosen/rejected are one assistant message each.
     table = pairs_table(rows).select(["pair_id", "prompt"])
     for side, k in (("chosen", 1), ("rejected", 2)):
         table = table.append_column(side, pa.array([[{"role": "assistant", "content": r[k]}] for r in rows]))
-    trl_chosen, trl_rejected = holdout_logps(tiny_model, table, TrainConfig(max_length=MAX_LENGTH), "fp32", tmp_path / "trl")
+    trl_chosen, trl_rejected = holdout_logps(
+        tiny_model, table, TrainConfig(max_length=MAX_LENGTH), "fp32", tmp_path / "trl"
+    )
     model, tok = tiny_fp32
     scorer = LogprobScorer(model, tok, max_length=MAX_LENGTH)
     ours = scorer.score([scorer.encode(p, c) for p, c, _ in rows] + [scorer.encode(p, r) for p, _, r in rows])
@@ -149,7 +163,9 @@ def test_bad_scorer_options(tiny_fp32) -> None:
         LogprobScorer(model, tok, max_length=8, batch_tokens=0)
 
 
-def test_fingerprint_matches_the_trainers_and_follows_the_weights(tiny_model: str, make_tiny_model, tiny_fp32, monkeypatch) -> None:
+def test_fingerprint_matches_the_trainers_and_follows_the_weights(
+    tiny_model: str, make_tiny_model, tiny_fp32, monkeypatch
+) -> None:
     from trainers.checkpoint import chat_template_hash as trainers_hash
     from trainers.checkpoint import fingerprint_of
 
@@ -160,7 +176,11 @@ def test_fingerprint_matches_the_trainers_and_follows_the_weights(tiny_model: st
     # a relative spelling of the same folder is the same model
     parent = Path(tiny_model).parent
     monkeypatch.chdir(parent)
-    assert model_fingerprint(f"./{Path(tiny_model).name}") == fp == fingerprint_of(Path(tiny_model).name, None, None)
+    assert (
+        model_fingerprint(f"./{Path(tiny_model).name}")
+        == fp
+        == fingerprint_of(Path(tiny_model).name, None, None)
+    )
     _, tok = tiny_fp32
     assert chat_template_hash(tok) == trainers_hash(tok) and len(chat_template_hash(tok)) == 16
 
@@ -170,9 +190,13 @@ def test_fingerprint_of_files_and_hub_ids(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     f = tmp_path / "m.gguf"
     f.write_bytes(b"GGUF not really")
-    assert model_fingerprint(f) == {"model": "m.gguf", "model_sha256": hashlib.sha256(b"GGUF not really").hexdigest()}
+    assert model_fingerprint(f) == {
+        "model": "m.gguf",
+        "model_sha256": hashlib.sha256(b"GGUF not really").hexdigest(),
+    }
     assert model_fingerprint("org/some-model@0123456789012345678901234567890123456789") == {
-        "model": "org/some-model", "revision": "0123456789012345678901234567890123456789"
+        "model": "org/some-model",
+        "revision": "0123456789012345678901234567890123456789",
     }
     (tmp_path / "junk").mkdir()
     with pytest.raises(ConfigError, match="neither a checkpoint folder"):

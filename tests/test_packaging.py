@@ -15,8 +15,21 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_wheel_contains_sql_and_packages(tmp_path):
     pytest.importorskip("hatchling")
     res = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-w", str(tmp_path), "-q"],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(ROOT),
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path),
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert res.returncode == 0, res.stderr
     wheel = next(tmp_path.glob("prefcurate-*.whl"))

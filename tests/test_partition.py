@@ -35,7 +35,9 @@ GAP = "score_gap_v1__gap"
 runner = CliRunner()
 
 
-def make_pairs(dataset: str = "uf", prompts: int = 24, per_prompt: int = 3, gaps: list[float] | None = None) -> pa.Table:
+def make_pairs(
+    dataset: str = "uf", prompts: int = 24, per_prompt: int = 3, gaps: list[float] | None = None
+) -> pa.Table:
     """Deterministic pairs: gap of pair j = gaps[j] (default: distinct values 0.5 .. 0.5 + n/4)."""
     rows = []
     n = prompts * per_prompt
@@ -50,11 +52,20 @@ def make_pairs(dataset: str = "uf", prompts: int = 24, per_prompt: int = 3, gaps
         gap = gaps[j]
         rows.append(
             {
-                "pair_id": ids.pair_id(pid, cid, rid), "prompt_id": pid, "dataset": dataset,
-                "source": SOURCES[p % len(SOURCES)], "prompt": prompt, "chosen": chosen, "rejected": rejected,
-                "chosen_id": cid, "rejected_id": rid,
-                "chosen_score": None if gap is None else 2.0 + gap, "rejected_score": 2.0,
-                "chosen_model": "m1", "rejected_model": "m2", "meta": None,
+                "pair_id": ids.pair_id(pid, cid, rid),
+                "prompt_id": pid,
+                "dataset": dataset,
+                "source": SOURCES[p % len(SOURCES)],
+                "prompt": prompt,
+                "chosen": chosen,
+                "rejected": rejected,
+                "chosen_id": cid,
+                "rejected_id": rid,
+                "chosen_score": None if gap is None else 2.0 + gap,
+                "rejected_score": 2.0,
+                "chosen_model": "m1",
+                "rejected_model": "m2",
+                "meta": None,
             }
         )
     return pa.Table.from_pylist(rows, schema=PAIR_SCHEMA)
@@ -72,9 +83,14 @@ def publish_signal(store: Store, dataset: str, signal: str, table: pa.Table, ext
     pairs_ref = store.get("pairs", dataset)
     fields = [c.split("__", 1)[1] for c in table.column_names if c != "pair_id"]
     manifest = {
-        "signal": signal, "dataset": dataset, "spec": {}, "fields": fields,
+        "signal": signal,
+        "dataset": dataset,
+        "spec": {},
+        "fields": fields,
         "inputs": {"pairs": {"version": pairs_ref.version, "fingerprint": pairs_ref.manifest["fingerprint"]}},
-        "counts": {"rows": table.num_rows}, "fingerprint": f"fake-{signal}", **(extra or {}),
+        "counts": {"rows": table.num_rows},
+        "fingerprint": f"fake-{signal}",
+        **(extra or {}),
     }
     with store.publish("scores", f"{dataset}/{signal}", manifest) as pub:
         pub.write_table(table)
@@ -90,8 +106,10 @@ def fake_logprob(pairs: pa.Table, missing: int = 0) -> pa.Table:
     rejected_logp = chosen_logp - margin
     ct = 10 + np.arange(n) % 5
     rt = 8 + np.arange(n) % 4
+
     def col(x):  # the last `missing` pairs have no values
         return pa.array([None if i >= n - missing else float(v) for i, v in enumerate(x)], pa.float64())
+
     return pa.table(
         {
             "pair_id": pairs.column("pair_id"),
@@ -155,6 +173,7 @@ def gaps_of(store: Store) -> dict[str, float]:
 
 # -- strategies ----------------------------------------------------------------------------------------
 
+
 def test_quantile_buckets_are_equal_sized_and_ordered_easy_to_hard(tmp_path: Path) -> None:
     store = simple_store(tmp_path / "s", prompts=10)  # 30 pairs, distinct gaps
     r = partition(store, PartitionSpec("uf", "q", by=GAP, buckets=4))
@@ -176,7 +195,10 @@ def test_quantile_buckets_are_equal_sized_and_ordered_easy_to_hard(tmp_path: Pat
     assert m["inputs"]["signals"]["score_gap_v1"]["version"] == "v1"
     # easy = low reverses the order
     low = partition(store, PartitionSpec("uf", "q-low", by=GAP, buckets=4, easy="low"))
-    assert bucket_ids(store, "q-low")[0] == [p for p, _ in sorted(gap.items(), key=lambda kv: (kv[1], kv[0]))][:8]
+    assert (
+        bucket_ids(store, "q-low")[0]
+        == [p for p, _ in sorted(gap.items(), key=lambda kv: (kv[1], kv[0]))][:8]
+    )
     assert low.manifest["spec"]["easy"] == "low"
 
 
@@ -203,26 +225,41 @@ def test_percentiles_and_thresholds_cut_by_value(tmp_path: Path) -> None:
     assert r.manifest["cut_values"] == [2.9, 10.5, 18.1]
     gap = gaps_of(store)
     assert [sorted(gap[p] for p in b) for b in bucket_ids(store, "p")] == [
-        [19.0, 20.0], [float(g) for g in range(11, 19)], [float(g) for g in range(3, 11)], [1.0, 2.0]
+        [19.0, 20.0],
+        [float(g) for g in range(11, 19)],
+        [float(g) for g in range(3, 11)],
+        [1.0, 2.0],
     ]
     assert [b["label"] for b in r.manifest["buckets"]] == ["> 18.1", "(10.5, 18.1]", "(2.9, 10.5]", "<= 2.9"]
     t = partition(store, PartitionSpec("uf", "t", strategy="thresholds", by=GAP, cuts=[5, 15], easy="low"))
     assert [len(b) for b in bucket_ids(store, "t")] == [5, 10, 5]
     assert t.manifest["cut_values"] == [5.0, 15.0]
     assert [b["label"] for b in t.manifest["buckets"]] == ["<= 5", "(5, 15]", "> 15"]
-    with pytest.raises(ConfigError, match=r"^bucket 0 \(> 40\) would be empty with --strategy thresholds --cuts 30,40; choose other cuts or fewer buckets$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^bucket 0 \(> 40\) would be empty with --strategy thresholds --cuts 30,40; choose other cuts or fewer buckets$",
+    ):
         partition(store, PartitionSpec("uf", "t2", strategy="thresholds", by=GAP, cuts=[30, 40]))
 
 
 def test_source_strategy_orders_sources_by_accuracy_in_sql(tmp_path: Path) -> None:
     store = rich_store(tmp_path / "s")
-    r = partition(store, PartitionSpec("uf", "sdpo", strategy="source", by="reward_margin_v1__margin", order_by="accuracy"))
+    r = partition(
+        store,
+        PartitionSpec("uf", "sdpo", strategy="source", by="reward_margin_v1__margin", order_by="accuracy"),
+    )
     rows = fake_reward(store.get("pairs", "uf").read()).to_pylist()
-    split = {x["pair_id"]: x["split_v1__split"] for x in store.get("scores", "uf/split_v1").read().to_pylist()}
+    split = {
+        x["pair_id"]: x["split_v1__split"] for x in store.get("scores", "uf/split_v1").read().to_pylist()
+    }
     pairs = {x["pair_id"]: x["source"] for x in store.get("pairs", "uf").read().to_pylist()}
     acc = {}
     for s in SOURCES:
-        ms = [x["reward_margin_v1__margin"] for x in rows if pairs[x["pair_id"]] == s and split[x["pair_id"]] == "train"]
+        ms = [
+            x["reward_margin_v1__margin"]
+            for x in rows
+            if pairs[x["pair_id"]] == s and split[x["pair_id"]] == "train"
+        ]
         acc[s] = round(sum(m > 0 for m in ms) / len(ms), 6)
     assert acc["alpha"] > acc["beta"] > acc["gamma"]
     m = r.manifest
@@ -232,7 +269,12 @@ def test_source_strategy_orders_sources_by_accuracy_in_sql(tmp_path: Path) -> No
     # the boolean column gives the same accuracy; `count` and raw SQL aggregates work too, lowest first with --easy low
     b = partition(store, PartitionSpec("uf", "sdpo-b", strategy="source", by="reward_margin_v1__correct"))
     assert [x["order_stat"] for x in b.manifest["buckets"]] == [acc["alpha"], acc["beta"], acc["gamma"]]
-    c = partition(store, PartitionSpec("uf", "sdpo-c", strategy="source", order_by="min(reward_margin_v1__margin)", easy="low"))
+    c = partition(
+        store,
+        PartitionSpec(
+            "uf", "sdpo-c", strategy="source", order_by="min(reward_margin_v1__margin)", easy="low"
+        ),
+    )
     stats = [x["order_stat"] for x in c.manifest["buckets"]]
     assert stats == sorted(stats) and c.manifest["spec"]["order_by"] == "min(reward_margin_v1__margin)"
     assert c.manifest["inputs"]["signals"].keys() == {"reward_margin_v1", "split_v1"}
@@ -246,7 +288,11 @@ def test_random_copies_sizes_and_pairs_of_its_reference(tmp_path: Path) -> None:
     assert [len(b) for b in rnd] == [len(b) for b in cur] == [21, 21, 21]
     assert sorted(sum(rnd, [])) == sorted(sum(cur, [])) and rnd != cur
     assert r.manifest["spec"]["by"] == GAP  # the reference's signal, for the report
-    assert r.manifest["inputs"]["like"] == {"name": "uf-cur", "version": ref.version, "fingerprint": ref.manifest["fingerprint"]}
+    assert r.manifest["inputs"]["like"] == {
+        "name": "uf-cur",
+        "version": ref.version,
+        "fingerprint": ref.manifest["fingerprint"],
+    }
     assert r.manifest["counts"]["dropped"] == {"holdout": 9, "not_in_reference": 0}
     # seeded: same seed same buckets (in another store too), another seed other buckets
     again = partition(store, PartitionSpec("uf", "uf-rand2", strategy="random", like="uf-cur", seed=7))
@@ -277,12 +323,15 @@ def test_random_like_uses_the_reference_pool(tmp_path: Path) -> None:
 
 # -- filters and drops ---------------------------------------------------------------------------------
 
+
 def test_where_nulls_extremes_and_holdout_are_counted(tmp_path: Path) -> None:
     gaps = [None, None] + [float(g) for g in range(1, 39)]  # 40 pairs, 2 unrated
     store = Store(tmp_path / "s")
     publish_pairs(store, make_pairs(prompts=20, per_prompt=2, gaps=gaps))
     run_signal(store, "uf", ScoreGap())
-    r = partition(store, PartitionSpec("uf", "w", by=GAP, buckets=2, where="source <> 'gamma'", drop_extremes=(10, 90)))
+    r = partition(
+        store, PartitionSpec("uf", "w", by=GAP, buckets=2, where="source <> 'gamma'", drop_extremes=(10, 90))
+    )
     pairs = make_pairs(prompts=20, per_prompt=2, gaps=gaps).to_pylist()
     not_gamma = [p for p in pairs if p["source"] != "gamma"]
     rated = [p["chosen_score"] - 2.0 for p in not_gamma if p["chosen_score"] is not None]
@@ -307,7 +356,9 @@ def test_where_nulls_extremes_and_holdout_are_counted(tmp_path: Path) -> None:
 
 def test_holdout_pairs_stay_out_unless_asked(tmp_path: Path) -> None:
     store = rich_store(tmp_path / "s")
-    split = {x["pair_id"]: x["split_v1__split"] for x in store.get("scores", "uf/split_v1").read().to_pylist()}
+    split = {
+        x["pair_id"]: x["split_v1__split"] for x in store.get("scores", "uf/split_v1").read().to_pylist()
+    }
     held = {p for p, s in split.items() if s == "holdout"}
     assert len(held) == 9  # 3 of 24 prompts
     in_buckets = set(sum(bucket_ids(store, "uf-cur"), []))
@@ -321,16 +372,46 @@ def test_spec_errors_name_the_option(tmp_path: Path) -> None:
     store = simple_store(tmp_path / "s", prompts=2)
     cases = [
         (PartitionSpec("uf", "x", by=GAP), "--strategy quantile needs --buckets K with K >= 1, got None"),
-        (PartitionSpec("uf", "x", buckets=2), "--strategy quantile needs --by SIGNAL_COLUMN (e.g. score_gap_v1__gap)"),
-        (PartitionSpec("uf", "x", strategy="percentiles", by=GAP, cuts=[50, 10]), "--cuts must be strictly increasing, got 50,10"),
-        (PartitionSpec("uf", "x", strategy="percentiles", by=GAP, cuts=[0, 50]), "--cuts for percentiles are percents between 0 and 100 (exclusive), got 0,50"),
-        (PartitionSpec("uf", "x", strategy="bogus"), "unknown --strategy 'bogus'; choose one of: quantile, percentiles, thresholds, source, random"),
-        (PartitionSpec("uf", "x", by=GAP, buckets=2, easy="hard"), "--easy must be 'high' or 'low', got 'hard'"),
-        (PartitionSpec("uf", "x", strategy="random", buckets=2, drop_extremes=(5, 95)), "--drop-extremes needs --by (the signal whose extremes to drop)"),
-        (PartitionSpec("uf", "x", strategy="random", like="a", where="true"), "--strategy random --like reuses the reference set's pairs; --where and --drop-extremes do not apply"),
-        (PartitionSpec("uf", "x", by="score_gap_v1__nope", buckets=2), "--by 'score_gap_v1__nope': no such column for dataset 'uf' (signal columns: score_gap_v1__gap)"),
-        (PartitionSpec("uf", "x", by="source", buckets=2), "--by 'source' is VARCHAR; it must be numeric or boolean"),
-        (PartitionSpec("uf", "x", by="logprob_margin_v1__margin", buckets=2), "--by 'logprob_margin_v1__margin': no such column for dataset 'uf' (signal columns: score_gap_v1__gap)"),
+        (
+            PartitionSpec("uf", "x", buckets=2),
+            "--strategy quantile needs --by SIGNAL_COLUMN (e.g. score_gap_v1__gap)",
+        ),
+        (
+            PartitionSpec("uf", "x", strategy="percentiles", by=GAP, cuts=[50, 10]),
+            "--cuts must be strictly increasing, got 50,10",
+        ),
+        (
+            PartitionSpec("uf", "x", strategy="percentiles", by=GAP, cuts=[0, 50]),
+            "--cuts for percentiles are percents between 0 and 100 (exclusive), got 0,50",
+        ),
+        (
+            PartitionSpec("uf", "x", strategy="bogus"),
+            "unknown --strategy 'bogus'; choose one of: quantile, percentiles, thresholds, source, random",
+        ),
+        (
+            PartitionSpec("uf", "x", by=GAP, buckets=2, easy="hard"),
+            "--easy must be 'high' or 'low', got 'hard'",
+        ),
+        (
+            PartitionSpec("uf", "x", strategy="random", buckets=2, drop_extremes=(5, 95)),
+            "--drop-extremes needs --by (the signal whose extremes to drop)",
+        ),
+        (
+            PartitionSpec("uf", "x", strategy="random", like="a", where="true"),
+            "--strategy random --like reuses the reference set's pairs; --where and --drop-extremes do not apply",
+        ),
+        (
+            PartitionSpec("uf", "x", by="score_gap_v1__nope", buckets=2),
+            "--by 'score_gap_v1__nope': no such column for dataset 'uf' (signal columns: score_gap_v1__gap)",
+        ),
+        (
+            PartitionSpec("uf", "x", by="source", buckets=2),
+            "--by 'source' is VARCHAR; it must be numeric or boolean",
+        ),
+        (
+            PartitionSpec("uf", "x", by="logprob_margin_v1__margin", buckets=2),
+            "--by 'logprob_margin_v1__margin': no such column for dataset 'uf' (signal columns: score_gap_v1__gap)",
+        ),
         (PartitionSpec("uf", "x", by=GAP, buckets=7), "only 6 pairs left for --buckets 7"),
     ]
     for spec, message in cases:
@@ -341,10 +422,18 @@ def test_spec_errors_name_the_option(tmp_path: Path) -> None:
 
 # -- determinism and reuse -----------------------------------------------------------------------------
 
+
 def test_same_inputs_give_byte_identical_files_in_another_store(tmp_path: Path) -> None:
     specs = [
         PartitionSpec("uf", "a", by=GAP, buckets=3),
-        PartitionSpec("uf", "b", strategy="percentiles", by="logprob_margin_v1__margin", cuts=[25, 75], drop_extremes=(5, 95)),
+        PartitionSpec(
+            "uf",
+            "b",
+            strategy="percentiles",
+            by="logprob_margin_v1__margin",
+            cuts=[25, 75],
+            drop_extremes=(5, 95),
+        ),
         PartitionSpec("uf", "c", strategy="source", by="reward_margin_v1__margin"),
         PartitionSpec("uf", "d", strategy="random", like="a", seed=3),
     ]
@@ -362,17 +451,26 @@ def test_same_inputs_give_byte_identical_files_in_another_store(tmp_path: Path) 
     assert (again.reused, again.ref.version) == (True, "v1")
     forced = partition(stores[0], PartitionSpec("uf", "a", by=GAP, buckets=3), force=True)
     assert forced.ref.version == "v2"
-    assert [f.read_bytes() for f in forced.ref.parquet_files()] == [f.read_bytes() for f in refs[0][0].parquet_files()]
+    assert [f.read_bytes() for f in forced.ref.parquet_files()] == [
+        f.read_bytes() for f in refs[0][0].parquet_files()
+    ]
 
 
 # -- properties ----------------------------------------------------------------------------------------
+
 
 @st.composite
 def datasets_and_specs(draw):
     n_prompts = draw(st.integers(2, 12))
     per = draw(st.integers(1, 3))
     n = n_prompts * per
-    gaps = draw(st.lists(st.one_of(st.none(), st.sampled_from([0.5, 1.0, 2.0]), st.floats(-5, 5, allow_nan=False)), min_size=n, max_size=n))
+    gaps = draw(
+        st.lists(
+            st.one_of(st.none(), st.sampled_from([0.5, 1.0, 2.0]), st.floats(-5, 5, allow_nan=False)),
+            min_size=n,
+            max_size=n,
+        )
+    )
     k = draw(st.integers(1, 5))
     strategy = draw(st.sampled_from(["quantile", "random"]))
     where = draw(st.sampled_from([None, "source <> 'beta'", "length(chosen) > 30"]))
@@ -380,15 +478,27 @@ def datasets_and_specs(draw):
     return n_prompts, per, gaps, k, strategy, where, extremes, draw(st.booleans())
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(case=datasets_and_specs())
 def test_every_pair_is_in_one_bucket_or_counted_as_dropped(tmp_path_factory, case) -> None:
     n_prompts, per, gaps, k, strategy, where, extremes, easy_high = case
     store = Store(tmp_path_factory.mktemp("prop"))
     publish_pairs(store, make_pairs(prompts=n_prompts, per_prompt=per, gaps=gaps))
     run_signal(store, "uf", ScoreGap())
-    spec = PartitionSpec("uf", "p", strategy=strategy, by=GAP, buckets=k, where=where, drop_extremes=extremes,
-                         easy="high" if easy_high else "low")
+    spec = PartitionSpec(
+        "uf",
+        "p",
+        strategy=strategy,
+        by=GAP,
+        buckets=k,
+        where=where,
+        drop_extremes=extremes,
+        easy="high" if easy_high else "low",
+    )
     try:
         r = partition(store, spec)
     except ConfigError as exc:  # too few pairs left is the only acceptable refusal
@@ -398,7 +508,9 @@ def test_every_pair_is_in_one_bucket_or_counted_as_dropped(tmp_path_factory, cas
     every = sum(buckets, [])
     assert len(every) == len(set(every))  # no pair in two buckets
     counts = r.manifest["counts"]
-    assert len(every) == counts["kept"] and counts["kept"] + sum(counts["dropped"].values()) == n_prompts * per
+    assert (
+        len(every) == counts["kept"] and counts["kept"] + sum(counts["dropped"].values()) == n_prompts * per
+    )
     sizes = [len(b) for b in buckets]
     assert len(sizes) == k and max(sizes) - min(sizes) <= 1
     assert sizes == equal_sizes(counts["kept"], k)
@@ -411,12 +523,16 @@ def test_every_pair_is_in_one_bucket_or_counted_as_dropped(tmp_path_factory, cas
 
 # -- CLI -----------------------------------------------------------------------------------------------
 
+
 def test_cli_partition_prints_the_buckets(tmp_path: Path) -> None:
     store = simple_store(tmp_path / "s", prompts=4)
     args = ["partition", "uf", "--by", GAP, "--buckets", "2", "--name", "cur", "--store", str(store.root)]
     res = runner.invoke(app, [*args, "-f", "csv"], catch_exceptions=False)
     assert res.exit_code == 0, res.output
-    assert res.stdout == "bucket,rows,label,min,mean,max\n0,6,\"[2, 3.25]\",2,2.625,3.25\n1,6,\"[0.5, 1.75]\",0.5,1.125,1.75\n"
+    assert (
+        res.stdout
+        == 'bucket,rows,label,min,mean,max\n0,6,"[2, 3.25]",2,2.625,3.25\n1,6,"[0.5, 1.75]",0.5,1.125,1.75\n'
+    )
     res = runner.invoke(app, [*args, "--where", "source = 'alpha'"], catch_exceptions=False)
     assert res.exit_code == 0
     assert res.stdout.startswith(
@@ -424,10 +540,27 @@ def test_cli_partition_prints_the_buckets(tmp_path: Path) -> None:
     )
     res = runner.invoke(app, [*args, "-f", "json"], catch_exceptions=False)
     assert json.loads(res.stdout)["version"] == "v1"  # same spec as the first run: reused
-    res = runner.invoke(app, ["partition", "uf", "--name", "x", "--strategy", "percentiles", "--by", GAP, "--cuts", "10,x",
-                              "--store", str(store.root)])
+    res = runner.invoke(
+        app,
+        [
+            "partition",
+            "uf",
+            "--name",
+            "x",
+            "--strategy",
+            "percentiles",
+            "--by",
+            GAP,
+            "--cuts",
+            "10,x",
+            "--store",
+            str(store.root),
+        ],
+    )
     assert res.exit_code == 1 and res.stderr == "Error: --cuts takes comma-separated numbers, got '10,x'\n"
-    res = runner.invoke(app, ["partition", "nope", "--name", "x", "--by", GAP, "-k", "2", "--store", str(store.root)])
+    res = runner.invoke(
+        app, ["partition", "nope", "--name", "x", "--by", GAP, "-k", "2", "--store", str(store.root)]
+    )
     assert res.exit_code == 1 and res.stderr == f"Error: no dataset 'nope' in store {store.root} (have: uf)\n"
 
 
@@ -445,8 +578,18 @@ def test_source_accuracy_ignores_missing_values_like_stats_accuracy(tmp_path: Pa
     correct = []
     for s in src:
         i = seen[s] = seen.get(s, -1) + 1
-        correct.append(True if s == "alpha" and i == 0 else None if s == "alpha" else i % 3 != 0 if s == "beta" else False)
-    table = pa.table({"pair_id": pairs.column("pair_id"), "logprob_margin_v1__correct": pa.array(correct, pa.bool_())})
+        correct.append(
+            True
+            if s == "alpha" and i == 0
+            else None
+            if s == "alpha"
+            else i % 3 != 0
+            if s == "beta"
+            else False
+        )
+    table = pa.table(
+        {"pair_id": pairs.column("pair_id"), "logprob_margin_v1__correct": pa.array(correct, pa.bool_())}
+    )
     manifest = {"signal": "logprob_margin_v1", "dataset": "uf", "inputs": {"pairs": {"version": "v1"}}}
     with store.publish("scores", "uf/logprob_margin_v1", manifest) as pub:
         pub.write_table(table)

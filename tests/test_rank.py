@@ -26,19 +26,26 @@ def publish_logprobs(store, chosen: list[float | None], rejected: list[float | N
     pairs = store.get("pairs", "toy")
     ids = pairs.read(["pair_id"]).column("pair_id")
     margin = [None if c is None or r is None else c - r for c, r in zip(chosen, rejected, strict=True)]
-    table = pa.table({
-        "pair_id": ids,
-        f"{S}__chosen_logp": pa.array(chosen, pa.float64()),
-        f"{S}__rejected_logp": pa.array(rejected, pa.float64()),
-        f"{S}__margin": pa.array(margin, pa.float64()),
-    })
-    with store.publish("scores", f"toy/{S}", {"signal": S, "inputs": {"pairs": {"version": pairs.version}}}) as pub:
+    table = pa.table(
+        {
+            "pair_id": ids,
+            f"{S}__chosen_logp": pa.array(chosen, pa.float64()),
+            f"{S}__rejected_logp": pa.array(rejected, pa.float64()),
+            f"{S}__margin": pa.array(margin, pa.float64()),
+        }
+    )
+    with store.publish(
+        "scores", f"toy/{S}", {"signal": S, "inputs": {"pairs": {"version": pairs.version}}}
+    ) as pub:
         pub.write_table(table)
 
 
 @pytest.fixture
 def ranked_store(pair_store):
-    p = [[{"role": "user", "content": f"Question number {i}, with   extra   spaces and a long tail of words"}] for i in range(5)]
+    p = [
+        [{"role": "user", "content": f"Question number {i}, with   extra   spaces and a long tail of words"}]
+        for i in range(5)
+    ]
     store = pair_store(pairs_table([(p[i], f"good {i}", f"bad {i}") for i in range(5)]))
     publish_logprobs(store, [-10.0, -20.0, -5.0, None, -7.0], [-12.0, -21.0, -9.0, -3.0, -9.0])
     return store
@@ -47,7 +54,15 @@ def ranked_store(pair_store):
 def test_descending_by_default_nulls_last_ties_by_pair_id(ranked_store) -> None:
     table, ref, field = rank_pairs(ranked_store, "toy", "logprob-margin", excerpt=20)
     assert ref.label == f"scores/toy/{S}/v1" and field == "margin"
-    assert table.column_names == ["rank", "pair_id", "source", "prompt", "chosen_logp", "rejected_logp", "margin"]
+    assert table.column_names == [
+        "rank",
+        "pair_id",
+        "source",
+        "prompt",
+        "chosen_logp",
+        "rejected_logp",
+        "margin",
+    ]
     rows = table.to_pylist()
     assert [r["margin"] for r in rows] == [4.0, 2.0, 2.0, 1.0, None]
     assert [r["rank"] for r in rows] == [1, 2, 3, 4, 5]
@@ -98,6 +113,9 @@ def test_cli_table_csv_and_out_files(ranked_store, tmp_path) -> None:
         assert got in ([4.0, 2.0, 2.0, 1.0, None], ["4", "2", "2", "1", ""])
     res = runner.invoke(app, [*base, "--out", str(tmp_path / "order.xlsx")])
     assert res.exit_code == 1
-    assert res.stderr == f"Error: --out '{tmp_path / 'order.xlsx'}': unknown extension '.xlsx'; use one of: .parquet, .csv, .jsonl\n"
+    assert (
+        res.stderr
+        == f"Error: --out '{tmp_path / 'order.xlsx'}': unknown extension '.xlsx'; use one of: .parquet, .csv, .jsonl\n"
+    )
     res = runner.invoke(app, ["rank", "toy", "--by", "reward-ish", "--store", str(ranked_store.root)])
     assert res.exit_code == 1 and res.stderr.startswith("Error: unknown signal 'reward-ish'; choose one of:")

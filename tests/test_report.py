@@ -44,12 +44,20 @@ def test_bucket_set_report_has_every_figure_and_table(store: Store, tmp_path: Pa
     out = write_report(store, "uf-cur", tmp_path / "r" / "report.html")
     text = out.read_text()
     figs = figures(text)
-    assert list(figs) == ["signal-histograms", "signal-scatter", "signal-correlation", "sources", "length-bias"]
+    assert list(figs) == [
+        "signal-histograms",
+        "signal-scatter",
+        "signal-correlation",
+        "sources",
+        "length-bias",
+    ]
     for png in figs.values():
         assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
     assert "src='http" not in text and "<script" not in text  # self-contained
     assert "<h1>prefcurate report: bucket set buckets/uf-cur/v1</h1>" in text
-    assert "strategy <b>quantile</b> by <b>score_gap_v1__gap</b>, easy = high; bucket 0 is the easiest." in text
+    assert (
+        "strategy <b>quantile</b> by <b>score_gap_v1__gap</b>, easy = high; bucket 0 is the easiest." in text
+    )
     # the buckets table from the manifest, the drops table from the pairs and bucket manifests
     m = store.get("buckets", "uf-cur").manifest
     b0 = m["buckets"][0]
@@ -57,10 +65,18 @@ def test_bucket_set_report_has_every_figure_and_table(store: Store, tmp_path: Pa
     drops = re.search(r'<table id="drops">(.*?)</table>', text).group(1)
     cells = re.findall(r"<td[^>]*>([^<]*)</td>", drops)
     assert cells == [
-        "pairs v1 (build)", "tie", "5",
-        "pairs v1 (build)", "empty_text", "1",
-        "uf-cur v1 (partition)", "holdout", "9",
-        "uf-cur v1 (partition)", "null_signal", "0",
+        "pairs v1 (build)",
+        "tie",
+        "5",
+        "pairs v1 (build)",
+        "empty_text",
+        "1",
+        "uf-cur v1 (partition)",
+        "holdout",
+        "9",
+        "uf-cur v1 (partition)",
+        "null_signal",
+        "0",
     ]
     # score gap against log-prob margin, with their rank correlation in the title
     data = load_report_data(store, "uf-cur")
@@ -74,19 +90,32 @@ def test_bucket_set_report_has_every_figure_and_table(store: Store, tmp_path: Pa
 
 def test_dataset_report_groups_by_source(store: Store, tmp_path: Path) -> None:
     text = write_report(store, "uf", tmp_path / "uf.html").read_text()
-    assert list(figures(text)) == ["signal-histograms", "signal-scatter", "signal-correlation", "sources", "length-bias"]
+    assert list(figures(text)) == [
+        "signal-histograms",
+        "signal-scatter",
+        "signal-correlation",
+        "sources",
+        "length-bias",
+    ]
     assert "<h1>prefcurate report: dataset pairs/uf/v1</h1>" in text and "<h2>Buckets</h2>" not in text
-    assert "72 pairs; inputs: pairs/uf/v1, scores/uf/logprob_margin_v1/v1, scores/uf/reward_margin_v1/v1, scores/uf/score_gap_v1/v1" in text
+    assert (
+        "72 pairs; inputs: pairs/uf/v1, scores/uf/logprob_margin_v1/v1, scores/uf/reward_margin_v1/v1, scores/uf/score_gap_v1/v1"
+        in text
+    )
     data = load_report_data(store, "uf")
     assert data.bucket_ref is None and data.rows.num_rows == 72
 
 
 def test_report_cli_and_errors(store: Store, tmp_path: Path) -> None:
     out = tmp_path / "cli.html"
-    res = runner.invoke(app, ["report", "uf-cur", "--out", str(out), "--store", str(store.root)], catch_exceptions=False)
+    res = runner.invoke(
+        app, ["report", "uf-cur", "--out", str(out), "--store", str(store.root)], catch_exceptions=False
+    )
     assert res.exit_code == 0
     assert res.stdout == f"Wrote {out} ({out.stat().st_size:,} bytes)\n"
-    with pytest.raises(ConfigError, match=r"^'nope' is neither a dataset nor a bucket set in store .* \(have: uf, uf-cur\)$"):
+    with pytest.raises(
+        ConfigError, match=r"^'nope' is neither a dataset nor a bucket set in store .* \(have: uf, uf-cur\)$"
+    ):
         write_report(store, "nope", tmp_path / "x.html")
     # a training run folder is handed to the trainers' run report
     run = tmp_path / "run"
@@ -94,4 +123,7 @@ def test_report_cli_and_errors(store: Store, tmp_path: Path) -> None:
     (run / "run.json").write_text("{}")
     res = runner.invoke(app, ["report", str(run), "--out", str(tmp_path / "run.html")])
     assert res.exit_code == 1
-    assert res.stderr == f"Error: {run} is not a finished training run (no metrics.parquet; see `prefcurate train`)\n"
+    assert (
+        res.stderr
+        == f"Error: {run} is not a finished training run (no metrics.parquet; see `prefcurate train`)\n"
+    )

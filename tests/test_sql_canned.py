@@ -42,9 +42,13 @@ def test_every_canned_query_returns_its_declared_columns(store: Store, path: Pat
     assert q.description, f"{path.name}: add a '-- description:' header line"
     given = REQUIRED_PARAMS.get(q.name, {})
     missing = [p.name for p in q.params if p.default is None and p.name not in given]
-    assert not missing, f"{path.name}: parameter {missing[0]!r} has no default; add a value to REQUIRED_PARAMS"
+    assert not missing, (
+        f"{path.name}: parameter {missing[0]!r} has no default; add a value to REQUIRED_PARAMS"
+    )
     table = run_sql(store, q.sql, resolve_params(q, given))
-    assert tuple(table.column_names) == q.columns, f"{path.name}: header declares {q.columns}, query returns {table.column_names}"
+    assert tuple(table.column_names) == q.columns, (
+        f"{path.name}: header declares {q.columns}, query returns {table.column_names}"
+    )
     assert table.num_rows > 0, f"{path.name}: no rows on the fixture store"
 
 
@@ -57,12 +61,20 @@ def test_bucket_stats_and_length_bias(store: Store) -> None:
     m = store.get("buckets", "uf-cur").manifest
     assert [(r["bucket"], r["pairs"]) for r in rows] == [(0, 21), (1, 21), (2, 21)]
     for r, b in zip(rows, m["buckets"], strict=True):
-        assert (r["min_value"], r["max_value"], r["median_value"]) == (b["signal"]["min"], b["signal"]["max"], b["signal"]["median"])
+        assert (r["min_value"], r["max_value"], r["median_value"]) == (
+            b["signal"]["min"],
+            b["signal"]["max"],
+            b["signal"]["median"],
+        )
         assert r["mean_value"] == round(b["signal"]["mean"], 4) and r["signal_nulls"] == 0
     bias = run(store, "length_bias", name="uf-cur")
     pairs = {p["pair_id"]: p for p in store.get("pairs", "uf").read().to_pylist()}
     for r in bias:
-        ids = run_sql(store, f"SELECT pair_id FROM buckets__uf_cur WHERE bucket = {r['bucket']}").column("pair_id").to_pylist()
+        ids = (
+            run_sql(store, f"SELECT pair_id FROM buckets__uf_cur WHERE bucket = {r['bucket']}")
+            .column("pair_id")
+            .to_pylist()
+        )
         diffs = [len(pairs[i]["chosen"]) - len(pairs[i]["rejected"]) for i in ids]
         assert r["mean_diff_chars"] == round(sum(diffs) / len(diffs), 1) and r["pairs"] == len(ids)
         assert r["share_chosen_longer"] == round(sum(d > 0 for d in diffs) / len(diffs), 4)
@@ -77,11 +89,19 @@ def test_bucket_sources_shares_sum_to_one(store: Store) -> None:
 
 
 def test_signal_correlation_matches_python(store: Store) -> None:
-    scores = run_sql(store, f"SELECT {GAP} AS a, logprob_margin_v1__margin AS b, reward_margin_v1__correct AS c FROM scores")
+    scores = run_sql(
+        store,
+        f"SELECT {GAP} AS a, logprob_margin_v1__margin AS b, reward_margin_v1__correct AS c FROM scores",
+    )
     a, b = (np.asarray(scores.column(c).to_pylist(), dtype=float) for c in ("a", "b"))
     c = np.asarray([float(v) for v in scores.column("c").to_pylist()])
     [row] = run(store, "signal_correlation")
-    assert (row["dataset"], row["signal_a"], row["signal_b"], row["pairs"]) == ("uf", GAP, "logprob_margin_v1__margin", 72)
+    assert (row["dataset"], row["signal_a"], row["signal_b"], row["pairs"]) == (
+        "uf",
+        GAP,
+        "logprob_margin_v1__margin",
+        72,
+    )
     assert row["spearman"] == round(spearman(a, b), 4)
     assert row["pearson"] == round(float(np.corrcoef(a, b)[0, 1]), 4)
     # booleans count as 1/0; ties get average ranks, as in the report
@@ -100,14 +120,17 @@ def test_drops_and_ties(store: Store) -> None:
     ]
     assert run(store, "drops", kind="pairs", name="uf")[0]["reason"] == "tie"
     assert run(store, "ties") == [
-        {"dataset": "uf", "source": s, "pairs": 24, "ties": 0, "tie_share": 0.0, "unrated": 0} for s in ("alpha", "beta", "gamma")
+        {"dataset": "uf", "source": s, "pairs": 24, "ties": 0, "tie_share": 0.0, "unrated": 0}
+        for s in ("alpha", "beta", "gamma")
     ]
 
 
 def test_sql_list_shows_the_bucket_queries() -> None:
     res = runner.invoke(app, ["sql", "--list", "-f", "csv"], catch_exceptions=False)
     names = [line.split(",")[0] for line in res.stdout.splitlines()[1:]]
-    assert {"bucket_stats", "bucket_sources", "signal_correlation", "length_bias", "drops", "ties"} <= set(names)
+    assert {"bucket_stats", "bucket_sources", "signal_correlation", "length_bias", "drops", "ties"} <= set(
+        names
+    )
 
 
 MINE = ("bucket_stats", "bucket_sources", "length_bias", "drops", "ties", "signal_correlation")

@@ -26,9 +26,18 @@ from .test_store import pair_rows, publish_pairs
 # source, margin per pair: a = 3 correct, 1 tie, 1 wrong, 1 missing (null); b = 2 correct, 1 NaN (missing);
 # c = 1 correct, 2 wrong
 ROWS = [
-    ("a", 1.5), ("a", 0.25), ("a", 3.0), ("a", 0.0), ("a", -2.0), ("a", None),
-    ("b", 0.5), ("b", 7.0), ("b", math.nan),
-    ("c", 0.125), ("c", -1.0), ("c", -0.5),
+    ("a", 1.5),
+    ("a", 0.25),
+    ("a", 3.0),
+    ("a", 0.0),
+    ("a", -2.0),
+    ("a", None),
+    ("b", 0.5),
+    ("b", 7.0),
+    ("b", math.nan),
+    ("c", 0.125),
+    ("c", -1.0),
+    ("c", -0.5),
 ]
 
 
@@ -60,22 +69,46 @@ def counts(table: pa.Table) -> list[tuple[object, ...]]:
 
 def test_margin_column_ties_separate_sorted_easiest_first(tmp_path: Path) -> None:
     table = accuracy(make_store(tmp_path), "toy", "fake_v1__margin")
-    assert table.column_names == ["dataset", "source", "pairs", "correct", "wrong", "ties", "missing", "accuracy", "ci_low", "ci_high"]
-    assert counts(table) == [("b", 3, 2, 0, 0, 1, 1.0), ("a", 6, 3, 1, 1, 1, 0.6), ("c", 3, 1, 2, 0, 0, 1 / 3)]
+    assert table.column_names == [
+        "dataset",
+        "source",
+        "pairs",
+        "correct",
+        "wrong",
+        "ties",
+        "missing",
+        "accuracy",
+        "ci_low",
+        "ci_high",
+    ]
+    assert counts(table) == [
+        ("b", 3, 2, 0, 0, 1, 1.0),
+        ("a", 6, 3, 1, 1, 1, 0.6),
+        ("c", 3, 1, 2, 0, 0, 1 / 3),
+    ]
     # Wilson 95% interval of 3/5
     z = 1.959963984540054
-    centre, half = (0.6 + z * z / 10) / (1 + z * z / 5), z * math.sqrt(0.24 / 5 + z * z / 100) / (1 + z * z / 5)
+    centre, half = (
+        (0.6 + z * z / 10) / (1 + z * z / 5),
+        z * math.sqrt(0.24 / 5 + z * z / 100) / (1 + z * z / 5),
+    )
     a = table.to_pylist()[1]
-    assert a["ci_low"] == pytest.approx(centre - half, abs=1e-12) and a["ci_high"] == pytest.approx(centre + half, abs=1e-12)
+    assert a["ci_low"] == pytest.approx(centre - half, abs=1e-12) and a["ci_high"] == pytest.approx(
+        centre + half, abs=1e-12
+    )
     assert round(a["ci_low"], 4) == 0.2307 and round(a["ci_high"], 4) == 0.8824
 
 
 def test_boolean_correct_gets_ties_from_its_margin(tmp_path: Path) -> None:
     store = make_store(tmp_path)
-    assert counts(accuracy(store, "toy", "fake_v1__correct")) == counts(accuracy(store, "toy", "fake_v1__margin"))
+    assert counts(accuracy(store, "toy", "fake_v1__correct")) == counts(
+        accuracy(store, "toy", "fake_v1__margin")
+    )
     # without a sibling margin, a false is wrong: the tie in source a cannot be told apart
     assert counts(accuracy(store, "toy", "fake_v1__flag")) == [
-        ("b", 3, 2, 0, 0, 1, 1.0), ("a", 6, 3, 2, 0, 1, 0.6), ("c", 3, 1, 2, 0, 0, 1 / 3)
+        ("b", 3, 2, 0, 0, 1, 1.0),
+        ("a", 6, 3, 2, 0, 1, 0.6),
+        ("c", 3, 1, 2, 0, 0, 1 / 3),
     ]
 
 
@@ -100,7 +133,9 @@ def test_errors_are_one_line(tmp_path: Path) -> None:
         "scores/toy/fake_v1/v1 has no column 'fake_v1__nope' "
         "(have: fake_v1__margin, fake_v1__correct, fake_v1__flag, fake_v1__note)"
     )
-    with pytest.raises(ConfigError, match=r"^fake_v1__note is string; accuracy needs a number \(a margin\) or a boolean$"):
+    with pytest.raises(
+        ConfigError, match=r"^fake_v1__note is string; accuracy needs a number \(a margin\) or a boolean$"
+    ):
         accuracy(store, "toy", "fake_v1__note")
     with pytest.raises(ConfigError, match=r"^'margin' is not a signal column; expected <signal>__<field>"):
         accuracy(store, "toy", "margin")
@@ -114,7 +149,19 @@ def invoke(*args: str):
 
 def test_cli_stats_accuracy_exact_output(tmp_path: Path) -> None:
     root = str(make_store(tmp_path).root)
-    res = invoke("stats", "accuracy", "toy", "--signal", "fake_v1__margin", "--by", "source", "--store", root, "-f", "csv")
+    res = invoke(
+        "stats",
+        "accuracy",
+        "toy",
+        "--signal",
+        "fake_v1__margin",
+        "--by",
+        "source",
+        "--store",
+        root,
+        "-f",
+        "csv",
+    )
     assert res.exit_code == 0
     assert res.stdout == (
         "source,pairs,correct,wrong,ties,missing,accuracy,ci_low,ci_high\n"
@@ -125,7 +172,9 @@ def test_cli_stats_accuracy_exact_output(tmp_path: Path) -> None:
     res = invoke("stats", "accuracy", "toy", "--signal", "fake_v1__correct", "--store", root, "-f", "json")
     assert [(r["source"], r["ties"]) for r in json.loads(res.stdout)] == [("b", 0), ("a", 1), ("c", 0)]
     # a 100-column terminal: the table fits without wrapped headers
-    res = CliRunner(env={"COLUMNS": "100"}).invoke(app, ["stats", "accuracy", "toy", "--signal", "fake_v1__margin", "--store", root])
+    res = CliRunner(env={"COLUMNS": "100"}).invoke(
+        app, ["stats", "accuracy", "toy", "--signal", "fake_v1__margin", "--store", root]
+    )
     assert res.stdout.splitlines() == [
         "               Accuracy of fake_v1__margin by source (easiest first)                ",
         "┏━━━━━━━━┳━━━━━━━┳━━━━━━━━━┳━━━━━━━┳━━━━━━┳━━━━━━━━━┳━━━━━━━━━━┳━━━━━━━━━┳━━━━━━━━━┓",
@@ -141,8 +190,13 @@ def test_cli_stats_accuracy_exact_output(tmp_path: Path) -> None:
 
 def test_cli_sql_accuracy_and_errors(tmp_path: Path) -> None:
     root = str(make_store(tmp_path).root)
-    res = invoke("sql", "accuracy", "--signal", "fake_v1__margin", "--by", "dataset", "--store", root, "-f", "csv")
-    assert res.stdout == "dataset,source,pairs,correct,wrong,ties,missing,accuracy,ci_low,ci_high\ntoy,(all),12,6,3,1,2,0.6,0.3127,0.8318\n"
+    res = invoke(
+        "sql", "accuracy", "--signal", "fake_v1__margin", "--by", "dataset", "--store", root, "-f", "csv"
+    )
+    assert (
+        res.stdout
+        == "dataset,source,pairs,correct,wrong,ties,missing,accuracy,ci_low,ci_high\ntoy,(all),12,6,3,1,2,0.6,0.3127,0.8318\n"
+    )
     res = invoke("stats", "accuracy", "nosuch", "--store", root)
     assert res.exit_code == 1 and res.stderr.startswith("Error: no dataset 'nosuch' in store ")
     res = invoke("stats", "accuracy", "toy", "--signal", "fake_v1__note", "--store", root)

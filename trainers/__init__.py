@@ -15,7 +15,16 @@ from typing import Any
 from .config import TrainConfig
 from .runner import RunResult, StagePlan, StageResult, plan_stages, run
 
-__all__ = ["RunResult", "StagePlan", "StageResult", "TrainConfig", "demo_run", "plan_stages", "run", "write_run_report"]
+__all__ = [
+    "RunResult",
+    "StagePlan",
+    "StageResult",
+    "TrainConfig",
+    "demo_run",
+    "plan_stages",
+    "run",
+    "write_run_report",
+]
 
 
 def write_run_report(run_dir: Any, out_html: Any) -> Any:

@@ -52,7 +52,9 @@ class BucketSet:
 
     @property
     def has_ref_logps(self) -> bool:
-        return bool(self.buckets) and all(all(c in b.table.column_names for c in REF_COLUMNS) for b in self.buckets)
+        return bool(self.buckets) and all(
+            all(c in b.table.column_names for c in REF_COLUMNS) for b in self.buckets
+        )
 
 
 def check_table(table: pa.Table, where: str) -> pa.Table:
@@ -102,7 +104,11 @@ def load_export(folder: Path) -> BucketSet:
     except json.JSONDecodeError as exc:
         raise InputError(f"not JSON ({exc.msg})", path=order_path, line=exc.lineno) from None
     if order.get("format", "trl") != "trl":
-        raise InputError(f"the trainers read --format trl exports, this one is {order.get('format')!r}", path=order_path, field="format")
+        raise InputError(
+            f"the trainers read --format trl exports, this one is {order.get('format')!r}",
+            path=order_path,
+            field="format",
+        )
     entries = order.get("buckets")
     if not isinstance(entries, list) or not entries:
         raise InputError("no buckets listed", path=order_path, field="buckets")
@@ -132,7 +138,9 @@ def load_store_buckets(store: Store, name: str, version: str | None = None) -> B
     buckets = [Bucket(int(k), check_table(t, f"{ref.label} bucket {k}")) for k, t in tables]
     manifest = ref.manifest
     dataset = manifest.get("dataset") or (manifest.get("inputs", {}).get("pairs", {}) or {}).get("dataset")
-    return BucketSet(buckets, source=f"store:{ref.label}", dataset=dataset, info={"name": name, "version": ref.version})
+    return BucketSet(
+        buckets, source=f"store:{ref.label}", dataset=dataset, info={"name": name, "version": ref.version}
+    )
 
 
 def load_buckets(buckets: Any, store: Store | None = None) -> BucketSet:
@@ -152,7 +160,9 @@ def load_buckets(buckets: Any, store: Store | None = None) -> BucketSet:
         if (path / "order.json").is_file():
             return _checked(load_export(path))
         if path.is_file() and path.suffix in (".parquet", ".jsonl"):
-            return _checked(BucketSet([Bucket(0, check_table(_read_table(path), str(path)))], source=f"file:{path}"))
+            return _checked(
+                BucketSet([Bucket(0, check_table(_read_table(path), str(path)))], source=f"file:{path}")
+            )
         name, _, version = str(buckets).partition("@")
         store = store or Store()
         if "/" not in name and store.versions("buckets", name):
@@ -162,7 +172,9 @@ def load_buckets(buckets: Any, store: Store | None = None) -> BucketSet:
         raise ConfigError(
             f"{str(buckets)!r} is neither an export folder (with order.json) nor a bucket set in the store{hint}"
         )
-    raise ConfigError(f"buckets must be an export folder, a bucket-set name or a list of tables, got {type(buckets).__name__}")
+    raise ConfigError(
+        f"buckets must be an export folder, a bucket-set name or a list of tables, got {type(buckets).__name__}"
+    )
 
 
 def _checked(bucket_set: BucketSet) -> BucketSet:
@@ -172,12 +184,18 @@ def _checked(bucket_set: BucketSet) -> BucketSet:
             raise PrefcurateError(f"bucket {b.bucket} of {bucket_set.source} is empty")
         for pid in b.table.column("pair_id").to_pylist():
             if pid in seen:
-                raise InputError(f"pair {pid} is in bucket {seen[pid]} and bucket {b.bucket}", path=bucket_set.source, field="pair_id")
+                raise InputError(
+                    f"pair {pid} is in bucket {seen[pid]} and bucket {b.bucket}",
+                    path=bucket_set.source,
+                    field="pair_id",
+                )
             seen[pid] = b.bucket
     return bucket_set
 
 
-def load_holdout(holdout: Any, store: Store | None = None, dataset: str | None = None) -> tuple[pa.Table | None, str]:
+def load_holdout(
+    holdout: Any, store: Store | None = None, dataset: str | None = None
+) -> tuple[pa.Table | None, str]:
     """Held-out pairs (TRL form) and a description of where they came from.
 
     `holdout`: a table, a .parquet/.jsonl file, an export folder (all its buckets), or None; with None
@@ -194,7 +212,9 @@ def load_holdout(holdout: Any, store: Store | None = None, dataset: str | None =
             return check_table(_read_table(path), str(path)), f"file:{path}"
         if store is not None and store.versions("pairs", str(holdout)):
             return split_holdout(store, str(holdout))
-        raise ConfigError(f"--holdout {str(holdout)!r} is not a file, an export folder or a dataset in the store")
+        raise ConfigError(
+            f"--holdout {str(holdout)!r} is not a file, an export folder or a dataset in the store"
+        )
     if store is not None and dataset and store.versions("scores", f"{dataset}/split_v1"):
         return split_holdout(store, dataset)
     return None, "none"
@@ -206,7 +226,9 @@ def split_holdout(store: Store, dataset: str) -> tuple[pa.Table, str]:
     from prefcurate.signals import load_signal_columns
 
     if not store.versions("scores", f"{dataset}/split_v1"):
-        raise ConfigError(f"dataset {dataset!r} has no held-out split: run `prefcurate split {dataset} --holdout 0.05`")
+        raise ConfigError(
+            f"dataset {dataset!r} has no held-out split: run `prefcurate split {dataset} --holdout 0.05`"
+        )
     pairs_ref = store.get("pairs", dataset)
     pairs = pairs_ref.read()
     split = load_signal_columns(store, dataset, ["split_v1__split"])
@@ -216,4 +238,6 @@ def split_holdout(store: Store, dataset: str) -> tuple[pa.Table, str]:
     if held.num_rows == 0:
         raise ConfigError(f"the split of dataset {dataset!r} marks no pair as holdout")
     order = pc.sort_indices(held, [("pair_id", "ascending")])
-    return check_table(trl_table(held.take(order)), f"{pairs_ref.label} holdout"), f"store:{pairs_ref.label} split_v1 holdout"
+    return check_table(
+        trl_table(held.take(order)), f"{pairs_ref.label} holdout"
+    ), f"store:{pairs_ref.label} split_v1 holdout"

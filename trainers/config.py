@@ -36,7 +36,9 @@ def parse_epochs(value: str | int | list[int] | tuple[int, ...] | None) -> tuple
         elif isinstance(item, str) and item.isdigit():
             number = int(item)
         if number is None or number < 1:
-            raise ConfigError(f"--epochs-per-stage takes positive whole numbers separated by commas, got {value!r}")
+            raise ConfigError(
+                f"--epochs-per-stage takes positive whole numbers separated by commas, got {value!r}"
+            )
         result.append(number)
     return tuple(result)
 
@@ -97,7 +99,9 @@ class TrainConfig:
             raise ConfigError(f"--warmup-ratio must be in [0, 1), got {self.warmup_ratio!r}")
         if self.schedule == "plain" and len(self.epochs_per_stage) > 1:
             joined = ",".join(map(str, self.epochs_per_stage))
-            raise ConfigError(f"--schedule plain trains one stage: give one --epochs-per-stage value, got {joined!r}")
+            raise ConfigError(
+                f"--schedule plain trains one stage: give one --epochs-per-stage value, got {joined!r}"
+            )
 
     # -- validation helpers (messages quote the bad value and name the flag) ----------------------
     @staticmethod
@@ -110,7 +114,12 @@ class TrainConfig:
             raise ConfigError(f"{self._flag(name)} must be one of {', '.join(allowed)}, got {value!r}")
 
     def _positive(self, name: str, value: Any, flag: str | None = None) -> None:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+        ok = (
+            isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and math.isfinite(value)
+            and value > 0
+        )
         if not ok:
             raise ConfigError(f"{flag or self._flag(name)} must be a number > 0, got {value!r}")
 

@@ -120,10 +120,14 @@ class BucketDPOTrainer(DPOTrainer):
         if self._signature_columns is not None and ROW_INDEX not in self._signature_columns:
             self._signature_columns = [*self._signature_columns, ROW_INDEX]
 
-    def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None) -> Any:
+    def compute_loss(
+        self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None
+    ) -> Any:
         rows = inputs.pop(ROW_INDEX, None)
         if rows is not None and model.training:
             step = self.state.global_step + 1  # the optimizer step this micro-batch contributes to
             self._micro = self._micro + 1 if self.consumed and self.consumed[-1][0] == step else 0
             self.consumed.append((step, self._micro, rows.tolist()))
-        return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+        return super().compute_loss(
+            model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
+        )

@@ -20,7 +20,9 @@ from .checkpoint import load_for_training
 from .config import TrainConfig
 
 
-def holdout_logps(spec: str | Path | None, table: pa.Table, config: TrainConfig, dtype: str, work_dir: Path) -> tuple[list[float | None], list[float | None]]:
+def holdout_logps(
+    spec: str | Path | None, table: pa.Table, config: TrainConfig, dtype: str, work_dir: Path
+) -> tuple[list[float | None], list[float | None]]:
     """(chosen, rejected) log-prob sums under the model at `spec` (a checkpoint folder or model spec)."""
     trl = require("trl", "evaluation")
     require("datasets", "evaluation").disable_progress_bars()
@@ -48,8 +50,16 @@ def holdout_logps(spec: str | Path | None, table: pa.Table, config: TrainConfig,
     )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=FutureWarning)
-        trainer = BucketDPOTrainer(model=model, args=args, train_dataset=datasets.Dataset(data), processing_class=tokenizer, order="sequential")
-    ds = trainer.train_dataset.select_columns(["row_index", "ref_chosen_logps", "ref_rejected_logps"]).to_dict()
+        trainer = BucketDPOTrainer(
+            model=model,
+            args=args,
+            train_dataset=datasets.Dataset(data),
+            processing_class=tokenizer,
+            order="sequential",
+        )
+    ds = trainer.train_dataset.select_columns(
+        ["row_index", "ref_chosen_logps", "ref_rejected_logps"]
+    ).to_dict()
     chosen: list[float | None] = [None] * table.num_rows
     rejected: list[float | None] = [None] * table.num_rows
     for r, c, j in zip(ds["row_index"], ds["ref_chosen_logps"], ds["ref_rejected_logps"], strict=True):

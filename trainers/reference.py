@@ -67,23 +67,34 @@ def find_injectable(ctx: StageContext, table: pa.Table, tokenizer: Any) -> Refer
         info = ctx.bucket_set.ref_logps or {}
         manifest = info.get("manifest")
         source = f"the export ({info.get('signal_version', 'log-prob signal')})"
-        values = (table.column(REF_COLUMNS[0]).combine_chunks(), table.column(REF_COLUMNS[1]).combine_chunks())
+        values = (
+            table.column(REF_COLUMNS[0]).combine_chunks(),
+            table.column(REF_COLUMNS[1]).combine_chunks(),
+        )
         if not manifest:
-            return ReferenceCheck(False, "the export's reference log-probs carry no model fingerprint", source)
+            return ReferenceCheck(
+                False, "the export's reference log-probs carry no model fingerprint", source
+            )
     else:
         dataset, store = ctx.bucket_set.dataset, ctx.store
         if store is None or not dataset or not store.versions("scores", f"{dataset}/{SIGNAL}"):
             return ReferenceCheck(False, f"no {SIGNAL} signal for these pairs")
         ref = store.get("scores", f"{dataset}/{SIGNAL}")
         manifest, source = ref.manifest, ref.label
-        cols = [f"{SIGNAL}__{f}" for f in ("chosen_logp", "rejected_logp", "chosen_tokens", "rejected_tokens")]
+        cols = [
+            f"{SIGNAL}__{f}" for f in ("chosen_logp", "rejected_logp", "chosen_tokens", "rejected_tokens")
+        ]
         scores = ref.read()
         cols = [c for c in cols if c in scores.column_names]
         by_id = {r["pair_id"]: r for r in scores.select(["pair_id", *cols]).to_pylist()}
         ids = table.column("pair_id").to_pylist()
-        missing = [p for p in ids if p not in by_id or by_id[p].get(cols[0]) is None or by_id[p].get(cols[1]) is None]
+        missing = [
+            p for p in ids if p not in by_id or by_id[p].get(cols[0]) is None or by_id[p].get(cols[1]) is None
+        ]
         if missing:
-            return ReferenceCheck(False, f"{ref.label} has no log-probs for {len(missing)} of the stage's pairs", source)
+            return ReferenceCheck(
+                False, f"{ref.label} has no log-probs for {len(missing)} of the stage's pairs", source
+            )
         values = (
             pa.array([by_id[p][cols[0]] for p in ids], pa.float64()),
             pa.array([by_id[p][cols[1]] for p in ids], pa.float64()),
@@ -93,7 +104,14 @@ def find_injectable(ctx: StageContext, table: pa.Table, tokenizer: Any) -> Refer
     differs = compare_manifest(manifest, expected_fingerprint(ctx, tokenizer))
     if differs:
         return ReferenceCheck(False, f"{source} does not match the reference: {differs}", source)
-    return ReferenceCheck(True, "fingerprints match: model, dtype, chat template, max length, truncation", source, values, tokens, manifest)
+    return ReferenceCheck(
+        True,
+        "fingerprints match: model, dtype, chat template, max length, truncation",
+        source,
+        values,
+        tokens,
+        manifest,
+    )
 
 
 def spot_check(trainer: Any, ref_model: Any, check: ReferenceCheck, dtype: str) -> ReferenceCheck:

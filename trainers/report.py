@@ -30,7 +30,15 @@ def _stage_lines(ax: Any, steps: list[dict[str, Any]]) -> None:
     for stage, first in sorted(seen.items()):
         if stage > 1:
             ax.axvline(first - 0.5, color="0.6", linestyle="--", linewidth=1)
-        ax.text(first, 1.0, f" stage {stage}", transform=ax.get_xaxis_transform(), va="top", fontsize=8, color="0.35")
+        ax.text(
+            first,
+            1.0,
+            f" stage {stage}",
+            transform=ax.get_xaxis_transform(),
+            va="top",
+            fontsize=8,
+            color="0.35",
+        )
 
 
 def write_run_report(run_dir: str | Path, out_html: str | Path) -> Path:
@@ -38,7 +46,9 @@ def write_run_report(run_dir: str | Path, out_html: str | Path) -> Path:
     run_dir = Path(run_dir)
     metrics_path = run_dir / "metrics.parquet"
     if not metrics_path.is_file():
-        raise PrefcurateError(f"{run_dir} is not a finished training run (no metrics.parquet; see `prefcurate train`)")
+        raise PrefcurateError(
+            f"{run_dir} is not a finished training run (no metrics.parquet; see `prefcurate train`)"
+        )
     matplotlib = require("matplotlib", "the run report")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -51,16 +61,31 @@ def write_run_report(run_dir: str | Path, out_html: str | Path) -> Path:
 
     panels = [
         ("loss", "DPO loss", [("loss", "loss")]),
-        ("rewards", "implicit rewards (beta * log-ratio)", [("rewards_chosen", "chosen"), ("rewards_rejected", "rejected")]),
+        (
+            "rewards",
+            "implicit rewards (beta * log-ratio)",
+            [("rewards_chosen", "chosen"), ("rewards_rejected", "rejected")],
+        ),
         ("margins", "reward margin (chosen - rejected)", [("rewards_margins", "margin")]),
-        ("accuracy", "reward accuracy (share of pairs with chosen > rejected)", [("rewards_accuracies", "accuracy")]),
+        (
+            "accuracy",
+            "reward accuracy (share of pairs with chosen > rejected)",
+            [("rewards_accuracies", "accuracy")],
+        ),
     ]
     if steps:
         fig, axes = plt.subplots(2, 2, figsize=(11, 6.5), sharex=True)
         x = [r["global_step"] for r in steps]
         for ax, (_, title, series) in zip(axes.flat, panels, strict=True):
             for column, label in series:
-                ax.plot(x, [r[column] for r in steps], marker="o" if len(x) < 40 else None, markersize=3, linewidth=1.2, label=label)
+                ax.plot(
+                    x,
+                    [r[column] for r in steps],
+                    marker="o" if len(x) < 40 else None,
+                    markersize=3,
+                    linewidth=1.2,
+                    label=label,
+                )
             ax.set_title(title, fontsize=10)
             ax.grid(alpha=0.3)
             _stage_lines(ax, steps)
@@ -68,7 +93,9 @@ def write_run_report(run_dir: str | Path, out_html: str | Path) -> Path:
                 ax.legend(fontsize=8)
         for ax in axes[1]:
             ax.set_xlabel("optimizer step (whole run)")
-        fig.suptitle(f"training: {meta.get('name', run_dir.name)} ({meta.get('config', {}).get('schedule', '?')})")
+        fig.suptitle(
+            f"training: {meta.get('name', run_dir.name)} ({meta.get('config', {}).get('schedule', '?')})"
+        )
         images.append(("Per-step training metrics", _png(fig)))
         plt.close(fig)
     if evals:
@@ -96,13 +123,16 @@ def write_run_report(run_dir: str | Path, out_html: str | Path) -> Path:
         for s in stage_rows
     )
     config = html.escape(json.dumps(meta.get("config", {}), indent=1))
-    body = "".join(f"<h2>{html.escape(t)}</h2><img alt='{html.escape(t)}' src='data:image/png;base64,{b}'>" for t, b in images)
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>run {html.escape(meta.get('name', run_dir.name))}</title>
+    body = "".join(
+        f"<h2>{html.escape(t)}</h2><img alt='{html.escape(t)}' src='data:image/png;base64,{b}'>"
+        for t, b in images
+    )
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>run {html.escape(meta.get("name", run_dir.name))}</title>
 <style>body{{font-family:sans-serif;max-width:1150px;margin:2em auto;color:#222}} img{{max-width:100%}}
 table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}} pre{{background:#f6f6f6;padding:8px}}</style>
-</head><body><h1>Training run {html.escape(meta.get('name', run_dir.name))}</h1>
-<p>schedule <b>{html.escape(str(meta.get('config', {}).get('schedule')))}</b>, buckets from {html.escape(str(meta.get('buckets_source')))},
-held-out pairs: {html.escape(str(meta.get('holdout', {}).get('pairs')))}; starting model mean gamma {_fmt(meta.get('start_gamma'))}</p>
+</head><body><h1>Training run {html.escape(meta.get("name", run_dir.name))}</h1>
+<p>schedule <b>{html.escape(str(meta.get("config", {}).get("schedule")))}</b>, buckets from {html.escape(str(meta.get("buckets_source")))},
+held-out pairs: {html.escape(str(meta.get("holdout", {}).get("pairs")))}; starting model mean gamma {_fmt(meta.get("start_gamma"))}</p>
 <table><tr><th>stage</th><th>buckets</th><th>pairs</th><th>steps</th><th>reference</th><th>ref log-probs</th><th>final loss</th>
 <th>held-out acc.</th><th>held-out gamma</th></tr>{table}</table>{body}
 <h2>Configuration</h2><pre>{config}</pre></body></html>"""

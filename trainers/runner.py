@@ -86,23 +86,42 @@ class RunResult:
         """One row per stage (row 0 = the starting model): held-out accuracy and mean gamma."""
         rows: list[dict[str, Any]] = [
             {
-                "stage": 0, "buckets": "-", "pairs": 0, "steps": 0, "reference": "-", "ref_logps": "-",
-                "final_loss": None, "holdout_accuracy": None, "holdout_gamma": self.start_gamma,
+                "stage": 0,
+                "buckets": "-",
+                "pairs": 0,
+                "steps": 0,
+                "reference": "-",
+                "ref_logps": "-",
+                "final_loss": None,
+                "holdout_accuracy": None,
+                "holdout_gamma": self.start_gamma,
             }
         ]
         for s in self.stages:
             rows.append(
                 {
-                    "stage": s.stage, "buckets": ",".join(map(str, s.buckets)), "pairs": s.pairs, "steps": s.steps,
-                    "reference": s.reference, "ref_logps": s.ref_logps, "final_loss": s.final_loss,
-                    "holdout_accuracy": s.holdout_accuracy, "holdout_gamma": s.holdout_gamma,
+                    "stage": s.stage,
+                    "buckets": ",".join(map(str, s.buckets)),
+                    "pairs": s.pairs,
+                    "steps": s.steps,
+                    "reference": s.reference,
+                    "ref_logps": s.ref_logps,
+                    "final_loss": s.final_loss,
+                    "holdout_accuracy": s.holdout_accuracy,
+                    "holdout_gamma": s.holdout_gamma,
                 }
             )
         schema = pa.schema(
             [
-                ("stage", pa.int64()), ("buckets", pa.string()), ("pairs", pa.int64()), ("steps", pa.int64()),
-                ("reference", pa.string()), ("ref_logps", pa.string()), ("final_loss", pa.float64()),
-                ("holdout_accuracy", pa.float64()), ("holdout_gamma", pa.float64()),
+                ("stage", pa.int64()),
+                ("buckets", pa.string()),
+                ("pairs", pa.int64()),
+                ("steps", pa.int64()),
+                ("reference", pa.string()),
+                ("ref_logps", pa.string()),
+                ("final_loss", pa.float64()),
+                ("holdout_accuracy", pa.float64()),
+                ("holdout_gamma", pa.float64()),
             ]
         )
         return pa.Table.from_pylist(rows, schema=schema)
@@ -192,7 +211,9 @@ def run(
                     "use a new --out folder (or delete this one) to train with different settings"
                 )
         if previous.get("data_fingerprint") != data_fp:
-            raise ConfigError(f"{run_dir} holds a run over different buckets ({previous.get('buckets_source')}): use a new --out folder")
+            raise ConfigError(
+                f"{run_dir} holds a run over different buckets ({previous.get('buckets_source')}): use a new --out folder"
+            )
     meta: dict[str, Any] = {
         "name": name,
         "config": config.to_dict(),
@@ -200,7 +221,10 @@ def run(
         "buckets": bucket_set.describe(),
         "dataset": bucket_set.dataset,
         "data_fingerprint": data_fp,
-        "holdout": {"source": holdout_source, "pairs": 0 if holdout_table is None else holdout_table.num_rows},
+        "holdout": {
+            "source": holdout_source,
+            "pairs": 0 if holdout_table is None else holdout_table.num_rows,
+        },
         "plan": [asdict(p) for p in plans],
         "status": "running",
         "started_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -215,12 +239,20 @@ def run(
 
     dtype = resolve_dtype(config.dtype)
     if dtype != config.dtype:
-        log(f"dtype auto -> {dtype} ({'bf16 matrix products are fast here' if dtype == 'bf16' else 'bf16 is slow on this CPU'})")
+        log(
+            f"dtype auto -> {dtype} ({'bf16 matrix products are fast here' if dtype == 'bf16' else 'bf16 is slow on this CPU'})"
+        )
     meta["dtype"] = dtype
     _write_json(meta_path, meta)
     ctx = StageContext(
-        config=config, run_dir=run_dir, bucket_set=bucket_set, holdout=holdout_table, store=store, log=log,
-        callbacks=list(callbacks or []), dtype=dtype,
+        config=config,
+        run_dir=run_dir,
+        bucket_set=bucket_set,
+        holdout=holdout_table,
+        store=store,
+        log=log,
+        callbacks=list(callbacks or []),
+        dtype=dtype,
     )
     start_gamma = evaluate_start(ctx) if holdout_table is not None else None
     if holdout_table is None:
@@ -237,7 +269,9 @@ def run(
             log(f"stage {plan.stage}/{len(plans)}: finished earlier, skipped")
             continue
         if stage_dir.exists():
-            log(f"stage {plan.stage}/{len(plans)}: unfinished folder from an interrupted run, redoing the stage")
+            log(
+                f"stage {plan.stage}/{len(plans)}: unfinished folder from an interrupted run, redoing the stage"
+            )
             shutil.rmtree(stage_dir)
         results.append(train_stage(ctx, plan, len(plans)))
         gc.collect()
@@ -247,10 +281,16 @@ def run(
     label = None
     if publish:
         store = store or Store()
-        with store.publish("runs", name, {"run_dir": str(run_dir), "config": config.to_dict(), "counts": {"rows": metrics.num_rows}}) as pub:
+        with store.publish(
+            "runs",
+            name,
+            {"run_dir": str(run_dir), "config": config.to_dict(), "counts": {"rows": metrics.num_rows}},
+        ) as pub:
             pub.write_table(metrics, "metrics.parquet")
         label = f"runs/{name}/{pub.manifest['version']}"
-        log(f"metrics published as {label} (query: prefcurate sql \"select * from runs where run = '{name}'\")")
+        log(
+            f"metrics published as {label} (query: prefcurate sql \"select * from runs where run = '{name}'\")"
+        )
     meta.update(
         status="done",
         finished_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -260,7 +300,14 @@ def run(
     )
     _write_json(meta_path, meta)
     return RunResult(
-        run_dir, config, results, start_gamma, 0 if holdout_table is None else holdout_table.num_rows, metrics, label, skipped
+        run_dir,
+        config,
+        results,
+        start_gamma,
+        0 if holdout_table is None else holdout_table.num_rows,
+        metrics,
+        label,
+        skipped,
     )
 
 
@@ -290,14 +337,27 @@ METRIC_SCHEMA = pa.schema(
 
 
 def collect_metrics(
-    run_dir: Path, config: TrainConfig, plans: list[StagePlan], start_gamma: float | None, holdout: pa.Table | None
+    run_dir: Path,
+    config: TrainConfig,
+    plans: list[StagePlan],
+    start_gamma: float | None,
+    holdout: pa.Table | None,
 ) -> pa.Table:
     tables = []
     if holdout is not None:
         tables.append(
             pa.Table.from_pylist(
-                [{"kind": "eval", "schedule": config.schedule, "stage": 0, "step": 0, "global_step": 0,
-                  "holdout_gamma": start_gamma, "holdout_pairs": holdout.num_rows}],
+                [
+                    {
+                        "kind": "eval",
+                        "schedule": config.schedule,
+                        "stage": 0,
+                        "step": 0,
+                        "global_step": 0,
+                        "holdout_gamma": start_gamma,
+                        "holdout_pairs": holdout.num_rows,
+                    }
+                ],
                 schema=METRIC_SCHEMA,
             )
         )
@@ -306,7 +366,9 @@ def collect_metrics(
         table = pq.read_table(run_dir / f"stage-{plan.stage}" / "metrics.parquet").cast(METRIC_SCHEMA)
         steps = table.filter(pa.compute.equal(table.column("kind"), "step"))
         globals_ = [s + offset for s in table.column("step").to_pylist()]
-        table = table.set_column(table.schema.get_field_index("global_step"), "global_step", pa.array(globals_, pa.int64()))
+        table = table.set_column(
+            table.schema.get_field_index("global_step"), "global_step", pa.array(globals_, pa.int64())
+        )
         offset += max(steps.column("step").to_pylist(), default=0)
         tables.append(table)
     return pa.concat_tables(tables)

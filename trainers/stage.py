@@ -66,6 +66,7 @@ def model_path(ctx: StageContext, label: str) -> str | None:
 
 # -- evaluation ------------------------------------------------------------------------------------
 
+
 def _holdout_logps(ctx: StageContext, spec: str | None) -> tuple[list[float | None], list[float | None]]:
     from .evaluate import holdout_logps
 
@@ -80,7 +81,9 @@ def evaluate_start(ctx: StageContext) -> float | None:
     ids = ctx.holdout.column("pair_id").to_pylist()
     if path.is_file() and pq.read_table(path, columns=["pair_id"]).column("pair_id").to_pylist() == ids:
         table = pq.read_table(path)
-        ctx.log(f"held-out: {len(ids)} pairs; starting model's log-probs reused from {path.relative_to(ctx.run_dir)}")
+        ctx.log(
+            f"held-out: {len(ids)} pairs; starting model's log-probs reused from {path.relative_to(ctx.run_dir)}"
+        )
     else:
         with quiet(), progress_bar("held-out log-probs (starting model)", None):
             chosen, rejected = _holdout_logps(ctx, ctx.config.model)
@@ -104,7 +107,9 @@ def evaluate_stage(ctx: StageContext, checkpoint: Path) -> tuple[float | None, f
     assert ctx.holdout is not None and ctx.start_logps is not None
     chosen, rejected = _holdout_logps(ctx, str(checkpoint))
     c0, r0 = ctx.start_logps
-    rows = [(c, r, a, b) for c, r, a, b in zip(chosen, rejected, c0, r0, strict=True) if None not in (c, r, a, b)]
+    rows = [
+        (c, r, a, b) for c, r, a, b in zip(chosen, rejected, c0, r0, strict=True) if None not in (c, r, a, b)
+    ]
     # Implicit reward r(y) = beta * (log pi(y|x) - log pi_0(y|x)); beta > 0 does not change the sign.
     wins = [(c - a) > (r - b) for c, r, a, b in rows]
     accuracy = sum(wins) / len(wins) if wins else None
@@ -112,6 +117,7 @@ def evaluate_stage(ctx: StageContext, checkpoint: Path) -> tuple[float | None, f
 
 
 # -- training --------------------------------------------------------------------------------------
+
 
 def _stage_table(ctx: StageContext, plan: StagePlan) -> tuple[pa.Table, list[int]]:
     """The stage's pairs in bucket order with a row_index column, and the bucket of each row."""
@@ -159,14 +165,26 @@ def _cuda() -> bool:
     return bool(torch.cuda.is_available())
 
 
-def _make_trainer(ctx: StageContext, plan: StagePlan, stage_dir: Path, model: Any, tokenizer: Any, dataset: Any, ref_model: Any) -> Any:
+def _make_trainer(
+    ctx: StageContext,
+    plan: StagePlan,
+    stage_dir: Path,
+    model: Any,
+    tokenizer: Any,
+    dataset: Any,
+    ref_model: Any,
+) -> Any:
     from trl.trainer.dpo_trainer import DataCollatorForPreference
 
     from .dpo import BucketDPOTrainer, IndexedPreferenceCollator
 
     args = _dpo_args(ctx, plan, stage_dir)
     collator = IndexedPreferenceCollator(
-        DataCollatorForPreference(pad_token_id=tokenizer.pad_token_id, max_length=args.max_length, truncation_mode=args.truncation_mode)
+        DataCollatorForPreference(
+            pad_token_id=tokenizer.pad_token_id,
+            max_length=args.max_length,
+            truncation_mode=args.truncation_mode,
+        )
     )
     trainer = BucketDPOTrainer(
         model=model,
@@ -212,7 +230,11 @@ def _train_stage(ctx: StageContext, plan: StagePlan, n_stages: int, transformers
     c = ctx.config
     table, bucket_of = _stage_table(ctx, plan)
     head = f"stage {plan.stage}/{n_stages}"
-    what = f"bucket {plan.buckets[0]}" if len(plan.buckets) == 1 else f"buckets {','.join(map(str, plan.buckets))}"
+    what = (
+        f"bucket {plan.buckets[0]}"
+        if len(plan.buckets) == 1
+        else f"buckets {','.join(map(str, plan.buckets))}"
+    )
     ctx.log(
         f"{head}: {what}, {table.num_rows} pairs, {plan.epochs} epoch(s), order {c.order}; "
         f"start = {plan.start} model, reference = {plan.reference} model"
@@ -228,7 +250,9 @@ def _train_stage(ctx: StageContext, plan: StagePlan, n_stages: int, transformers
         check = find_injectable(ctx, table, tokenizer)
         if check.ok:
             assert check.values is not None
-            injected_table = plain_table.append_column(REF_COLUMNS[0], check.values[0]).append_column(REF_COLUMNS[1], check.values[1])
+            injected_table = plain_table.append_column(REF_COLUMNS[0], check.values[0]).append_column(
+                REF_COLUMNS[1], check.values[1]
+            )
             trainer = _make_trainer(ctx, plan, stage_dir, model, tokenizer, _to_dataset(injected_table), None)
             if plan.start == INITIAL:
                 check = spot_check(trainer, trainer.model, check, ctx.dtype)
@@ -244,27 +268,39 @@ def _train_stage(ctx: StageContext, plan: StagePlan, n_stages: int, transformers
                 trainer = None
                 model, tokenizer = load_for_training(model_path(ctx, plan.start))
         if not check.ok and c.ref_logps == "require":
-            raise PrefcurateError(f"{head}: --ref-logps require, but the reference log-probs cannot be injected: {check.reason}")
+            raise PrefcurateError(
+                f"{head}: --ref-logps require, but the reference log-probs cannot be injected: {check.reason}"
+            )
     injected = check is not None and check.ok
     if trainer is None:
         ref_model = None
         if plan.reference != plan.start:  # curriculum after stage 1: model 0 is the reference
             ref_model = load_for_training(model_path(ctx, plan.reference))[0]
         with progress_bar(f"{head} reference log-probs", None):
-            trainer = _make_trainer(ctx, plan, stage_dir, model, tokenizer, _to_dataset(plain_table), ref_model)
+            trainer = _make_trainer(
+                ctx, plan, stage_dir, model, tokenizer, _to_dataset(plain_table), ref_model
+            )
         del ref_model
     if injected:
         assert check is not None
         detail = f"injected from {check.source} ({check.reason}): reference forward pass skipped"
     else:
-        why = check.reason if check is not None else (
-            "--ref-logps compute" if c.ref_logps == "compute" else f"the reference is the {plan.reference} model"
+        why = (
+            check.reason
+            if check is not None
+            else (
+                "--ref-logps compute"
+                if c.ref_logps == "compute"
+                else f"the reference is the {plan.reference} model"
+            )
         )
         detail = f"computed by TRL with the {plan.reference} model ({why})"
     ctx.log(f"{head}: reference log-probs {detail}")
     kept = len(trainer.train_dataset)
     if kept < table.num_rows:
-        ctx.log(f"{head}: TRL dropped {table.num_rows - kept} pair(s) whose prompt alone fills --max-length {c.max_length}")
+        ctx.log(
+            f"{head}: TRL dropped {table.num_rows - kept} pair(s) whose prompt alone fills --max-length {c.max_length}"
+        )
 
     collector = _Collector(ctx, plan, bucket_of)
     trainer.remove_callback(transformers.PrinterCallback)
@@ -279,7 +315,14 @@ def _train_stage(ctx: StageContext, plan: StagePlan, n_stages: int, transformers
     # Records: consumed order, reference log-probs, per-step metrics.
     pair_ids = table.column("pair_id").to_pylist()
     order_rows = [
-        {"step": step, "micro_batch": micro, "position": pos, "row_index": r, "pair_id": pair_ids[r], "bucket": bucket_of[r]}
+        {
+            "step": step,
+            "micro_batch": micro,
+            "position": pos,
+            "row_index": r,
+            "pair_id": pair_ids[r],
+            "bucket": bucket_of[r],
+        }
         for step, micro, rows in trainer.consumed
         for pos, r in enumerate(rows)
     ]
@@ -307,17 +350,35 @@ def _train_stage(ctx: StageContext, plan: StagePlan, n_stages: int, transformers
     single = plan.buckets[0] if len(plan.buckets) == 1 else None
     if ctx.holdout is not None:
         rows.append(
-            {"kind": "eval", "schedule": c.schedule, "stage": plan.stage, "bucket": single, "step": steps,
-             "holdout_accuracy": accuracy, "holdout_gamma": gamma, "holdout_pairs": ctx.holdout.num_rows}
+            {
+                "kind": "eval",
+                "schedule": c.schedule,
+                "stage": plan.stage,
+                "bucket": single,
+                "step": steps,
+                "holdout_accuracy": accuracy,
+                "holdout_gamma": gamma,
+                "holdout_pairs": ctx.holdout.num_rows,
+            }
         )
     write_parquet(pa.Table.from_pylist(rows, schema=METRIC_SCHEMA), stage_dir / "metrics.parquet")
     shutil.rmtree(stage_dir / "trainer", ignore_errors=True)  # TRL's output_dir: nothing we keep
     losses = [r["loss"] for r in collector.rows if r["kind"] == "step" and r.get("loss") is not None]
     result = StageResult(
-        stage=plan.stage, buckets=plan.buckets, pairs=kept, steps=steps, epochs=plan.epochs, start=plan.start,
-        reference=plan.reference, ref_logps="injected" if injected else "computed", ref_detail=detail,
-        final_loss=finite(losses[-1]) if losses else None, holdout_accuracy=accuracy, holdout_gamma=gamma,
-        holdout_pairs=0 if ctx.holdout is None else ctx.holdout.num_rows, seconds=round(time.perf_counter() - started, 1),
+        stage=plan.stage,
+        buckets=plan.buckets,
+        pairs=kept,
+        steps=steps,
+        epochs=plan.epochs,
+        start=plan.start,
+        reference=plan.reference,
+        ref_logps="injected" if injected else "computed",
+        ref_detail=detail,
+        final_loss=finite(losses[-1]) if losses else None,
+        holdout_accuracy=accuracy,
+        holdout_gamma=gamma,
+        holdout_pairs=0 if ctx.holdout is None else ctx.holdout.num_rows,
+        seconds=round(time.perf_counter() - started, 1),
     )
     del trainer, model
     gc.collect()
@@ -331,8 +392,12 @@ def _train_stage(ctx: StageContext, plan: StagePlan, n_stages: int, transformers
 
 ORDER_SCHEMA = pa.schema(
     [
-        ("step", pa.int64()), ("micro_batch", pa.int64()), ("position", pa.int64()),
-        ("row_index", pa.int64()), ("pair_id", pa.string()), ("bucket", pa.int64()),
+        ("step", pa.int64()),
+        ("micro_batch", pa.int64()),
+        ("position", pa.int64()),
+        ("row_index", pa.int64()),
+        ("pair_id", pa.string()),
+        ("bucket", pa.int64()),
     ]
 )
 
@@ -356,11 +421,18 @@ class _Collector(_collector_base()):  # type: ignore[misc]
         if self.bar is not None:
             self.bar.update(total=state.max_steps)
 
-    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kwargs: Any) -> None:
+    def on_log(
+        self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kwargs: Any
+    ) -> None:
         if not logs or "loss" not in logs or "train_runtime" in logs:
             return
-        row: dict[str, Any] = {"kind": "step", "schedule": self.ctx.config.schedule, "stage": self.plan.stage,
-                               "bucket": self.single, "step": state.global_step}
+        row: dict[str, Any] = {
+            "kind": "step",
+            "schedule": self.ctx.config.schedule,
+            "stage": self.plan.stage,
+            "bucket": self.single,
+            "step": state.global_step,
+        }
         for key, column in STEP_KEYS.items():
             if key in logs:
                 row[column] = float(logs[key])

@@ -118,7 +118,9 @@ def run_build(
     found = reuse(store, dataset, fp, force)
     if found is not None:
         return found
-    return publish_pairs(store, dataset, tables, command=command, options=options, loaded=loaded, counts=counts, fp=fp)
+    return publish_pairs(
+        store, dataset, tables, command=command, options=options, loaded=loaded, counts=counts, fp=fp
+    )
 
 
 def meta_json(obj: dict[str, Any]) -> str:

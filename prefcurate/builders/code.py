@@ -143,7 +143,11 @@ def detect_format(path: str | Path) -> str:
 
 def default_problems_file(samples_path: Path) -> Path:
     stem = samples_path.name.lower()
-    name = "mbpp_sanitized_for_code_generation.jsonl" if stem.startswith("mbpp") else "HumanEval_for_code_generation.jsonl"
+    name = (
+        "mbpp_sanitized_for_code_generation.jsonl"
+        if stem.startswith("mbpp")
+        else "HumanEval_for_code_generation.jsonl"
+    )
     return samples_path.with_name(name)
 
 
@@ -223,7 +227,12 @@ def read_generic(path: Path, opts: CodeBuildOptions) -> tuple[list[Problem], Cou
             elif isinstance(c, dict) and isinstance(c.get("text", c.get("completion")), str):
                 samples.append(Sample(c.get("text", c.get("completion")), c.get("model", row.get("model"))))
             else:
-                raise InputError(f"completion {i} must be a string or {{text, model}}", path=path, line=line_no, field="completions")
+                raise InputError(
+                    f"completion {i} must be a string or {{text, model}}",
+                    path=path,
+                    line=line_no,
+                    field="completions",
+                )
         if opts.samples is not None:
             samples = samples[: opts.samples]
         spec: dict[str, Any] = {"task_id": str(row.get("task_id", f"{path.stem}/{line_no}"))}
@@ -239,11 +248,18 @@ def read_generic(path: Path, opts: CodeBuildOptions) -> tuple[list[Problem], Cou
         elif isinstance(row.get("test"), str):
             spec["test"] = row["test"]
         else:
-            raise InputError("no tests: give `tests` (asserts) or `test` (check function) with `entry_point`", path=path, line=line_no, field="tests")
+            raise InputError(
+                "no tests: give `tests` (asserts) or `test` (check function) with `entry_point`",
+                path=path,
+                line=line_no,
+                field="tests",
+            )
         if row.get("entry_point"):
             spec["entry_point"] = str(row["entry_point"])
         elif "test" in spec:
-            raise InputError("a `test` check function needs `entry_point`", path=path, line=line_no, field="entry_point")
+            raise InputError(
+                "a `test` check function needs `entry_point`", path=path, line=line_no, field="entry_point"
+            )
         out.append(
             Problem(
                 task_id=spec["task_id"],
@@ -262,11 +278,16 @@ def load_problems(opts: CodeBuildOptions) -> tuple[str, list[Problem], Counter, 
     """(format, problems, drop counts, input fingerprints)."""
     path = Path(opts.path)
     fmt = detect_format(path) if opts.format == "auto" else opts.format
-    inputs: dict[str, Any] = {"samples": {"path": str(path.resolve()), "fingerprint": file_fingerprint(str(path))}}
+    inputs: dict[str, Any] = {
+        "samples": {"path": str(path.resolve()), "fingerprint": file_fingerprint(str(path))}
+    }
     if fmt == "codet":
         problems_path = Path(opts.problems) if opts.problems else default_problems_file(path)
         problems, dropped = read_codet(path, problems_path, opts)
-        inputs["problems"] = {"path": str(problems_path.resolve()), "fingerprint": file_fingerprint(str(problems_path))}
+        inputs["problems"] = {
+            "path": str(problems_path.resolve()),
+            "fingerprint": file_fingerprint(str(problems_path)),
+        }
     else:
         problems, dropped = read_generic(path, opts)
     return fmt, problems, dropped, inputs
@@ -275,7 +296,9 @@ def load_problems(opts: CodeBuildOptions) -> tuple[str, list[Problem], Counter, 
 # -- pairing ---------------------------------------------------------------------------------
 
 
-def pair_indices(passed: list[int], total: int, pairing: str, cap: int, ids: list[str], pid: str) -> tuple[list[tuple[int, int]], str | None]:
+def pair_indices(
+    passed: list[int], total: int, pairing: str, cap: int, ids: list[str], pid: str
+) -> tuple[list[tuple[int, int]], str | None]:
     """Pairs (chosen index, rejected index) over one problem's distinct samples, or a drop reason."""
     if not passed:
         return [], "no_samples"
@@ -318,9 +341,20 @@ def build_code(store: Store, opts: CodeBuildOptions) -> CodeBuildResult:
 
     opts.validate()
     fmt, problems, dropped, inputs = load_problems(opts)
-    spec = {k: v for k, v in asdict(opts).items() if k not in ("path", "problems", "workers", "force", "name")}
+    spec = {
+        k: v for k, v in asdict(opts).items() if k not in ("path", "problems", "workers", "force", "name")
+    }
     spec["format"] = fmt
-    run_fp = fingerprint({"inputs": inputs, "limit": opts.limit, "samples": opts.samples, "truncate": opts.truncate, "format": fmt, "timeout": opts.timeout})
+    run_fp = fingerprint(
+        {
+            "inputs": inputs,
+            "limit": opts.limit,
+            "samples": opts.samples,
+            "truncate": opts.truncate,
+            "format": fmt,
+            "timeout": opts.timeout,
+        }
+    )
     fp = fingerprint({"builder": "code_v1", "inputs": inputs, "spec": spec})
     if not opts.force and (existing := store.find_fingerprint("pairs", opts.name, fp)):
         return CodeBuildResult(existing, True, existing.manifest.get("counts", {}))
@@ -357,7 +391,9 @@ def build_code(store: Store, opts: CodeBuildOptions) -> CodeBuildResult:
 
         def run_shard(shard: pa.Table) -> pa.Table:
             results = run([jobs[i] for i in shard.column("job").to_pylist()])
-            return pa.Table.from_pylist([r.to_dict() for r in results], schema=RUN_SCHEMA).add_column(0, "job", shard.column("job"))
+            return pa.Table.from_pylist([r.to_dict() for r in results], schema=RUN_SCHEMA).add_column(
+                0, "job", shard.column("job")
+            )
 
         runs = ctx.map_shards(
             _run_table(jobs),

@@ -45,7 +45,11 @@ def default_dataset_name(source: str) -> str:
     """A store name from the input: file stem, folder name or hub dataset name."""
     from pathlib import Path
 
-    name = source.rstrip("/").split("/")[-1] if looks_like_hub_id(source) else stem(Path(source).expanduser().resolve())
+    name = (
+        source.rstrip("/").split("/")[-1]
+        if looks_like_hub_id(source)
+        else stem(Path(source).expanduser().resolve())
+    )
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-._") or "pairs"
     return name
 
@@ -90,7 +94,11 @@ def _messages(value: Any, field: str, err) -> list[dict[str, str]]:
         raise err(field, f"expected a list of messages or a string, got {type(value).__name__}")
     out = []
     for m in value:
-        if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
+        if (
+            not isinstance(m, dict)
+            or not isinstance(m.get("role"), str)
+            or not isinstance(m.get("content"), str)
+        ):
             raise err(field, "expected messages with string 'role' and 'content'")
         out.append({"role": m["role"], "content": m["content"]})
     return out
@@ -135,14 +143,30 @@ def pairs_from_table(
             raise InputError("missing required field", path=first, field=col)
     fmt = detect_format(table, chosen_col, prompt_col) if format == "auto" else format
     if fmt == "flat" and prompt_col not in table.column_names:
-        raise InputError("missing required field (flat format needs a prompt column)", path=first, field=prompt_col)
+        raise InputError(
+            "missing required field (flat format needs a prompt column)", path=first, field=prompt_col
+        )
     for col in (source_col, chosen_score_col, rejected_score_col):
         if col is not None and col not in table.column_names:
             raise InputError("missing column named by an option", path=first, field=col)
     use_source_col = source_col or ("source" if source is None and "source" in table.column_names else None)
 
-    wanted = [c for c in (prompt_col, chosen_col, rejected_col, use_source_col, chosen_score_col, rejected_score_col,
-                          "score_chosen", "score_rejected", "metadata", FILE_COL) if c and c in table.column_names]
+    wanted = [
+        c
+        for c in (
+            prompt_col,
+            chosen_col,
+            rejected_col,
+            use_source_col,
+            chosen_score_col,
+            rejected_score_col,
+            "score_chosen",
+            "score_rejected",
+            "metadata",
+            FILE_COL,
+        )
+        if c and c in table.column_names
+    ]
     rows = table.select(list(dict.fromkeys(wanted))).to_pylist()
     stems = [i.source for i in loaded.inputs]
     dropped: dict[str, int] = {}
@@ -177,11 +201,15 @@ def pairs_from_table(
                 if fmt == "hh-rlhf":
                     for col, val in ((chosen_col, c_val), (rejected_col, r_val)):
                         if not isinstance(val, str):
-                            raise err(col, f"expected a Human/Assistant transcript string, got {type(val).__name__}")
+                            raise err(
+                                col, f"expected a Human/Assistant transcript string, got {type(val).__name__}"
+                            )
                     c_msgs, r_msgs = parse_transcript(c_val), parse_transcript(r_val)
                     if c_msgs is None or r_msgs is None:
-                        raise err(chosen_col if c_msgs is None else rejected_col,
-                                  "not a Human/Assistant transcript (expected '\\n\\nHuman: ...\\n\\nAssistant: ...')")
+                        raise err(
+                            chosen_col if c_msgs is None else rejected_col,
+                            "not a Human/Assistant transcript (expected '\\n\\nHuman: ...\\n\\nAssistant: ...')",
+                        )
                 else:
                     c_msgs = _messages(c_val, chosen_col, err)
                     r_msgs = _messages(r_val, rejected_col, err)
@@ -192,7 +220,10 @@ def pairs_from_table(
                 elif p_val is not None:
                     prompt = _messages(p_val, prompt_col, err)
                 else:
-                    raise err(prompt_col, "no prompt: the chosen and rejected messages share no prefix and there is no prompt column")
+                    raise err(
+                        prompt_col,
+                        "no prompt: the chosen and rejected messages share no prefix and there is no prompt column",
+                    )
             if len(c_tail) != 1 or len(r_tail) != 1:
                 drop("not_one_reply")
                 continue
@@ -275,22 +306,44 @@ def build_pairs(
         raise ConfigError("give either --source or --source-col, not both")
     dataset = dataset or default_dataset_name(str(source))
     options = {
-        "source": str(source), "format": format, "prompt_col": prompt_col, "chosen_col": chosen_col,
-        "rejected_col": rejected_col, "chosen_score_col": chosen_score_col, "rejected_score_col": rejected_score_col,
-        "source_name": source_name, "source_col": source_col, "limit": limit, "split": split,
+        "source": str(source),
+        "format": format,
+        "prompt_col": prompt_col,
+        "chosen_col": chosen_col,
+        "rejected_col": rejected_col,
+        "chosen_score_col": chosen_score_col,
+        "rejected_score_col": rejected_score_col,
+        "source_name": source_name,
+        "source_col": source_col,
+        "limit": limit,
+        "split": split,
     }
     if limit_per_file is not None:  # only when given, so earlier builds keep their fingerprints
         options["limit_per_file"] = limit_per_file
 
     def build(loaded: Loaded) -> tuple[pa.Table, dict[str, Any]]:
         return pairs_from_table(
-            loaded, dataset=dataset, format=format, prompt_col=prompt_col, chosen_col=chosen_col,
-            rejected_col=rejected_col, chosen_score_col=chosen_score_col, rejected_score_col=rejected_score_col,
-            source=source_name, source_col=source_col,
+            loaded,
+            dataset=dataset,
+            format=format,
+            prompt_col=prompt_col,
+            chosen_col=chosen_col,
+            rejected_col=rejected_col,
+            chosen_score_col=chosen_score_col,
+            rejected_score_col=rejected_score_col,
+            source=source_name,
+            source_col=source_col,
         )
 
     return run_build(
-        store, dataset, command="pairs", options=options,
-        source=str(source), load=lambda: load(source, split=split, limit=limit, limit_per_file=limit_per_file, defer_fingerprints=True),
-        build=build, force=force,
+        store,
+        dataset,
+        command="pairs",
+        options=options,
+        source=str(source),
+        load=lambda: load(
+            source, split=split, limit=limit, limit_per_file=limit_per_file, defer_fingerprints=True
+        ),
+        build=build,
+        force=force,
     )

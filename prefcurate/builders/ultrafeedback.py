@@ -106,7 +106,9 @@ def _check_schema(loaded: Loaded) -> None:
     if bad is not None:
         raise loaded.error(bad, "instruction", "missing required field")
     ctype = table.schema.field("completions").type
-    if not (pa.types.is_list(ctype) or pa.types.is_large_list(ctype)) or not pa.types.is_struct(ctype.value_type):
+    if not (pa.types.is_list(ctype) or pa.types.is_large_list(ctype)) or not pa.types.is_struct(
+        ctype.value_type
+    ):
         if pa.types.is_null(ctype):
             raise loaded.error(0, "completions", "missing required field")
         raise loaded.error(0, "completions", f"expected a list of objects, got {ctype}")
@@ -154,6 +156,7 @@ def _struct_child(arr: pa.ChunkedArray, path: list[str]) -> pa.ChunkedArray | No
 
 def _ratings(flat: pa.ChunkedArray, rating: str) -> pl.Series:
     import polars as pl
+
     n = len(flat)
     if rating in SCORE_FIELDS:
         return _as_float(_struct_child(flat, [SCORE_FIELDS[rating]]), n)
@@ -188,9 +191,13 @@ def _candidates(comp: pl.DataFrame, pairing: str, seed: int, n_prompts: int) -> 
         return best.join(worst, on="p")
     if pairing == "best-vs-random":
         # One seeded draw per read prompt, so a prompt's choice does not depend on other prompts.
-        draws = pl.DataFrame({"p": np.arange(n_prompts, dtype=np.int64), "u": np.random.default_rng(seed).random(n_prompts)})
+        draws = pl.DataFrame(
+            {"p": np.arange(n_prompts, dtype=np.int64), "u": np.random.default_rng(seed).random(n_prompts)}
+        )
         others = (
-            best.select("p", "c").join(comp.select("p", *r_cols), on="p").filter(pl.col("c") != pl.col("r"))
+            best.select("p", "c")
+            .join(comp.select("p", *r_cols), on="p")
+            .filter(pl.col("c") != pl.col("r"))
             .sort(["p", "r_ci"])
             .with_columns(pl.int_range(pl.len()).over("p").alias("j"), pl.len().over("p").alias("m"))
             .join(draws, on="p")
@@ -199,8 +206,12 @@ def _candidates(comp: pl.DataFrame, pairing: str, seed: int, n_prompts: int) -> 
         )
         return best.join(others, on="p")
     # all-ordered: every unordered pair once, oriented so the higher rating is chosen.
-    a = comp.select("p", pl.col("k").alias("a"), pl.col("rating").alias("a_rating"), pl.col("ci").alias("a_ci"))
-    b = comp.select("p", pl.col("k").alias("b"), pl.col("rating").alias("b_rating"), pl.col("ci").alias("b_ci"))
+    a = comp.select(
+        "p", pl.col("k").alias("a"), pl.col("rating").alias("a_rating"), pl.col("ci").alias("a_ci")
+    )
+    b = comp.select(
+        "p", pl.col("k").alias("b"), pl.col("rating").alias("b_rating"), pl.col("ci").alias("b_ci")
+    )
     both = a.join(b, on="p").filter(pl.col("a_ci") < pl.col("b_ci"))
     swap = pl.col("b_rating") > pl.col("a_rating")
     return both.select(
@@ -275,7 +286,9 @@ def pairs_from_table(
 
     # Explode completions of every row (cheap: Arrow views); rows filtered out are masked below.
     comps = table.column("completions")
-    lengths = np.asarray(pc.fill_null(pc.list_value_length(comps), 0).to_numpy(zero_copy_only=False), dtype=np.int64)
+    lengths = np.asarray(
+        pc.fill_null(pc.list_value_length(comps), 0).to_numpy(zero_copy_only=False), dtype=np.int64
+    )
     flat = pc.list_flatten(comps)
     parent = np.repeat(np.arange(read, dtype=np.int64), lengths)
     starts = np.cumsum(lengths) - lengths
@@ -306,7 +319,9 @@ def pairs_from_table(
     for start in range(0, len(parent), _HASH_BATCH):
         stop = min(start + _HASH_BATCH, len(parent))
         texts = response.slice(start, stop - start).to_pylist()
-        for j, (p, keep_row, t) in enumerate(zip(parent[start:stop].tolist(), in_kept[start:stop].tolist(), texts, strict=True)):
+        for j, (p, keep_row, t) in enumerate(
+            zip(parent[start:stop].tolist(), in_kept[start:stop].tolist(), texts, strict=True)
+        ):
             if not keep_row:
                 continue
             s = t.strip()
@@ -316,7 +331,9 @@ def pairs_from_table(
             cid = blake2b(f"{pids[p]}{sep}{t}".encode(), digest_size=size).hexdigest()
             usable_list.append(start + j)
             cids.append(cid)
-            skeys.append(cid if s is t else blake2b(f"{pids[p]}{sep}{s}".encode(), digest_size=size).hexdigest())
+            skeys.append(
+                cid if s is t else blake2b(f"{pids[p]}{sep}{s}".encode(), digest_size=size).hexdigest()
+            )
         del texts
     dropped["empty_response"] = blank
     usable = np.asarray(usable_list, dtype=np.int64)
@@ -324,7 +341,13 @@ def pairs_from_table(
 
     ratings = _ratings(flat, rating).gather(usable) if len(flat) else pl.Series(values=[], dtype=pl.Float64)
     comp = pl.DataFrame(
-        {"p": parent[usable], "ci": ci[usable], "k": np.arange(len(usable), dtype=np.int64), "cid": cids, "rating": ratings},
+        {
+            "p": parent[usable],
+            "ci": ci[usable],
+            "k": np.arange(len(usable), dtype=np.int64),
+            "cid": cids,
+            "rating": ratings,
+        },
         schema={"p": pl.Int64, "ci": pl.Int64, "k": pl.Int64, "cid": pl.String, "rating": pl.Float64},
     )
     before = comp.height
@@ -341,13 +364,20 @@ def pairs_from_table(
     cand = _candidates(comp, pairing, seed, read).sort(["p", "c_ci", "r_ci"])
     gap = pl.col("c_rating") - pl.col("r_rating")
     skey = pl.Series(skeys, dtype=pl.String)  # indexed like `usable` (c and r are such indices)
-    cand = cand.with_columns(
-        (skey.gather(cand.get_column("c")) == skey.gather(cand.get_column("r"))).alias("same")
-    ) if cand.height else cand.with_columns(pl.lit(False).alias("same"))
+    cand = (
+        cand.with_columns(
+            (skey.gather(cand.get_column("c")) == skey.gather(cand.get_column("r"))).alias("same")
+        )
+        if cand.height
+        else cand.with_columns(pl.lit(False).alias("same"))
+    )
     reason = (
-        pl.when(gap == 0).then(pl.lit("tie"))
-        .when(pl.col("same")).then(pl.lit("identical_text"))
-        .when(gap < min_gap).then(pl.lit("below_min_gap"))
+        pl.when(gap == 0)
+        .then(pl.lit("tie"))
+        .when(pl.col("same"))
+        .then(pl.lit("identical_text"))
+        .when(gap < min_gap)
+        .then(pl.lit("below_min_gap"))
         .otherwise(None)
     )
     cand = cand.with_columns(reason.alias("reason"))
@@ -395,9 +425,21 @@ def pairs_from_table(
             else:
                 chosen_model = rejected_model = pa.nulls(n, pa.string())
             # meta as JSON with sorted keys, built column-wise.
-            meta = part.select(
-                pl.concat_str([meta_head, pl.col("c_ci").cast(pl.String), meta_mid, pl.col("r_ci").cast(pl.String), pl.lit("}")])
-            ).to_series().to_arrow()
+            meta = (
+                part.select(
+                    pl.concat_str(
+                        [
+                            meta_head,
+                            pl.col("c_ci").cast(pl.String),
+                            meta_mid,
+                            pl.col("r_ci").cast(pl.String),
+                            pl.lit("}"),
+                        ]
+                    )
+                )
+                .to_series()
+                .to_arrow()
+            )
             yield pa.table(
                 {
                     "pair_id": pa.array(pair_ids, pa.string()),
@@ -450,7 +492,13 @@ def build_ultrafeedback(
 
     def build(loaded: Loaded) -> tuple[Iterator[pa.Table], dict[str, Any]]:
         return pairs_from_table(
-            loaded, dataset=dataset, pairing=pairing, rating=rating, min_gap=min_gap, exclude_sources=exclude, seed=seed
+            loaded,
+            dataset=dataset,
+            pairing=pairing,
+            rating=rating,
+            min_gap=min_gap,
+            exclude_sources=exclude,
+            seed=seed,
         )
 
     return run_build(

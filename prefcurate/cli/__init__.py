@@ -11,7 +11,20 @@ import importlib
 from .app import app
 
 # One module per command family; importing registers the commands.
-_COMMANDS = ("build", "build_code", "sql", "store", "score", "rank", "stats", "sandbox", "buckets", "report", "train", "demo")
+_COMMANDS = (
+    "build",
+    "build_code",
+    "sql",
+    "store",
+    "score",
+    "rank",
+    "stats",
+    "sandbox",
+    "buckets",
+    "report",
+    "train",
+    "demo",
+)
 for _module in _COMMANDS:
     try:
         importlib.import_module(f"{__name__}.{_module}")

@@ -23,8 +23,20 @@ from ..store import Store
 
 # `prefcurate --help` lists commands in pipeline order, not in the order modules register them.
 COMMAND_ORDER = (
-    "build", "score", "rank", "stats", "split", "partition", "export", "report", "train",
-    "sql", "ls", "info", "sandbox", "demo",
+    "build",
+    "score",
+    "rank",
+    "stats",
+    "split",
+    "partition",
+    "export",
+    "report",
+    "train",
+    "sql",
+    "ls",
+    "info",
+    "sandbox",
+    "demo",
 )
 
 
@@ -76,7 +88,12 @@ err = Console(stderr=True)
 
 StoreOpt = Annotated[
     Path | None,
-    typer.Option("--store", envvar="PREFCURATE_STORE", help="Store folder (default: ./prefstore, or $PREFCURATE_STORE).", show_default=False),
+    typer.Option(
+        "--store",
+        envvar="PREFCURATE_STORE",
+        help="Store folder (default: ./prefstore, or $PREFCURATE_STORE).",
+        show_default=False,
+    ),
 ]
 
 
@@ -104,7 +121,11 @@ def _cell(value: Any) -> str:
 
 
 def render(
-    table: pa.Table, fmt: Format = Format.table, title: str | None = None, max_rows: int = 200, console: Console | None = None
+    table: pa.Table,
+    fmt: Format = Format.table,
+    title: str | None = None,
+    max_rows: int = 200,
+    console: Console | None = None,
 ) -> None:
     """Print an Arrow table as a Rich table, CSV or JSON (one object per row, in a list)."""
     console = console or out
@@ -117,12 +138,16 @@ def render(
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(table.column_names)
         for row in rows:
-            writer.writerow([_cell(row[c]) if not isinstance(row[c], str) else row[c] for c in table.column_names])
+            writer.writerow(
+                [_cell(row[c]) if not isinstance(row[c], str) else row[c] for c in table.column_names]
+            )
         sys.stdout.write(buf.getvalue())
         return
     rich_table = Table(title=title, show_lines=False, header_style="bold cyan")
     for name in table.column_names:
-        numeric = pa.types.is_integer(table.schema.field(name).type) or pa.types.is_floating(table.schema.field(name).type)
+        numeric = pa.types.is_integer(table.schema.field(name).type) or pa.types.is_floating(
+            table.schema.field(name).type
+        )
         rich_table.add_column(name, justify="right" if numeric else "left", overflow="fold")
     for row in rows[:max_rows]:
         rich_table.add_row(*(_cell(row[c]) for c in table.column_names))

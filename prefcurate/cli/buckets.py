@@ -61,19 +61,79 @@ PARTITION_EPILOG = (
 def partition(
     dataset: Annotated[str, typer.Argument(help="Dataset name in the store (see `prefcurate ls`).")],
     name: Annotated[str, typer.Option("--name", help="Bucket-set name; each run publishes buckets/NAME/vN.")],
-    by: Annotated[str | None, typer.Option("--by", help="Signal column <signal>__<field> (e.g. score_gap_v1__gap) or a SQL expression over pair and signal columns.")] = None,
-    strategy: Annotated[Strategy, typer.Option("--strategy", help="quantile: K equal-size buckets by the signal; percentiles: cut at --cuts percents; thresholds: cut at --cuts signal values; source: one bucket per data source ordered by --order-by; random: seeded, the sizes of --like (or --buckets K equal sizes).")] = Strategy.quantile,
-    buckets: Annotated[int | None, typer.Option("--buckets", "-k", help="Number of buckets (quantile; random without --like).")] = None,
-    cuts: Annotated[str | None, typer.Option("--cuts", help="Comma-separated cut points: percents for percentiles (10,50,90), signal values for thresholds.")] = None,
-    order_by: Annotated[str | None, typer.Option("--order-by", help="source: per-source statistic: accuracy (share of pairs with --by > 0, or true), mean, count, or a SQL aggregate such as 'median(score_gap_v1__gap)'. (default: accuracy)")] = None,
-    easy: Annotated[Easy, typer.Option("--easy", help="Which end is easy: high (a large score gap or margin is easy) or low. Bucket 0 is the easiest.")] = Easy.high,
-    where: Annotated[str | None, typer.Option("--where", help="Keep only pairs where this SQL predicate over pair and signal columns is true (others count as dropped: where).")] = None,
-    drop_extremes: Annotated[str | None, typer.Option("--drop-extremes", help="LOW,HIGH percents: drop pairs whose --by value is below the LOW or above the HIGH percentile (e.g. 5,95).")] = None,
-    like: Annotated[str | None, typer.Option("--like", help="random: the bucket set (NAME or NAME@vN) whose pairs and bucket sizes to reuse (the control arm).")] = None,
+    by: Annotated[
+        str | None,
+        typer.Option(
+            "--by",
+            help="Signal column <signal>__<field> (e.g. score_gap_v1__gap) or a SQL expression over pair and signal columns.",
+        ),
+    ] = None,
+    strategy: Annotated[
+        Strategy,
+        typer.Option(
+            "--strategy",
+            help="quantile: K equal-size buckets by the signal; percentiles: cut at --cuts percents; thresholds: cut at --cuts signal values; source: one bucket per data source ordered by --order-by; random: seeded, the sizes of --like (or --buckets K equal sizes).",
+        ),
+    ] = Strategy.quantile,
+    buckets: Annotated[
+        int | None,
+        typer.Option("--buckets", "-k", help="Number of buckets (quantile; random without --like)."),
+    ] = None,
+    cuts: Annotated[
+        str | None,
+        typer.Option(
+            "--cuts",
+            help="Comma-separated cut points: percents for percentiles (10,50,90), signal values for thresholds.",
+        ),
+    ] = None,
+    order_by: Annotated[
+        str | None,
+        typer.Option(
+            "--order-by",
+            help="source: per-source statistic: accuracy (share of pairs with --by > 0, or true), mean, count, or a SQL aggregate such as 'median(score_gap_v1__gap)'. (default: accuracy)",
+        ),
+    ] = None,
+    easy: Annotated[
+        Easy,
+        typer.Option(
+            "--easy",
+            help="Which end is easy: high (a large score gap or margin is easy) or low. Bucket 0 is the easiest.",
+        ),
+    ] = Easy.high,
+    where: Annotated[
+        str | None,
+        typer.Option(
+            "--where",
+            help="Keep only pairs where this SQL predicate over pair and signal columns is true (others count as dropped: where).",
+        ),
+    ] = None,
+    drop_extremes: Annotated[
+        str | None,
+        typer.Option(
+            "--drop-extremes",
+            help="LOW,HIGH percents: drop pairs whose --by value is below the LOW or above the HIGH percentile (e.g. 5,95).",
+        ),
+    ] = None,
+    like: Annotated[
+        str | None,
+        typer.Option(
+            "--like",
+            help="random: the bucket set (NAME or NAME@vN) whose pairs and bucket sizes to reuse (the control arm).",
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", help="random: the seed.")] = 0,
-    pairs_version: Annotated[str | None, typer.Option("--pairs-version", help="Pairs version (default: latest).")] = None,
-    keep_holdout: Annotated[bool, typer.Option("--keep-holdout", help="Keep pairs that `prefcurate split` held out (dropped by default).")] = False,
-    force: Annotated[bool, typer.Option("--force", help="Publish a new version even if this exact partition exists.")] = False,
+    pairs_version: Annotated[
+        str | None, typer.Option("--pairs-version", help="Pairs version (default: latest).")
+    ] = None,
+    keep_holdout: Annotated[
+        bool,
+        typer.Option(
+            "--keep-holdout", help="Keep pairs that `prefcurate split` held out (dropped by default)."
+        ),
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Publish a new version even if this exact partition exists.")
+    ] = False,
     store: StoreOpt = None,
     format: FormatOpt = Format.table,
 ) -> None:
@@ -82,10 +142,20 @@ def partition(
     if extremes is not None and len(extremes) != 2:
         raise ConfigError(f"--drop-extremes takes two percents LOW,HIGH, got {drop_extremes!r}")
     spec = PartitionSpec(
-        dataset=dataset, name=name, strategy=strategy.value, by=by, easy=easy.value, buckets=buckets,
-        cuts=parse_numbers(cuts, "--cuts"), order_by=order_by, where=where,
-        drop_extremes=(extremes[0], extremes[1]) if extremes else None, like=like, seed=seed,
-        pairs_version=pairs_version, keep_holdout=keep_holdout,
+        dataset=dataset,
+        name=name,
+        strategy=strategy.value,
+        by=by,
+        easy=easy.value,
+        buckets=buckets,
+        cuts=parse_numbers(cuts, "--cuts"),
+        order_by=order_by,
+        where=where,
+        drop_extremes=(extremes[0], extremes[1]) if extremes else None,
+        like=like,
+        seed=seed,
+        pairs_version=pairs_version,
+        keep_holdout=keep_holdout,
     )
     result = partition_pairs(get_store(store), spec, force=force)
     m = result.manifest
@@ -98,7 +168,9 @@ def partition(
         verb = "Reused" if result.reused else "Wrote"
         sp = m["spec"]
         if sp["strategy"] == "random":
-            order = f"random buckets (seed {sp['seed']}" + (f", sizes of {sp['like']})" if sp["like"] else ")")
+            order = f"random buckets (seed {sp['seed']}" + (
+                f", sizes of {sp['like']})" if sp["like"] else ")"
+            )
         elif sp["strategy"] == "source":
             first = "highest" if sp["easy"] == "high" else "lowest"
             order = f"one bucket per source, {first} {sp['order_by']}{' of ' + sp['by'] if sp['by'] and sp['order_by'] in ('accuracy', 'mean') else ''} first"
@@ -115,17 +187,28 @@ def partition(
 @app.command()
 def split(
     dataset: Annotated[str, typer.Argument(help="Dataset name in the store.")],
-    holdout: Annotated[float, typer.Option("--holdout", help="Fraction of distinct prompts held out (all pairs of a prompt go to one side).")] = 0.05,
+    holdout: Annotated[
+        float,
+        typer.Option(
+            "--holdout", help="Fraction of distinct prompts held out (all pairs of a prompt go to one side)."
+        ),
+    ] = 0.05,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the prompt ranking.")] = 0,
-    pairs_version: Annotated[str | None, typer.Option("--pairs-version", help="Pairs version (default: latest).")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Publish again even if this exact split exists.")] = False,
+    pairs_version: Annotated[
+        str | None, typer.Option("--pairs-version", help="Pairs version (default: latest).")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Publish again even if this exact split exists.")
+    ] = False,
     store: StoreOpt = None,
 ) -> None:
     """Split a dataset into train and held-out pairs by prompt_id (published as signal split_v1).
 
     `partition` then leaves held-out pairs out of the buckets, and `prefcurate train` evaluates on them.
     """
-    r = split_dataset(get_store(store), dataset, holdout=holdout, seed=seed, pairs_version=pairs_version, force=force)
+    r = split_dataset(
+        get_store(store), dataset, holdout=holdout, seed=seed, pairs_version=pairs_version, force=force
+    )
     verb = "Reused" if r.reused else "Wrote"
     out.print(
         f"{verb} {r.ref.label}: {r.pairs:,} pairs from {r.prompts:,} prompts; holdout {r.holdout_pairs:,} pairs "
@@ -137,14 +220,35 @@ def split(
 @app.command()
 def export(
     buckets: Annotated[str, typer.Argument(help="Bucket set NAME or NAME@vN (see `prefcurate ls`).")],
-    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder to write (must be new or empty unless --overwrite).")],
-    format: Annotated[ExportFormat, typer.Option("--format", help="trl: TRL's conversational form as train.parquet, train.jsonl and a datasets.load_from_disk folder per bucket; jsonl / parquet: flat rows for other trainers.")] = ExportFormat.trl,
-    with_ref_logps: Annotated[str | None, typer.Option("--with-ref-logps", help="Add ref_chosen_logps / ref_rejected_logps from this log-prob signal (e.g. logprob_margin_v1 or logprob_margin_v1@v2); refused unless every pair has values.")] = None,
+    out_dir: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder to write (must be new or empty unless --overwrite).")
+    ],
+    format: Annotated[
+        ExportFormat,
+        typer.Option(
+            "--format",
+            help="trl: TRL's conversational form as train.parquet, train.jsonl and a datasets.load_from_disk folder per bucket; jsonl / parquet: flat rows for other trainers.",
+        ),
+    ] = ExportFormat.trl,
+    with_ref_logps: Annotated[
+        str | None,
+        typer.Option(
+            "--with-ref-logps",
+            help="Add ref_chosen_logps / ref_rejected_logps from this log-prob signal (e.g. logprob_margin_v1 or logprob_margin_v1@v2); refused unless every pair has values.",
+        ),
+    ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out folder.")] = False,
     store: StoreOpt = None,
 ) -> None:
     """Write a bucket set, bucket by bucket in training order, plus order.json."""
-    result = export_buckets(get_store(store), buckets, out_dir, fmt=format.value, with_ref_logps=with_ref_logps, overwrite=overwrite)
+    result = export_buckets(
+        get_store(store),
+        buckets,
+        out_dir,
+        fmt=format.value,
+        with_ref_logps=with_ref_logps,
+        overwrite=overwrite,
+    )
     order = result.order
     ref = order["ref_logps"]["signal_version"] if order["ref_logps"] else "none"
     out.print(

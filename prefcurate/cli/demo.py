@@ -14,8 +14,12 @@ from .app import StoreOpt, app, get_store, out
 @app.command()
 def demo(
     store: StoreOpt = None,
-    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the export, report and training run.")] = Path("demo-out"),
-    quick: Annotated[bool, typer.Option("--quick", help="Smaller model stages (fewer pairs, fewer steps).")] = False,
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Folder for the export, report and training run.")
+    ] = Path("demo-out"),
+    quick: Annotated[
+        bool, typer.Option("--quick", help="Smaller model stages (fewer pairs, fewer steps).")
+    ] = False,
 ) -> None:
     """Run the whole pipeline on the bundled real data: build, SQL, score, bucket, export, report, train."""
     ctx = run_demo(get_store(store), out_dir, quick=quick, console=out)

@@ -14,12 +14,32 @@ from .app import Format, FormatOpt, StoreOpt, app, get_store, out, render
 @app.command()
 def rank(
     dataset: Annotated[str, typer.Argument(help="Dataset name in the store (see `prefcurate ls`).")],
-    by: Annotated[str, typer.Option("--by", help="Signal (e.g. logprob-margin, score-gap, reward) or a column such as logprob_margin_v1__margin_per_token.")],
-    field: Annotated[str | None, typer.Option("--field", help="Signal field to sort by (default: margin, or gap).")] = None,
-    ascending: Annotated[bool, typer.Option("--ascending", help="Smallest first (default: largest first, i.e. easiest first for margins).")] = False,
-    top: Annotated[int | None, typer.Option("--top", help="Keep only the first N pairs of the ordering (shown and written).")] = None,
-    out_file: Annotated[Path | None, typer.Option("--out", help="Also write the ordering to FILE (.parquet, .csv or .jsonl).")] = None,
-    version: Annotated[str | None, typer.Option("--version", "-v", help="Signal version such as v2 (default: latest).")] = None,
+    by: Annotated[
+        str,
+        typer.Option(
+            "--by",
+            help="Signal (e.g. logprob-margin, score-gap, reward) or a column such as logprob_margin_v1__margin_per_token.",
+        ),
+    ],
+    field: Annotated[
+        str | None, typer.Option("--field", help="Signal field to sort by (default: margin, or gap).")
+    ] = None,
+    ascending: Annotated[
+        bool,
+        typer.Option(
+            "--ascending", help="Smallest first (default: largest first, i.e. easiest first for margins)."
+        ),
+    ] = False,
+    top: Annotated[
+        int | None,
+        typer.Option("--top", help="Keep only the first N pairs of the ordering (shown and written)."),
+    ] = None,
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="Also write the ordering to FILE (.parquet, .csv or .jsonl).")
+    ] = None,
+    version: Annotated[
+        str | None, typer.Option("--version", "-v", help="Signal version such as v2 (default: latest).")
+    ] = None,
     excerpt: Annotated[int, typer.Option(help="Characters of the prompt to show.")] = 60,
     store: StoreOpt = None,
     format: FormatOpt = Format.table,
@@ -29,7 +49,14 @@ def rank(
     Pairs without a value (e.g. a prompt longer than --max-length) come last; ties keep pair_id order.
     """
     table, ref, field_name = rank_pairs(
-        get_store(store), dataset, by, field=field, ascending=ascending, top=top, version=version, excerpt=excerpt
+        get_store(store),
+        dataset,
+        by,
+        field=field,
+        ascending=ascending,
+        top=top,
+        version=version,
+        excerpt=excerpt,
     )
     if out_file is not None:
         write_ranking(table, out_file)

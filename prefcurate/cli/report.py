@@ -13,7 +13,12 @@ from .app import StoreOpt, app, get_store, out
 
 @app.command()
 def report(
-    target: Annotated[str, typer.Argument(help="A dataset, a bucket set (NAME or NAME@vN), or a training run folder (with run.json).")],
+    target: Annotated[
+        str,
+        typer.Argument(
+            help="A dataset, a bucket set (NAME or NAME@vN), or a training run folder (with run.json)."
+        ),
+    ],
     out_html: Annotated[Path, typer.Option("--out", "-o", help="HTML file to write.")] = Path("report.html"),
     store: StoreOpt = None,
 ) -> None:

@@ -21,24 +21,37 @@ EXIT_NOT_ALL_PASSED = 2
 
 @sandbox_app.command("run")
 def run(
-    program: Annotated[Path, typer.Argument(help="Python file to run (untrusted code is fine).", show_default=False)],
+    program: Annotated[
+        Path, typer.Argument(help="Python file to run (untrusted code is fine).", show_default=False)
+    ],
     tests: Annotated[
         Path | None,
         typer.Option(
-            "--tests", "-t", show_default=False,
+            "--tests",
+            "-t",
+            show_default=False,
             help="Test file: every top-level statement holding an assert is one unit (statements without "
             "one run with the next unit); a HumanEval file defining check(candidate) is split per assert.",
         ),
     ] = None,
-    timeout: Annotated[float, typer.Option("--timeout", help="Wall-clock seconds for the program and all its tests.")] = 5.0,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Wall-clock seconds for the program and all its tests.")
+    ] = 5.0,
     entry_point: Annotated[
         str | None,
-        typer.Option("--entry-point", show_default=False,
-                     help="Function bound to `candidate` for a check(candidate) test file "
-                     "(default: the program's only top-level function)."),
+        typer.Option(
+            "--entry-point",
+            show_default=False,
+            help="Function bound to `candidate` for a check(candidate) test file "
+            "(default: the program's only top-level function).",
+        ),
     ] = None,
-    memory_mb: Annotated[int, typer.Option("--memory-mb", help="Address space the program may add, MiB.")] = 512,
-    max_steps: Annotated[int, typer.Option("--max-steps", help="Interpreter step budget (statements and loop iterations).")] = 10_000_000,
+    memory_mb: Annotated[
+        int, typer.Option("--memory-mb", help="Address space the program may add, MiB.")
+    ] = 512,
+    max_steps: Annotated[
+        int, typer.Option("--max-steps", help="Interpreter step budget (statements and loop iterations).")
+    ] = 10_000_000,
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Run one program (and its tests) under the sandbox; print status, test counts and output.
@@ -48,7 +61,9 @@ def run(
     deadline or step budget), resource_limit (memory), error (a sandbox fault).
     Exit code 0 when the status is ok and every test passed, 2 otherwise.
     """
-    done = run_file(program, tests, timeout=timeout, entry_point=entry_point, memory_mb=memory_mb, max_steps=max_steps)
+    done = run_file(
+        program, tests, timeout=timeout, entry_point=entry_point, memory_mb=memory_mb, max_steps=max_steps
+    )
     if fmt is Format.json:
         sys.stdout.write(json.dumps(as_json(done), ensure_ascii=False, indent=2) + "\n")
     elif fmt is Format.csv:

@@ -19,9 +19,15 @@ from .app import Format, FormatOpt, StoreOpt, app, get_store, parse_key_values, 
 )
 def sql(
     ctx: typer.Context,
-    query: Annotated[str | None, typer.Argument(help="SQL text, a canned query name (see --list), or a .sql file.")] = None,
-    list_: Annotated[bool, typer.Option("--list", help="List the canned queries and their parameters.")] = False,
-    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="Named parameter NAME=VALUE ($NAME in SQL).")] = None,
+    query: Annotated[
+        str | None, typer.Argument(help="SQL text, a canned query name (see --list), or a .sql file.")
+    ] = None,
+    list_: Annotated[
+        bool, typer.Option("--list", help="List the canned queries and their parameters.")
+    ] = False,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="Named parameter NAME=VALUE ($NAME in SQL).")
+    ] = None,
     store: StoreOpt = None,
     format: FormatOpt = Format.table,
 ) -> None:
@@ -34,7 +40,9 @@ def sql(
                     "name": list(queries),
                     "description": [q.description for q in queries.values()],
                     "parameters": [
-                        ", ".join(f"{p.name}={p.default}" if p.default is not None else p.name for p in q.params)
+                        ", ".join(
+                            f"{p.name}={p.default}" if p.default is not None else p.name for p in q.params
+                        )
                         for q in queries.values()
                     ],
                 }

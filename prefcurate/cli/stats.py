@@ -22,7 +22,9 @@ def accuracy_cmd(
             show_default=False,
         ),
     ] = DEFAULT_SIGNAL,
-    by: Annotated[str, typer.Option("--by", help="Group by source, or dataset for one overall row.")] = "source",
+    by: Annotated[
+        str, typer.Option("--by", help="Group by source, or dataset for one overall row.")
+    ] = "source",
     store: StoreOpt = None,
     format: FormatOpt = Format.table,
 ) -> None:
@@ -35,4 +37,7 @@ def accuracy_cmd(
     table = table.drop_columns(["dataset"])  # one dataset per call
     render(table, format, title=f"Accuracy of {signal} by {by} (easiest first)")
     if format is Format.table and by == "source" and table.num_rows:
-        out.print("Order, easiest first: " + " > ".join(str(s) for s in table.column("source").to_pylist()), soft_wrap=True)
+        out.print(
+            "Order, easiest first: " + " > ".join(str(s) for s in table.column("source").to_pylist()),
+            soft_wrap=True,
+        )

@@ -17,7 +17,14 @@ from .app import Format, FormatOpt, StoreOpt, app, get_store, out, render
 def ls(store: StoreOpt = None, format: FormatOpt = Format.table) -> None:
     """List datasets, signals, bucket sets and runs with their versions and row counts."""
     st = get_store(store)
-    rows: dict[str, list] = {"kind": [], "name": [], "versions": [], "latest": [], "rows": [], "created_at": []}
+    rows: dict[str, list] = {
+        "kind": [],
+        "name": [],
+        "versions": [],
+        "latest": [],
+        "rows": [],
+        "created_at": [],
+    }
     for kind in KINDS:
         for name in st.names(kind):
             refs = st.versions(kind, name)
@@ -38,7 +45,9 @@ def ls(store: StoreOpt = None, format: FormatOpt = Format.table) -> None:
 @app.command("info")
 def info(
     name: Annotated[str, typer.Argument(help="A dataset, `dataset/signal`, bucket set or run name.")],
-    version: Annotated[str | None, typer.Option("--version", "-v", help="A version such as v2 (default: latest).")] = None,
+    version: Annotated[
+        str | None, typer.Option("--version", "-v", help="A version such as v2 (default: latest).")
+    ] = None,
     store: StoreOpt = None,
     format: FormatOpt = Format.table,
 ) -> None:

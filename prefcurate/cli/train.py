@@ -13,27 +13,86 @@ from .app import Format, FormatOpt, StoreOpt, app, err, get_store, out, render
 
 @app.command(context_settings={"max_content_width": 110})
 def train(
-    buckets: Annotated[str, typer.Argument(help="Export folder (`prefcurate export --format trl`, with order.json) or a bucket-set name in the store (NAME or NAME@vN).")],
-    out_dir: Annotated[Path, typer.Option("--out", help="Run folder: checkpoints per stage, run.json, run.log, metrics. Rerun to resume.")],
-    schedule: Annotated[str, typer.Option(help="plain (all buckets at once, shuffled), curriculum (bucket by bucket, reference = starting model) or stepwise (sDPO: reference = previous stage's model).")] = "curriculum",
-    model: Annotated[str | None, typer.Option(help="Starting model: local folder, .gguf file or hub id (default: the bundled SmolLM2-135M-Instruct).")] = None,
-    epochs_per_stage: Annotated[str, typer.Option("--epochs-per-stage", help="Epochs per stage: one value, or one per stage (e.g. 1,5,5).")] = "1",
+    buckets: Annotated[
+        str,
+        typer.Argument(
+            help="Export folder (`prefcurate export --format trl`, with order.json) or a bucket-set name in the store (NAME or NAME@vN)."
+        ),
+    ],
+    out_dir: Annotated[
+        Path,
+        typer.Option(
+            "--out", help="Run folder: checkpoints per stage, run.json, run.log, metrics. Rerun to resume."
+        ),
+    ],
+    schedule: Annotated[
+        str,
+        typer.Option(
+            help="plain (all buckets at once, shuffled), curriculum (bucket by bucket, reference = starting model) or stepwise (sDPO: reference = previous stage's model)."
+        ),
+    ] = "curriculum",
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Starting model: local folder, .gguf file or hub id (default: the bundled SmolLM2-135M-Instruct)."
+        ),
+    ] = None,
+    epochs_per_stage: Annotated[
+        str,
+        typer.Option(
+            "--epochs-per-stage", help="Epochs per stage: one value, or one per stage (e.g. 1,5,5)."
+        ),
+    ] = "1",
     beta: Annotated[float, typer.Option(help="DPO beta.")] = 0.1,
     lr: Annotated[float, typer.Option("--lr", help="Learning rate (AdamW).")] = 1e-6,
-    max_length: Annotated[int, typer.Option(help="Truncate prompt+completion to this many tokens (keep the start, as TRL does).")] = 512,
-    order: Annotated[str, typer.Option(help="Order within a stage: shuffle (seeded, within the bucket) or sequential (the exported order).")] = "shuffle",
+    max_length: Annotated[
+        int,
+        typer.Option(help="Truncate prompt+completion to this many tokens (keep the start, as TRL does)."),
+    ] = 512,
+    order: Annotated[
+        str,
+        typer.Option(
+            help="Order within a stage: shuffle (seeded, within the bucket) or sequential (the exported order)."
+        ),
+    ] = "shuffle",
     seed: Annotated[int, typer.Option(help="Seed for shuffling and initialisation.")] = 0,
-    max_steps_per_stage: Annotated[int | None, typer.Option("--max-steps-per-stage", help="Stop each stage after N optimizer steps.")] = None,
+    max_steps_per_stage: Annotated[
+        int | None, typer.Option("--max-steps-per-stage", help="Stop each stage after N optimizer steps.")
+    ] = None,
     batch_size: Annotated[int, typer.Option(help="Pairs per optimizer step (per micro-batch).")] = 4,
     grad_accum: Annotated[int, typer.Option(help="Gradient accumulation steps.")] = 1,
     dtype: Annotated[str, typer.Option(help="bf16 (mixed precision, fp32 master weights) or fp32.")] = "bf16",
-    lr_scheduler: Annotated[str, typer.Option(help="linear, constant or cosine (restarts each stage).")] = "linear",
+    lr_scheduler: Annotated[
+        str, typer.Option(help="linear, constant or cosine (restarts each stage).")
+    ] = "linear",
     warmup_ratio: Annotated[float, typer.Option(help="Share of each stage's steps spent warming up.")] = 0.0,
-    ref_logps: Annotated[str, typer.Option("--ref-logps", help="auto: inject a matching log-prob signal's values as reference log-probs, else compute; compute: always compute; require: fail if they cannot be injected.")] = "auto",
-    holdout: Annotated[str | None, typer.Option(help="Held-out pairs for per-stage evaluation: a .parquet/.jsonl file, an export folder, or a dataset in the store (its `prefcurate split` holdout).")] = None,
-    eval_dataset: Annotated[str | None, typer.Option("--eval-dataset", help="Dataset in the store whose `prefcurate split` holdout pairs are the evaluation set.")] = None,
-    eval_max_pairs: Annotated[int | None, typer.Option("--eval-max-pairs", help="Evaluate on at most this many held-out pairs.")] = None,
-    name: Annotated[str | None, typer.Option(help="Run name in the store (runs/<name>/vN); default: the --out folder's name.")] = None,
+    ref_logps: Annotated[
+        str,
+        typer.Option(
+            "--ref-logps",
+            help="auto: inject a matching log-prob signal's values as reference log-probs, else compute; compute: always compute; require: fail if they cannot be injected.",
+        ),
+    ] = "auto",
+    holdout: Annotated[
+        str | None,
+        typer.Option(
+            help="Held-out pairs for per-stage evaluation: a .parquet/.jsonl file, an export folder, or a dataset in the store (its `prefcurate split` holdout)."
+        ),
+    ] = None,
+    eval_dataset: Annotated[
+        str | None,
+        typer.Option(
+            "--eval-dataset",
+            help="Dataset in the store whose `prefcurate split` holdout pairs are the evaluation set.",
+        ),
+    ] = None,
+    eval_max_pairs: Annotated[
+        int | None, typer.Option("--eval-max-pairs", help="Evaluate on at most this many held-out pairs.")
+    ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option(help="Run name in the store (runs/<name>/vN); default: the --out folder's name."),
+    ] = None,
     report: Annotated[Path | None, typer.Option(help="Also write the run report (HTML) here.")] = None,
     fmt: FormatOpt = Format.table,
     store: StoreOpt = None,
@@ -44,22 +103,47 @@ def train(
     Per-step metrics go to the store (`prefcurate sql "select * from runs"`).
     """
     if holdout and eval_dataset:
-        raise ConfigError(f"give --holdout or --eval-dataset, not both (got {holdout!r} and {eval_dataset!r})")
+        raise ConfigError(
+            f"give --holdout or --eval-dataset, not both (got {holdout!r} and {eval_dataset!r})"
+        )
     import trainers  # lazy: torch/transformers/trl load only when training starts
 
     config = trainers.TrainConfig(
-        schedule=schedule, model=model, beta=beta, learning_rate=lr, epochs_per_stage=epochs_per_stage,
-        order=order, seed=seed, max_steps_per_stage=max_steps_per_stage, batch_size=batch_size,
-        grad_accum=grad_accum, max_length=max_length, dtype=dtype, lr_scheduler=lr_scheduler,
-        warmup_ratio=warmup_ratio, ref_logps=ref_logps, eval_max_pairs=eval_max_pairs,
+        schedule=schedule,
+        model=model,
+        beta=beta,
+        learning_rate=lr,
+        epochs_per_stage=epochs_per_stage,
+        order=order,
+        seed=seed,
+        max_steps_per_stage=max_steps_per_stage,
+        batch_size=batch_size,
+        grad_accum=grad_accum,
+        max_length=max_length,
+        dtype=dtype,
+        lr_scheduler=lr_scheduler,
+        warmup_ratio=warmup_ratio,
+        ref_logps=ref_logps,
+        eval_max_pairs=eval_max_pairs,
     )
     result = trainers.run(
-        buckets, out_dir, config, store=get_store(store), holdout=holdout or eval_dataset, run_name=name,
+        buckets,
+        out_dir,
+        config,
+        store=get_store(store),
+        holdout=holdout or eval_dataset,
+        run_name=name,
         echo=lambda line: err.print(line, markup=False, highlight=False),
     )
-    render(result.summary(), fmt, title=f"{config.schedule} run {result.run_dir.name}: per-stage held-out evaluation")
+    render(
+        result.summary(),
+        fmt,
+        title=f"{config.schedule} run {result.run_dir.name}: per-stage held-out evaluation",
+    )
     if result.store_label:
-        err.print(f"metrics: {result.store_label}; run folder: {result.run_dir}", markup=False, highlight=False)
+        err.print(
+            f"metrics: {result.store_label}; run folder: {result.run_dir}", markup=False, highlight=False
+        )
     if report is not None:
         path = trainers.write_run_report(result.run_dir, report)
         out.print(f"report: {path}")

@@ -16,11 +16,28 @@ from .runtime import Ctx, Env, Fn
 _NOT_ENCODED = object()
 # Exact host types whose truth value never runs candidate code: always true (match objects,
 # compiled patterns, functions, iterators) or their length (range, dict views).
-_HOST_TRUTHY = frozenset({
-    re.Match, re.Pattern, range, type({}.keys()), type({}.values()), type({}.items()),
-    types.FunctionType, types.BuiltinFunctionType, types.GeneratorType, map, filter, zip, enumerate,
-    reversed, type(iter([])), type(iter(())), type(iter("")), type(iter(range(0))),
-})
+_HOST_TRUTHY = frozenset(
+    {
+        re.Match,
+        re.Pattern,
+        range,
+        type({}.keys()),
+        type({}.values()),
+        type({}.items()),
+        types.FunctionType,
+        types.BuiltinFunctionType,
+        types.GeneratorType,
+        map,
+        filter,
+        zip,
+        enumerate,
+        reversed,
+        type(iter([])),
+        type(iter(())),
+        type(iter("")),
+        type(iter(range(0))),
+    }
+)
 
 
 def _plain(v: Any) -> Any:

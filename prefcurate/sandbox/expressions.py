@@ -16,24 +16,52 @@ from .safe_builtins import _eval
 from .scope import Scope, _target_names
 
 BINOPS: dict[type, Fn] = {
-    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
-    ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow,
-    ast.LShift: operator.lshift, ast.RShift: operator.rshift, ast.BitOr: operator.or_,
-    ast.BitXor: operator.xor, ast.BitAnd: operator.and_, ast.MatMult: operator.matmul,
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+    ast.Pow: operator.pow,
+    ast.LShift: operator.lshift,
+    ast.RShift: operator.rshift,
+    ast.BitOr: operator.or_,
+    ast.BitXor: operator.xor,
+    ast.BitAnd: operator.and_,
+    ast.MatMult: operator.matmul,
 }
 INPLACE: dict[type, Fn] = {
-    ast.Add: operator.iadd, ast.Sub: operator.isub, ast.Mult: operator.imul, ast.Div: operator.itruediv,
-    ast.FloorDiv: operator.ifloordiv, ast.Mod: operator.imod, ast.Pow: operator.ipow,
-    ast.LShift: operator.ilshift, ast.RShift: operator.irshift, ast.BitOr: operator.ior,
-    ast.BitXor: operator.ixor, ast.BitAnd: operator.iand, ast.MatMult: operator.imatmul,
+    ast.Add: operator.iadd,
+    ast.Sub: operator.isub,
+    ast.Mult: operator.imul,
+    ast.Div: operator.itruediv,
+    ast.FloorDiv: operator.ifloordiv,
+    ast.Mod: operator.imod,
+    ast.Pow: operator.ipow,
+    ast.LShift: operator.ilshift,
+    ast.RShift: operator.irshift,
+    ast.BitOr: operator.ior,
+    ast.BitXor: operator.ixor,
+    ast.BitAnd: operator.iand,
+    ast.MatMult: operator.imatmul,
 }
 CMPOPS: dict[type, Fn] = {
-    ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
-    ast.Gt: operator.gt, ast.GtE: operator.ge, ast.Is: operator.is_, ast.IsNot: operator.is_not,
-    ast.In: lambda a, b: a in b, ast.NotIn: lambda a, b: a not in b,
+    ast.Eq: operator.eq,
+    ast.NotEq: operator.ne,
+    ast.Lt: operator.lt,
+    ast.LtE: operator.le,
+    ast.Gt: operator.gt,
+    ast.GtE: operator.ge,
+    ast.Is: operator.is_,
+    ast.IsNot: operator.is_not,
+    ast.In: lambda a, b: a in b,
+    ast.NotIn: lambda a, b: a not in b,
 }
 UNARY: dict[type, Fn] = {
-    ast.UAdd: operator.pos, ast.USub: operator.neg, ast.Invert: operator.invert, ast.Not: operator.not_,
+    ast.UAdd: operator.pos,
+    ast.USub: operator.neg,
+    ast.Invert: operator.invert,
+    ast.Not: operator.not_,
 }
 
 
@@ -307,7 +335,10 @@ class ExpressionCompiler:
         if not any(isinstance(e, ast.Starred) for e in elts):
             fns = tuple(self.expr(e) for e in elts)
             return lambda env: [f(env) for f in fns]
-        parts = tuple((isinstance(e, ast.Starred), self.expr(e.value if isinstance(e, ast.Starred) else e)) for e in elts)
+        parts = tuple(
+            (isinstance(e, ast.Starred), self.expr(e.value if isinstance(e, ast.Starred) else e))
+            for e in elts
+        )
 
         def build(env: Env) -> list:
             out: list = []
@@ -343,7 +374,10 @@ class ExpressionCompiler:
         return lambda env: set(elems(env))
 
     def e_Dict(self, node: ast.Dict) -> Fn:
-        items = tuple((None if k is None else self.expr(k), self.expr(v)) for k, v in zip(node.keys, node.values, strict=False))
+        items = tuple(
+            (None if k is None else self.expr(k), self.expr(v))
+            for k, v in zip(node.keys, node.values, strict=False)
+        )
 
         def build(env: Env) -> dict:
             d: dict = {}
@@ -411,8 +445,11 @@ class ExpressionCompiler:
         raise _refuse(node, "a starred expression is not allowed here")
 
     def e_Yield(self, node: ast.AST) -> Fn:
-        raise _refuse(node, "'yield' inside a larger expression is not supported by the sandbox "
-                            "(use it as a statement, an assignment value or a return value)")
+        raise _refuse(
+            node,
+            "'yield' inside a larger expression is not supported by the sandbox "
+            "(use it as a statement, an assignment value or a return value)",
+        )
 
     e_YieldFrom = e_Yield
 

@@ -26,7 +26,9 @@ def _read(path: Path, field: str) -> str:
     except FileNotFoundError:
         raise InputError("file not found", path=path, field=field) from None
     except UnicodeDecodeError as exc:
-        raise InputError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", path=path, field=field) from None
+        raise InputError(
+            f"not UTF-8 text ({exc.reason} at byte {exc.start})", path=path, field=field
+        ) from None
     except OSError as exc:
         raise InputError(exc.strerror or str(exc), path=path, field=field) from None
 
@@ -51,7 +53,8 @@ def split_test_source(
         if not entry_point:
             raise InputError(
                 "the test file defines check(candidate): give --entry-point (the program does not define "
-                "exactly one top-level function)", path=where,
+                "exactly one top-level function)",
+                path=where,
             )
         suite = codetests.split_check(source, entry_point, where=where)
     else:

@@ -45,7 +45,11 @@ class FunctionCompiler:
         ctx = self.ctx
         decos = tuple(self.expr(d) for d in decorators)
         defaults = tuple(self.expr(d) for d in args.defaults)
-        kw_defaults = tuple((a.arg, self.expr(d)) for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=False) if d is not None)
+        kw_defaults = tuple(
+            (a.arg, self.expr(d))
+            for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=False)
+            if d is not None
+        )
         # Annotations are evaluated at definition time, as CPython does (and then dropped).
         ann_nodes = [a.annotation for a in (*args.posonlyargs, *args.args, *args.kwonlyargs) if a.annotation]
         for extra in (args.vararg, args.kwarg):
@@ -84,7 +88,12 @@ class FunctionCompiler:
             self.qual.pop()
             self.in_class_body = in_class
         doc = None
-        if not is_lambda and body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+        if (
+            not is_lambda
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+        ):
             if isinstance(body[0].value.value, str):
                 doc = body[0].value.value
         binder_factory = _binder(name, args)
@@ -200,7 +209,9 @@ class FunctionCompiler:
     def gen_block(self, stmts: list[ast.stmt]) -> Fn:
         """Compile statements into a Python generator function; statements that contain no
         yield run as ordinary closures inside it."""
-        items = tuple((_contains_yield([s]), self.gen_stmt(s) if _contains_yield([s]) else self.stmt(s)) for s in stmts)
+        items = tuple(
+            (_contains_yield([s]), self.gen_stmt(s) if _contains_yield([s]) else self.stmt(s)) for s in stmts
+        )
         ctx = self.ctx
         n = len(items)
 
@@ -236,8 +247,11 @@ class FunctionCompiler:
                 return (yield from source(env))
 
             return yield_from
-        raise _refuse(node, "'yield' inside a larger expression is not supported by the sandbox "
-                            "(use it as a statement, an assignment value or a return value)")
+        raise _refuse(
+            node,
+            "'yield' inside a larger expression is not supported by the sandbox "
+            "(use it as a statement, an assignment value or a return value)",
+        )
 
     def gen_stmt(self, node: ast.stmt) -> Fn:
         if isinstance(node, ast.Expr):
@@ -315,8 +329,11 @@ class FunctionCompiler:
         if isinstance(node, ast.Try):
             body = self.gen_block(node.body)
             handlers = tuple(
-                (self.expr(h.type) if h.type is not None else None, self.store_name(h.name) if h.name else None,
-                 self.gen_block(h.body))
+                (
+                    self.expr(h.type) if h.type is not None else None,
+                    self.store_name(h.name) if h.name else None,
+                    self.gen_block(h.body),
+                )
                 for h in node.handlers
             )
             orelse = self.gen_block(node.orelse) if node.orelse else None
@@ -384,7 +401,9 @@ class FunctionCompiler:
                 return r
 
             return with_
-        raise _refuse(node, f"'yield' inside a '{type(node).__name__}' statement is not supported by the sandbox")
+        raise _refuse(
+            node, f"'yield' inside a '{type(node).__name__}' statement is not supported by the sandbox"
+        )
 
 
 def _binder(fname: str, args: ast.arguments) -> Callable[[tuple, dict], Callable[[tuple, dict], dict]]:
@@ -396,7 +415,7 @@ def _binder(fname: str, args: ast.arguments) -> Callable[[tuple, dict], Callable
     kwonly = [a.arg for a in args.kwonlyargs]
     vararg = args.vararg.arg if args.vararg else None
     kwarg = args.kwarg.arg if args.kwarg else None
-    keywordable = set(pos[len(posonly):]) | set(kwonly)
+    keywordable = set(pos[len(posonly) :]) | set(kwonly)
     simple = not posonly and not kwonly and not vararg and not kwarg
     pos_t = tuple(pos)
 
@@ -424,7 +443,9 @@ def _binder(fname: str, args: ast.arguments) -> Callable[[tuple, dict], Callable
                 elif extra is not None:
                     extra[key] = v
                 elif key in posonly:
-                    raise TypeError(f"{fname}() got some positional-only arguments passed as keyword arguments: '{key}'")
+                    raise TypeError(
+                        f"{fname}() got some positional-only arguments passed as keyword arguments: '{key}'"
+                    )
                 else:
                     raise TypeError(f"{fname}() got an unexpected keyword argument '{key}'")
             missing = []
@@ -436,7 +457,11 @@ def _binder(fname: str, args: ast.arguments) -> Callable[[tuple, dict], Callable
                     else:
                         missing.append(p)
             if missing:
-                names = " and ".join(f"'{m}'" for m in missing) if len(missing) <= 2 else ", ".join(f"'{m}'" for m in missing)
+                names = (
+                    " and ".join(f"'{m}'" for m in missing)
+                    if len(missing) <= 2
+                    else ", ".join(f"'{m}'" for m in missing)
+                )
                 raise TypeError(
                     f"{fname}() missing {len(missing)} required positional argument{'s' if len(missing) > 1 else ''}: {names}"
                 )

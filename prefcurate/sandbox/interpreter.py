@@ -90,7 +90,9 @@ class Compiler(ExpressionCompiler, StatementCompiler, AssertCompiler, FunctionCo
 class Interpreter:
     """One program's interpreter: fresh builtins, module proxies and globals."""
 
-    def __init__(self, max_steps: int = 10_000_000, max_depth: int = 1000, module_name: str = "__sandbox__") -> None:
+    def __init__(
+        self, max_steps: int = 10_000_000, max_depth: int = 1000, module_name: str = "__sandbox__"
+    ) -> None:
         self.ctx = Ctx(max_steps, max_depth, module_name)
         self.ctx.builtins.update(make_builtins(self.ctx))
         self.globals: dict[str, Any] = {"__name__": module_name, "__doc__": None}

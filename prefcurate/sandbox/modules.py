@@ -71,7 +71,9 @@ def _public(module: Any, names: list[str] | None = None, drop: tuple[str, ...] =
     if attrs is None:
         if names is None:
             names = [n for n in dir(module) if not n.startswith("_")]
-        attrs = _PUBLIC_CACHE[key] = {n: getattr(module, n) for n in names if n not in drop and hasattr(module, n)}
+        attrs = _PUBLIC_CACHE[key] = {
+            n: getattr(module, n) for n in names if n not in drop and hasattr(module, n)
+        }
     return attrs
 
 
@@ -102,24 +104,119 @@ def _methodcaller(name: str, /, *args: Any, **kwargs: Any) -> Callable[[Any], An
 
 
 _TYPING = [
-    "Any", "AnyStr", "Callable", "ClassVar", "Counter", "DefaultDict", "Deque", "Dict", "Final",
-    "FrozenSet", "Generator", "Generic", "Hashable", "Iterable", "Iterator", "List", "Literal",
-    "Mapping", "MutableMapping", "MutableSequence", "MutableSet", "NamedTuple", "NewType",
-    "NoReturn", "Optional", "OrderedDict", "Protocol", "Sequence", "Set", "Sized", "SupportsFloat",
-    "SupportsInt", "Text", "Tuple", "Type", "TypeVar", "TypedDict", "Union", "TYPE_CHECKING",
-    "cast", "overload", "Collection", "Container", "Reversible", "ChainMap", "Awaitable",
-    "Coroutine", "AsyncIterator", "AsyncIterable", "ByteString", "SupportsAbs", "SupportsRound",
-    "SupportsIndex", "Pattern", "Match", "no_type_check", "final", "runtime_checkable",
+    "Any",
+    "AnyStr",
+    "Callable",
+    "ClassVar",
+    "Counter",
+    "DefaultDict",
+    "Deque",
+    "Dict",
+    "Final",
+    "FrozenSet",
+    "Generator",
+    "Generic",
+    "Hashable",
+    "Iterable",
+    "Iterator",
+    "List",
+    "Literal",
+    "Mapping",
+    "MutableMapping",
+    "MutableSequence",
+    "MutableSet",
+    "NamedTuple",
+    "NewType",
+    "NoReturn",
+    "Optional",
+    "OrderedDict",
+    "Protocol",
+    "Sequence",
+    "Set",
+    "Sized",
+    "SupportsFloat",
+    "SupportsInt",
+    "Text",
+    "Tuple",
+    "Type",
+    "TypeVar",
+    "TypedDict",
+    "Union",
+    "TYPE_CHECKING",
+    "cast",
+    "overload",
+    "Collection",
+    "Container",
+    "Reversible",
+    "ChainMap",
+    "Awaitable",
+    "Coroutine",
+    "AsyncIterator",
+    "AsyncIterable",
+    "ByteString",
+    "SupportsAbs",
+    "SupportsRound",
+    "SupportsIndex",
+    "Pattern",
+    "Match",
+    "no_type_check",
+    "final",
+    "runtime_checkable",
 ]
 _RE = [
-    "compile", "search", "match", "fullmatch", "split", "findall", "finditer", "sub", "subn",
-    "escape", "purge", "error", "Pattern", "Match", "A", "ASCII", "I", "IGNORECASE", "L",
-    "LOCALE", "M", "MULTILINE", "S", "DOTALL", "X", "VERBOSE", "U", "UNICODE", "NOFLAG", "RegexFlag",
+    "compile",
+    "search",
+    "match",
+    "fullmatch",
+    "split",
+    "findall",
+    "finditer",
+    "sub",
+    "subn",
+    "escape",
+    "purge",
+    "error",
+    "Pattern",
+    "Match",
+    "A",
+    "ASCII",
+    "I",
+    "IGNORECASE",
+    "L",
+    "LOCALE",
+    "M",
+    "MULTILINE",
+    "S",
+    "DOTALL",
+    "X",
+    "VERBOSE",
+    "U",
+    "UNICODE",
+    "NOFLAG",
+    "RegexFlag",
 ]
 _RANDOM_METHODS = [
-    "random", "uniform", "triangular", "randint", "choice", "randrange", "sample", "shuffle",
-    "choices", "normalvariate", "lognormvariate", "expovariate", "vonmisesvariate", "gammavariate",
-    "gauss", "betavariate", "paretovariate", "weibullvariate", "getrandbits", "seed", "randbytes",
+    "random",
+    "uniform",
+    "triangular",
+    "randint",
+    "choice",
+    "randrange",
+    "sample",
+    "shuffle",
+    "choices",
+    "normalvariate",
+    "lognormvariate",
+    "expovariate",
+    "vonmisesvariate",
+    "gammavariate",
+    "gauss",
+    "betavariate",
+    "paretovariate",
+    "weibullvariate",
+    "getrandbits",
+    "seed",
+    "randbytes",
 ]
 _SYS_MAXSIZE = sys.maxsize
 
@@ -158,16 +255,31 @@ def build_factories(ctx: Any) -> dict[str, Callable[[], ModuleProxy]]:
     """Module name -> factory of a fresh proxy for this run (`ctx` gives output and limits)."""
 
     def sys_proxy() -> ModuleProxy:
-        return ModuleProxy("sys", {
-            "maxsize": _SYS_MAXSIZE, "float_info": sys.float_info, "int_info": sys.int_info,
-            "hash_info": sys.hash_info, "version_info": sys.version_info, "version": sys.version,
-            "byteorder": sys.byteorder, "platform": "sandbox", "argv": [""], "maxunicode": sys.maxunicode,
-            "float_repr_style": sys.float_repr_style, "setrecursionlimit": _setrecursionlimit,
-            "getrecursionlimit": lambda: ctx.max_depth, "exit": _sys_exit,
-            "stdout": ctx.stdout_stream, "stderr": ctx.stdout_stream,
-            "getsizeof": sys.getsizeof, "intern": sys.intern,
-            "set_int_max_str_digits": lambda n: None, "get_int_max_str_digits": sys.get_int_max_str_digits,
-        })
+        return ModuleProxy(
+            "sys",
+            {
+                "maxsize": _SYS_MAXSIZE,
+                "float_info": sys.float_info,
+                "int_info": sys.int_info,
+                "hash_info": sys.hash_info,
+                "version_info": sys.version_info,
+                "version": sys.version,
+                "byteorder": sys.byteorder,
+                "platform": "sandbox",
+                "argv": [""],
+                "maxunicode": sys.maxunicode,
+                "float_repr_style": sys.float_repr_style,
+                "setrecursionlimit": _setrecursionlimit,
+                "getrecursionlimit": lambda: ctx.max_depth,
+                "exit": _sys_exit,
+                "stdout": ctx.stdout_stream,
+                "stderr": ctx.stdout_stream,
+                "getsizeof": sys.getsizeof,
+                "intern": sys.intern,
+                "set_int_max_str_digits": lambda n: None,
+                "get_int_max_str_digits": sys.get_int_max_str_digits,
+            },
+        )
 
     def random_proxy() -> ModuleProxy:
         # A fixed seed per run: pass counts of programs that use `random` without seeding are
@@ -191,16 +303,39 @@ def build_factories(ctx: Any) -> dict[str, Callable[[], ModuleProxy]]:
 
     def decimal_proxy() -> ModuleProxy:
         # The shared template contexts are mutable: not exposed.
-        return ModuleProxy("decimal", _public(decimal, drop=("DefaultContext", "BasicContext", "ExtendedContext")))
+        return ModuleProxy(
+            "decimal", _public(decimal, drop=("DefaultContext", "BasicContext", "ExtendedContext"))
+        )
 
     def time_proxy() -> ModuleProxy:
-        return ModuleProxy("time", _public(time, [
-            "time", "time_ns", "perf_counter", "perf_counter_ns", "monotonic", "monotonic_ns",
-            "process_time", "sleep", "gmtime", "localtime", "mktime", "strftime", "strptime",
-            "asctime", "ctime", "struct_time",
-        ]))
+        return ModuleProxy(
+            "time",
+            _public(
+                time,
+                [
+                    "time",
+                    "time_ns",
+                    "perf_counter",
+                    "perf_counter_ns",
+                    "monotonic",
+                    "monotonic_ns",
+                    "process_time",
+                    "sleep",
+                    "gmtime",
+                    "localtime",
+                    "mktime",
+                    "strftime",
+                    "strptime",
+                    "asctime",
+                    "ctime",
+                    "struct_time",
+                ],
+            ),
+        )
 
-    def simple(module: Any, names: list[str] | None = None, drop: tuple[str, ...] = ()) -> Callable[[], ModuleProxy]:
+    def simple(
+        module: Any, names: list[str] | None = None, drop: tuple[str, ...] = ()
+    ) -> Callable[[], ModuleProxy]:
         attrs = _public(module, names, drop)
         name = module.__name__
         # Mutable module-level values (`hashlib.algorithms_guaranteed` is a set) are copied
@@ -218,22 +353,70 @@ def build_factories(ctx: Any) -> dict[str, Callable[[], ModuleProxy]]:
         "bisect": simple(bisect),
         "array": simple(array, ["array", "typecodes", "ArrayType"]),
         "copy": simple(copy, ["copy", "deepcopy", "Error"]),
-        "functools": simple(functools, [
-            "reduce", "partial", "partialmethod", "lru_cache", "cache", "cached_property", "cmp_to_key",
-            "total_ordering", "wraps", "update_wrapper", "WRAPPER_ASSIGNMENTS",
-            "WRAPPER_UPDATES",
-        ]),
-        "statistics": simple(statistics, [
-            "mean", "fmean", "geometric_mean", "harmonic_mean", "median", "median_low", "median_high",
-            "median_grouped", "mode", "multimode", "pstdev", "pvariance", "stdev", "variance",
-            "quantiles", "StatisticsError", "correlation", "covariance", "linear_regression", "NormalDist",
-        ]),
+        "functools": simple(
+            functools,
+            [
+                "reduce",
+                "partial",
+                "partialmethod",
+                "lru_cache",
+                "cache",
+                "cached_property",
+                "cmp_to_key",
+                "total_ordering",
+                "wraps",
+                "update_wrapper",
+                "WRAPPER_ASSIGNMENTS",
+                "WRAPPER_UPDATES",
+            ],
+        ),
+        "statistics": simple(
+            statistics,
+            [
+                "mean",
+                "fmean",
+                "geometric_mean",
+                "harmonic_mean",
+                "median",
+                "median_low",
+                "median_high",
+                "median_grouped",
+                "mode",
+                "multimode",
+                "pstdev",
+                "pvariance",
+                "stdev",
+                "variance",
+                "quantiles",
+                "StatisticsError",
+                "correlation",
+                "covariance",
+                "linear_regression",
+                "NormalDist",
+            ],
+        ),
         "fractions": simple(fractions, ["Fraction"]),
-        "datetime": simple(datetime, ["date", "datetime", "time", "timedelta", "timezone", "tzinfo", "MINYEAR", "MAXYEAR"]),
-        "hashlib": simple(hashlib, [
-            "md5", "sha1", "sha224", "sha256", "sha384", "sha512", "sha3_224", "sha3_256", "sha3_384",
-            "sha3_512", "blake2b", "blake2s", "algorithms_guaranteed",
-        ]),
+        "datetime": simple(
+            datetime, ["date", "datetime", "time", "timedelta", "timezone", "tzinfo", "MINYEAR", "MAXYEAR"]
+        ),
+        "hashlib": simple(
+            hashlib,
+            [
+                "md5",
+                "sha1",
+                "sha224",
+                "sha256",
+                "sha384",
+                "sha512",
+                "sha3_224",
+                "sha3_256",
+                "sha3_384",
+                "sha3_512",
+                "blake2b",
+                "blake2s",
+                "algorithms_guaranteed",
+            ],
+        ),
         "json": simple(json, ["dumps", "loads", "JSONDecodeError"]),
         "textwrap": simple(textwrap, ["wrap", "fill", "shorten", "dedent", "indent"]),
         "unicodedata": simple(unicodedata),
@@ -250,9 +433,33 @@ def build_factories(ctx: Any) -> dict[str, Callable[[], ModuleProxy]]:
 
 
 ALLOWED_MODULES = (
-    "abc", "array", "bisect", "cmath", "collections", "collections.abc", "copy", "datetime", "decimal",
-    "enum", "fractions", "functools", "hashlib", "heapq", "itertools", "json", "math", "numbers",
-    "operator", "random", "re", "statistics", "string", "sys", "textwrap", "time", "typing",
+    "abc",
+    "array",
+    "bisect",
+    "cmath",
+    "collections",
+    "collections.abc",
+    "copy",
+    "datetime",
+    "decimal",
+    "enum",
+    "fractions",
+    "functools",
+    "hashlib",
+    "heapq",
+    "itertools",
+    "json",
+    "math",
+    "numbers",
+    "operator",
+    "random",
+    "re",
+    "statistics",
+    "string",
+    "sys",
+    "textwrap",
+    "time",
+    "typing",
     "unicodedata",
 )
 

@@ -52,7 +52,10 @@ def _encode(v: Any, depth: int, budget: list[int]) -> Any:
     if t is bytes:
         return ["B", v.hex()]
     if t in _MAPPINGS:
-        return [_MAPPINGS[t], [[_encode(k, depth + 1, budget), _encode(x, depth + 1, budget)] for k, x in dict.items(v)]]
+        return [
+            _MAPPINGS[t],
+            [[_encode(k, depth + 1, budget), _encode(x, depth + 1, budget)] for k, x in dict.items(v)],
+        ]
     if t is collections.deque:
         return ["DQ", [_encode(x, depth + 1, budget) for x in v]]
     if t is fractions.Fraction:

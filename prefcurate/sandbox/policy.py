@@ -18,14 +18,44 @@ from typing import Any
 READABLE_DUNDERS = frozenset({"__init__", "__name__", "__qualname__", "__doc__"})
 
 # Non-dunder attributes that expose interpreter internals (frames, code, generator state).
-BLOCKED_ATTRS = frozenset({
-    "gi_frame", "gi_code", "gi_yieldfrom", "gi_running", "gi_suspended",
-    "cr_frame", "cr_code", "cr_await", "cr_origin", "cr_running", "cr_suspended",
-    "ag_frame", "ag_code", "ag_await", "ag_running",
-    "f_back", "f_globals", "f_locals", "f_builtins", "f_code", "f_trace", "f_lasti", "f_lineno",
-    "f_trace_lines", "f_trace_opcodes", "tb_frame", "tb_next", "tb_lasti", "tb_lineno",
-    "co_code", "co_consts", "co_names", "co_varnames", "co_filename",
-})
+BLOCKED_ATTRS = frozenset(
+    {
+        "gi_frame",
+        "gi_code",
+        "gi_yieldfrom",
+        "gi_running",
+        "gi_suspended",
+        "cr_frame",
+        "cr_code",
+        "cr_await",
+        "cr_origin",
+        "cr_running",
+        "cr_suspended",
+        "ag_frame",
+        "ag_code",
+        "ag_await",
+        "ag_running",
+        "f_back",
+        "f_globals",
+        "f_locals",
+        "f_builtins",
+        "f_code",
+        "f_trace",
+        "f_lasti",
+        "f_lineno",
+        "f_trace_lines",
+        "f_trace_opcodes",
+        "tb_frame",
+        "tb_next",
+        "tb_lasti",
+        "tb_lineno",
+        "co_code",
+        "co_consts",
+        "co_names",
+        "co_varnames",
+        "co_filename",
+    }
+)
 # Single-underscore names are the private state of whoever defined them. The program may use
 # its own (`self._cache`, `f._memo`), never a library's (`random._os`, `Enum._member_map_`):
 # a host object's private attributes reach modules and process-wide mutable state. These few
@@ -113,7 +143,9 @@ def check_format_string(fmt: str) -> None:
                 if is_attr:
                     check_read(key)
                     if is_private(key):
-                        raise PolicyError(f"private attribute '{key}' in a format string is not allowed in the sandbox")
+                        raise PolicyError(
+                            f"private attribute '{key}' in a format string is not allowed in the sandbox"
+                        )
         if spec:
             check_format_string(spec)
 

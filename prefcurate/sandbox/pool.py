@@ -284,7 +284,10 @@ class SandboxPool:
 
         def finish(status: str, reason: str, fill: str) -> RunResult:
             # Units the run never reached get the run's reason.
-            done = tuple(u if u is not None else UnitResult(fill, "not run: " + reason if reason else "") for u in units)
+            done = tuple(
+                u if u is not None else UnitResult(fill, "not run: " + reason if reason else "")
+                for u in units
+            )
             return RunResult(status, reason, done, "".join(out), time.monotonic() - start)
 
         try:
@@ -321,7 +324,9 @@ class SandboxPool:
                 w.kill()
                 code = w.proc.poll()
             if code is not None and code < 0 and -code in (signal.SIGXCPU, signal.SIGKILL, signal.SIGSEGV):
-                return finish(RESOURCE_LIMIT, f"worker killed by signal {signal.Signals(-code).name}", ERRORED), False
+                return finish(
+                    RESOURCE_LIMIT, f"worker killed by signal {signal.Signals(-code).name}", ERRORED
+                ), False
             return finish(ERROR, f"sandbox worker failed: {exc} (exit code {code})", ERRORED), False
         except (KeyError, ValueError, TypeError, IndexError) as exc:
             return finish(ERROR, f"sandbox protocol error: {exc}", ERRORED), False

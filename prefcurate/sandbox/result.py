@@ -7,7 +7,14 @@ from dataclasses import dataclass, field
 # Unit statuses: one per test source string given to a run.
 PASSED, FAILED, ERRORED, TIMEOUT, SKIPPED = "passed", "failed", "errored", "timeout", "skipped"
 # Run statuses.
-OK, RUN_FAILED, REFUSED, RUN_TIMEOUT, RESOURCE_LIMIT, ERROR = "ok", "failed", "refused", "timeout", "resource_limit", "error"
+OK, RUN_FAILED, REFUSED, RUN_TIMEOUT, RESOURCE_LIMIT, ERROR = (
+    "ok",
+    "failed",
+    "refused",
+    "timeout",
+    "resource_limit",
+    "error",
+)
 
 
 @dataclass(frozen=True)

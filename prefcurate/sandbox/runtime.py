@@ -26,8 +26,21 @@ class Ctx:
     """Per-run interpreter state: budgets, captured output, owned objects, module proxies."""
 
     __slots__ = (
-        "steps", "max_steps", "depth", "max_depth", "out", "out_len", "truncated", "classes",
-        "functions", "modules", "factories", "builtins", "asserts", "stdout_stream", "module_name",
+        "steps",
+        "max_steps",
+        "depth",
+        "max_depth",
+        "out",
+        "out_len",
+        "truncated",
+        "classes",
+        "functions",
+        "modules",
+        "factories",
+        "builtins",
+        "asserts",
+        "stdout_stream",
+        "module_name",
     )
 
     def __init__(self, max_steps: int, max_depth: int, module_name: str) -> None:
@@ -116,7 +129,10 @@ def owned_setattr(ctx: Ctx, obj: Any, name: str, value: Any, delete: bool = Fals
     t = type(obj)
     owned = ctx.classes
     if not (
-        t in owned or obj in ctx.functions or t in _SETTABLE_HOST_TYPES or (isinstance(obj, type) and obj in owned)
+        t in owned
+        or obj in ctx.functions
+        or t in _SETTABLE_HOST_TYPES
+        or (isinstance(obj, type) and obj in owned)
     ):
         kind = obj.__name__ if isinstance(obj, type) else t.__name__
         raise PolicyError(

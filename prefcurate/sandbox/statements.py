@@ -436,11 +436,15 @@ class StatementCompiler:
             mod = ctx.import_module(module)
             for name, store in items:
                 if is_dunder(name) or name.startswith("_"):
-                    raise PolicyError(f"importing private name '{name}' from '{module}' is not allowed in the sandbox")
+                    raise PolicyError(
+                        f"importing private name '{name}' from '{module}' is not allowed in the sandbox"
+                    )
                 try:
                     v = getattr(mod, name)
                 except AttributeError:
-                    raise ImportError(f"cannot import name '{name}' from '{module}' (sandbox proxy)") from None
+                    raise ImportError(
+                        f"cannot import name '{name}' from '{module}' (sandbox proxy)"
+                    ) from None
                 store(env, v)
 
         return import_from
@@ -461,7 +465,9 @@ class StatementCompiler:
             try:
                 enter, exit_ = t.__enter__, t.__exit__
             except AttributeError:
-                raise TypeError(f"'{t.__name__}' object does not support the context manager protocol") from None
+                raise TypeError(
+                    f"'{t.__name__}' object does not support the context manager protocol"
+                ) from None
             v = enter(mgr)
             if target is not None:
                 target(env, v)
@@ -555,7 +561,9 @@ class StatementCompiler:
                     else:
                         names = getattr(cls, "__match_args__", ())
                         if len(pos) > len(names):
-                            raise TypeError(f"{cls.__name__}() accepts {len(names)} positional sub-patterns ({len(pos)} given)")
+                            raise TypeError(
+                                f"{cls.__name__}() accepts {len(names)} positional sub-patterns ({len(pos)} given)"
+                            )
                         for name, pat in zip(names, pos, strict=False):
                             if not hasattr(s, name) or not pat(env, checked_getattr(s, name)):
                                 return False

@@ -224,13 +224,27 @@ def serve(chan: Channel) -> None:
             keep = run_job(chan, job)
         except MemoryError:
             try:
-                chan.send({"t": "prog", "status": "resource_limit", "reason": "MemoryError in the sandbox worker", "out": ""})
+                chan.send(
+                    {
+                        "t": "prog",
+                        "status": "resource_limit",
+                        "reason": "MemoryError in the sandbox worker",
+                        "out": "",
+                    }
+                )
             except BaseException:
                 pass
             keep = False
         except BaseException as exc:  # a sandbox bug: report it, then exit so a fresh worker replaces us
             try:
-                chan.send({"t": "prog", "status": "error", "reason": f"sandbox internal error: {_describe(exc)}", "out": ""})
+                chan.send(
+                    {
+                        "t": "prog",
+                        "status": "error",
+                        "reason": f"sandbox internal error: {_describe(exc)}",
+                        "out": "",
+                    }
+                )
             except BaseException:
                 pass
             keep = False

@@ -75,7 +75,11 @@ class Signal:
 
     def spec(self) -> dict[str, Any]:
         """Everything that determines the values (recorded in the manifest, hashed for resume)."""
-        return {f.name: getattr(self, f.name) for f in fields(self)} if hasattr(self, "__dataclass_fields__") else {}
+        return (
+            {f.name: getattr(self, f.name) for f in fields(self)}
+            if hasattr(self, "__dataclass_fields__")
+            else {}
+        )
 
     def manifest_extra(self) -> dict[str, Any]:
         """Extra manifest entries known only after computing (model fingerprints...)."""
@@ -163,11 +167,15 @@ class RunContext:
                     continue
                 out = fn(shard)
                 if out.num_rows != shard.num_rows:
-                    raise PrefcurateError(f"{description}: shard {i} gave {out.num_rows} rows for {shard.num_rows} inputs")
+                    raise PrefcurateError(
+                        f"{description}: shard {i} gave {out.num_rows} rows for {shard.num_rows} inputs"
+                    )
                 write_parquet(out, path)
                 outputs.append(out)
                 done_new += size
-                fields_ = {"rate": rate(shard, done_new / max(time.perf_counter() - started, 1e-9))} if rate else {}
+                fields_ = (
+                    {"rate": rate(shard, done_new / max(time.perf_counter() - started, 1e-9))} if rate else {}
+                )
                 bar.advance(size, **fields_)
         if not outputs:
             return table.schema.empty_table()
@@ -199,7 +207,9 @@ def run_signal(
     out = signal.compute(pairs, ctx)
     expected = ["pair_id", *signal.columns]
     if out.column_names[: len(expected)] != expected:
-        raise PrefcurateError(f"signal {signal.name} returned columns {out.column_names}, expected {expected}")
+        raise PrefcurateError(
+            f"signal {signal.name} returned columns {out.column_names}, expected {expected}"
+        )
     if out.num_rows != pairs.num_rows or not out.column("pair_id").equals(pairs.column("pair_id")):
         raise PrefcurateError(f"signal {signal.name} must return one row per pair, in pair order")
     counts = {"rows": out.num_rows, "nulls": {c: out.column(c).null_count for c in signal.columns}}
@@ -225,7 +235,9 @@ def load_signal_columns(store: Store, dataset: str, columns: list[str]) -> pa.Ta
     for col in columns:
         signal, sep, _ = col.partition("__")
         if not sep:
-            raise ConfigError(f"{col!r} is not a signal column; expected <signal>__<field>, e.g. score_gap_v1__gap")
+            raise ConfigError(
+                f"{col!r} is not a signal column; expected <signal>__<field>, e.g. score_gap_v1__gap"
+            )
         by_signal.setdefault(signal, []).append(col)
     result: pa.Table | None = None
     for signal, cols in by_signal.items():

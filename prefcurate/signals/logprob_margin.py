@@ -35,7 +35,12 @@ BACKENDS = ("transformers", "vllm")
 # growing with the batch budget so GPU runs are not split into tiny shards.
 MIN_SHARD_ROWS = 64
 CACHE_SCHEMA = pa.schema(
-    [("completion_id", pa.string()), ("logp", pa.float64()), ("tokens", pa.int32()), ("truncated", pa.bool_())]
+    [
+        ("completion_id", pa.string()),
+        ("logp", pa.float64()),
+        ("tokens", pa.int32()),
+        ("truncated", pa.bool_()),
+    ]
 )
 
 
@@ -45,8 +50,16 @@ class LogprobMargin(Signal):
     name = "logprob_margin_v1"
     cli_name = "logprob-margin"
     fields = (
-        "chosen_logp", "rejected_logp", "chosen_tokens", "rejected_tokens", "margin", "margin_per_token",
-        "chosen_truncated", "rejected_truncated", "correct", "correct_per_token",
+        "chosen_logp",
+        "rejected_logp",
+        "chosen_tokens",
+        "rejected_tokens",
+        "margin",
+        "margin_per_token",
+        "chosen_truncated",
+        "rejected_truncated",
+        "correct",
+        "correct_per_token",
     )
     description = "log pi(chosen|x) - log pi(rejected|x) under a model (sums over completion tokens)"
 
@@ -76,7 +89,9 @@ class LogprobMargin(Signal):
         return pair_columns(self, pairs, values)
 
 
-def completion_logps(pairs: pa.Table, ctx: RunContext, options: LogprobMargin) -> tuple[dict[str, tuple], dict[str, Any]]:
+def completion_logps(
+    pairs: pa.Table, ctx: RunContext, options: LogprobMargin
+) -> tuple[dict[str, tuple], dict[str, Any]]:
     """completion_id -> (logp, tokens, truncated) for every chosen/rejected completion of `pairs`,
     plus the manifest entries that identify the computation."""
     from ..logprob import TRUNCATION, chat_template_hash, open_scorer
@@ -84,8 +99,11 @@ def completion_logps(pairs: pa.Table, ctx: RunContext, options: LogprobMargin) -
 
     model_fp = model_fingerprint(options.model)
     scorer = open_scorer(
-        options.model, backend=options.backend, dtype=options.dtype,
-        max_length=options.max_length, batch_tokens=options.batch_tokens,
+        options.model,
+        backend=options.backend,
+        dtype=options.dtype,
+        max_length=options.max_length,
+        batch_tokens=options.batch_tokens,
     )
     identity = {
         "model_fingerprint": model_fp,
@@ -131,8 +149,13 @@ def completion_logps(pairs: pa.Table, ctx: RunContext, options: LogprobMargin) -
             return f"{state['done']:,}/{len(missing):,} completions  {per_second:,.0f} tok/s"
 
         result = ctx.map_shards(
-            table, score_shard, shard_rows=max(MIN_SHARD_ROWS, options.batch_tokens // 128),
-            description=f"log-probs ({scorer.dtype}, tokens)", tag=tag, weight=tokens_of, rate=rate,
+            table,
+            score_shard,
+            shard_rows=max(MIN_SHARD_ROWS, options.batch_tokens // 128),
+            description=f"log-probs ({scorer.dtype}, tokens)",
+            tag=tag,
+            weight=tokens_of,
+            rate=rate,
         )
         cache.add(result, tag)
         known.update(CompletionCache.as_dict(result))

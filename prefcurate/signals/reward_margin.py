@@ -112,14 +112,22 @@ class RewardMargin(Signal):
 
         def score_shard(shard: pa.Table) -> pa.Table:
             values = rm.score(shard.column("input_ids").to_pylist(), self.batch_tokens)
-            return pa.table({"completion_id": shard.column("completion_id"), "score": pa.array(values, pa.float64())})
+            return pa.table(
+                {"completion_id": shard.column("completion_id"), "score": pa.array(values, pa.float64())}
+            )
 
         scored = ctx.map_shards(
-            table, score_shard, shard_rows=self.shard_rows, description="reward", tag="completions",
+            table,
+            score_shard,
+            shard_rows=self.shard_rows,
+            description="reward",
+            tag="completions",
             weight=lambda t: float(pc.sum(t.column("n_tokens")).as_py() or 0),
             rate=lambda _t, per_s: f"{per_s:,.0f} tok/s",
         )
-        score_of = dict(zip(scored.column("completion_id").to_pylist(), scored.column("score").to_pylist(), strict=True))
+        score_of = dict(
+            zip(scored.column("completion_id").to_pylist(), scored.column("score").to_pylist(), strict=True)
+        )
         chosen = pa.array([score_of[c] for c in pairs.column("chosen_id").to_pylist()], pa.float64())
         rejected = pa.array([score_of[c] for c in pairs.column("rejected_id").to_pylist()], pa.float64())
         self._extra = {
@@ -144,7 +152,9 @@ def distinct_completions(pairs: pa.Table) -> dict[str, tuple[list[dict[str, str]
     """completion id -> (prompt messages, text), in order of first appearance (chosen before rejected)."""
     out: dict[str, tuple[list[dict[str, str]], str]] = {}
     prompts = pairs.column("prompt").to_pylist()
-    cols = {s: (pairs.column(f"{s}_id").to_pylist(), pairs.column(s).to_pylist()) for s in ("chosen", "rejected")}
+    cols = {
+        s: (pairs.column(f"{s}_id").to_pylist(), pairs.column(s).to_pylist()) for s in ("chosen", "rejected")
+    }
     for row, prompt in enumerate(prompts):
         for side in ("chosen", "rejected"):
             cid, text = cols[side][0][row], cols[side][1][row]

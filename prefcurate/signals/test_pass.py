@@ -53,7 +53,9 @@ class TestPass(Signal):
                     suite = meta_suite(meta)
                     spec = json.loads(meta) if meta else {}
                 except (json.JSONDecodeError, InputError) as exc:
-                    raise InputError(f"cannot read tests from meta: {exc}", path=ctx.pairs_ref.label, row=row, field="meta") from None
+                    raise InputError(
+                        f"cannot read tests from meta: {exc}", path=ctx.pairs_ref.label, row=row, field="meta"
+                    ) from None
                 parsed[meta] = (suite, spec.get("program_prefix") or "", spec.get("entry_point"))
             suites.append(parsed[meta][0])
 
@@ -71,10 +73,15 @@ class TestPass(Signal):
                 job_meta.append(metas[row])
                 job_text.append(text)
 
-        jobs = pa.table({"job": pa.array(range(len(job_meta)), pa.int64()), "completion": job_text, "meta": job_meta})
+        jobs = pa.table(
+            {"job": pa.array(range(len(job_meta)), pa.int64()), "completion": job_text, "meta": job_meta}
+        )
+
         def to_work(shard: pa.Table) -> list[tuple[str, TestSuite]]:
             work = []
-            for text, meta in zip(shard.column("completion").to_pylist(), shard.column("meta").to_pylist(), strict=False):
+            for text, meta in zip(
+                shard.column("completion").to_pylist(), shard.column("meta").to_pylist(), strict=False
+            ):
                 suite, prefix, entry = parsed[meta]
                 work.append((build_program(text, prefix, entry), suite))
             return work
@@ -106,8 +113,13 @@ class TestPass(Signal):
 
         chosen, rejected = side_passed(sides[0]), side_passed(sides[1])
         total = [s.total if s is not None else None for s in suites]
-        self._extra = {"pairs_without_tests": sum(s is None for s in suites), "completions_run": len(job_meta)}
-        gap = [c - r if c is not None and r is not None else None for c, r in zip(chosen, rejected, strict=False)]
+        self._extra = {
+            "pairs_without_tests": sum(s is None for s in suites),
+            "completions_run": len(job_meta),
+        }
+        gap = [
+            c - r if c is not None and r is not None else None for c, r in zip(chosen, rejected, strict=False)
+        ]
         return pa.table(
             {
                 "pair_id": pairs.column("pair_id"),
