@@ -33,7 +33,7 @@ def run_read(path: Path, work: Path) -> int:
 
 
 def run_prefcurate(path: Path, work: Path) -> int:
-    from prefcurate.builders.ultrafeedback import build_ultrafeedback
+    from prefcurate.build.ultrafeedback import build_ultrafeedback
     from prefcurate.store import Store
 
     result = build_ultrafeedback(Store(work / "store"), str(path), pairing="top-vs-rest", force=True)

@@ -63,8 +63,8 @@ def bf16_matmul_gflops(seconds: float = 2.0) -> float:
 
 
 def run_ours(pairs, dtype: str, max_length: int, batch_tokens: int):
-    from prefcurate.logprob import LogprobScorer
     from prefcurate.models import load_model
+    from prefcurate.models.logprob import LogprobScorer
 
     model, tok = load_model(None, dtype)
     scorer = LogprobScorer(model, tok, max_length=max_length, batch_tokens=batch_tokens)
@@ -89,7 +89,7 @@ def run_ours(pairs, dtype: str, max_length: int, batch_tokens: int):
 
 def run_vllm_vs_transformers(pairs, dtype: str, max_length: int, batch_tokens: int) -> None:
     """GPU only: the vLLM backend against the transformers backend on the same pairs."""
-    from prefcurate.logprob_vllm import VllmScorer
+    from prefcurate.models.logprob_vllm import VllmScorer
 
     c, r, s, tokens, _, _ = run_ours(pairs, dtype, max_length, batch_tokens)
     scorer = VllmScorer.open(None, dtype=dtype, max_length=max_length)
@@ -178,7 +178,7 @@ def main() -> None:
 
     import torch
 
-    from prefcurate.logprob import resolve_dtype
+    from prefcurate.models.dtypes import resolve_dtype
 
     auto, why = resolve_dtype("auto")
     print(f"machine: {torch.get_num_threads()} threads; --dtype auto -> {auto} ({why})")
@@ -187,8 +187,8 @@ def main() -> None:
     shapes = ("binarized", "uf3") if args.shape == "both" else (args.shape,)
     from transformers import AutoTokenizer
 
-    from prefcurate.logprob import encode
     from prefcurate.models import bundled_checkpoint
+    from prefcurate.models.encoding import encode
 
     tok = AutoTokenizer.from_pretrained(str(bundled_checkpoint()))
     for shape in shapes:

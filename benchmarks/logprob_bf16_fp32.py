@@ -57,8 +57,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "_data" / "logprob_bf16_fp32.jsonl")
     args = ap.parse_args()
 
-    from prefcurate.logprob import LogprobScorer
     from prefcurate.models import load_model
+    from prefcurate.models.logprob import LogprobScorer
 
     rows = [json.loads(line) for line in DATA.read_text().splitlines()[: args.pairs]]
     done: dict[tuple[str, int, str], float | None] = {}

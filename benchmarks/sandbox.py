@@ -28,8 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from prefcurate.codetests import build_program, join_program, suite_from_spec  # noqa: E402
 from prefcurate.sandbox import SandboxPool  # noqa: E402
+from prefcurate.sandbox.codetests import build_program, join_program, suite_from_spec  # noqa: E402
 
 MBPP = ROOT.parent / "shared" / "data" / "mbpp" / "mbpp.jsonl"
 TIMEOUT = 5.0

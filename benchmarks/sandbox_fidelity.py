@@ -35,9 +35,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from prefcurate.builders.code import default_problems_file  # noqa: E402
-from prefcurate.codetests import TestSuite, build_program, join_program, suite_from_spec, truncate_body  # noqa: E402
+from prefcurate.build.code import default_problems_file  # noqa: E402
 from prefcurate.sandbox import SandboxPool  # noqa: E402
+from prefcurate.sandbox.codetests import (  # noqa: E402
+    TestSuite,
+    build_program,
+    join_program,
+    suite_from_spec,
+    truncate_body,
+)
 
 DATA = ROOT.parent / "shared" / "data"
 CODET = DATA / "codet" / "HumanEval_codegen16B_temp0.8_topp0.95_num100_max300_code_solution.jsonl"

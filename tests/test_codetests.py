@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from prefcurate.codetests import (
+from prefcurate.errors import InputError
+from prefcurate.sandbox.codetests import (
     TestSuite,
     build_program,
     count_result,
@@ -21,7 +22,6 @@ from prefcurate.codetests import (
     suite_from_spec,
     truncate_body,
 )
-from prefcurate.errors import InputError
 from prefcurate.sandbox.result import RunResult, UnitResult
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"

@@ -8,8 +8,8 @@ import json
 import pytest
 from rich.console import Console
 
-from prefcurate.demo import run_demo
-from prefcurate.demo_stages import STAGES, buckets_stage, build_stage, model_free_signals_stage, sql_stage
+from prefcurate.demo.run import run_demo
+from prefcurate.demo.stages import STAGES, buckets_stage, build_stage, model_free_signals_stage, sql_stage
 from prefcurate.store import Store
 
 

@@ -11,13 +11,13 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+from prefcurate.bucket.export import bucket_tables, export, trl_table
+from prefcurate.bucket.partition import PartitionSpec, partition
 from prefcurate.cli import app
 from prefcurate.errors import ConfigError, StoreError
-from prefcurate.export import bucket_tables, export, trl_table
-from prefcurate.partition import PartitionSpec, partition
 from prefcurate.store import Store
 
-from .test_partition import GAP, fake_logprob, make_pairs, publish_signal, rich_store, simple_store
+from .helpers import GAP, fake_logprob, make_pairs, publish_signal, rich_store, simple_store
 
 runner = CliRunner()
 TRL_COLUMNS = ["pair_id", "prompt", "chosen", "rejected"]
@@ -148,11 +148,11 @@ def test_ref_logps_come_from_the_signal_and_missing_values_refuse(store: Store, 
     # a second signal version lacking values for some pairs is refused, naming the first one
     other = Store(tmp_path / "other")
     pairs = make_pairs()
-    from .test_partition import publish_pairs
+    from .helpers import publish_dataset
 
-    publish_pairs(other, pairs)
-    from prefcurate.signals import run_signal
-    from prefcurate.signals.score_gap import ScoreGap
+    publish_dataset(other, pairs)
+    from prefcurate.score import run_signal
+    from prefcurate.score.score_gap import ScoreGap
 
     run_signal(other, "uf", ScoreGap())
     partition(other, PartitionSpec("uf", "cur", by=GAP, buckets=2))

@@ -1,4 +1,4 @@
-"""implicit_reward_v1: beta * (log pi_policy - log pi_ref) from two reused log-prob runs."""
+"""implicit_reward_v1: beta * (log pi_policy - log pi_ref) from the shared per-completion log-probs."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from prefcurate.errors import ConfigError  # noqa: E402
-from prefcurate.logprob import LogprobScorer  # noqa: E402
-from prefcurate.signals import run_signal  # noqa: E402
-from prefcurate.signals.implicit_reward import ImplicitReward  # noqa: E402
-from prefcurate.signals.logprob_margin import LogprobMargin  # noqa: E402
+from prefcurate.models.logprob import LogprobScorer  # noqa: E402
+from prefcurate.score import run_signal  # noqa: E402
+from prefcurate.score.implicit_reward import ImplicitReward  # noqa: E402
+from prefcurate.score.logprob_margin import LogprobMargin  # noqa: E402
 
 MAX_LENGTH = 64
 
@@ -27,7 +27,15 @@ def test_exactly_zero_when_policy_is_reference(tiny_model, pair_store) -> None:
     for field in ("chosen", "rejected", "margin"):
         assert set(t.column(f"implicit_reward_v1__{field}").to_pylist()) == {0.0}
     assert set(t.column("implicit_reward_v1__correct").to_pylist()) == {False}  # a tie is never correct
-    assert ref.manifest["policy"]["signal_version"] == ref.manifest["reference"]["signal_version"]
+    assert ref.manifest["policy"]["model_fingerprint"] == ref.manifest["reference"]["model_fingerprint"]
+
+
+def test_publishes_nothing_under_the_log_prob_margin_name(tiny_model, make_tiny_model, pair_store) -> None:
+    # The policy's log-probs must never become the dataset's newest logprob_margin_v1 (rank, partition
+    # and export read that as the reference margin by default).
+    store = pair_store()
+    run_signal(store, "toy", implicit(make_tiny_model(1), tiny_model))
+    assert store.names("scores") == ["toy/implicit_reward_v1"]
 
 
 def test_equals_direct_computation_and_reuses_log_prob_runs(
@@ -47,7 +55,8 @@ def test_equals_direct_computation_and_reuses_log_prob_runs(
     )
     ref, _ = run_signal(store, "toy", implicit(policy, tiny_model, beta=0.25))
     assert calls == []  # both log-prob runs were reused, nothing scored again
-    assert ref.manifest["policy"]["reused"] and ref.manifest["reference"]["reused"]
+    assert ref.manifest["policy"]["completions"]["scored"] == 0
+    assert ref.manifest["reference"]["completions"]["scored"] == 0
     assert ref.manifest["reference"]["model_fingerprint"]["model"] == tiny_model
     rows = ref.read().to_pylist()
     for row, p, r in zip(rows, lp[policy], lp[tiny_model], strict=True):

@@ -15,17 +15,13 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from prefcurate.errors import ConfigError  # noqa: E402
-from prefcurate.logprob import (  # noqa: E402
-    LogprobScorer,
-    chat_template_hash,
-    decide_dtype,
-    encode,
-    pack,
-)
-from prefcurate.logprob_vllm import completion_sum  # noqa: E402
 from prefcurate.models import model_fingerprint  # noqa: E402
+from prefcurate.models.dtypes import decide_dtype  # noqa: E402
+from prefcurate.models.encoding import chat_template_hash, encode, pack  # noqa: E402
+from prefcurate.models.logprob import LogprobScorer  # noqa: E402
+from prefcurate.models.logprob_vllm import completion_sum  # noqa: E402
 
-from .conftest import naive_logp, pairs_table  # noqa: E402
+from .helpers import naive_logp, pairs_table  # noqa: E402
 
 PROMPTS = [
     [{"role": "user", "content": "Name a river."}],
@@ -204,7 +200,7 @@ def test_fingerprint_of_files_and_hub_ids(tmp_path: Path, monkeypatch: pytest.Mo
 
 
 def test_vllm_completion_sum_reads_the_completion_positions() -> None:
-    from prefcurate.logprob import Encoded
+    from prefcurate.models.encoding import Encoded
 
     class LP:
         def __init__(self, v: float) -> None:
@@ -216,7 +212,7 @@ def test_vllm_completion_sum_reads_the_completion_positions() -> None:
 
 
 def test_vllm_backend_says_what_it_needs(monkeypatch: pytest.MonkeyPatch) -> None:
-    from prefcurate.logprob_vllm import VllmScorer
+    from prefcurate.models.logprob_vllm import VllmScorer
 
     if torch.cuda.is_available():
         pytest.skip("a GPU is present: the no-GPU message cannot be shown")
@@ -229,7 +225,7 @@ def test_vllm_equals_transformers(tiny_model: str, tiny_fp32) -> None:
     pytest.importorskip("vllm", reason="vllm is not installed (extra: prefcurate[vllm])")
     if not torch.cuda.is_available():
         pytest.skip("vllm backend needs a CUDA GPU")
-    from prefcurate.logprob_vllm import VllmScorer
+    from prefcurate.models.logprob_vllm import VllmScorer
 
     model, tok = tiny_fp32
     want = LogprobScorer(model, tok, max_length=MAX_LENGTH).score(items(tok))

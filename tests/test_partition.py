@@ -8,7 +8,6 @@ and reward_margin_v1 sidecars published through the store API, a held-out split 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -19,147 +18,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from prefcurate import ids
+from prefcurate.bucket.export import read_buckets
+from prefcurate.bucket.partition import PartitionSpec, equal_sizes, partition
 from prefcurate.cli import app
 from prefcurate.errors import ConfigError
-from prefcurate.export import read_buckets
-from prefcurate.partition import PartitionSpec, equal_sizes, partition
-from prefcurate.query import run_sql
 from prefcurate.schema import PAIR_SCHEMA
-from prefcurate.signals import run_signal
-from prefcurate.signals.score_gap import ScoreGap
+from prefcurate.score import run_signal
+from prefcurate.score.score_gap import ScoreGap
 from prefcurate.store import Store
+from prefcurate.store.views import run_sql
 
-SOURCES = ("alpha", "beta", "gamma")
-GAP = "score_gap_v1__gap"
+from .helpers import GAP, SOURCES, fake_reward, make_pairs, publish_dataset, rich_store, simple_store
+
 runner = CliRunner()
-
-
-def make_pairs(
-    dataset: str = "uf", prompts: int = 24, per_prompt: int = 3, gaps: list[float] | None = None
-) -> pa.Table:
-    """Deterministic pairs: gap of pair j = gaps[j] (default: distinct values 0.5 .. 0.5 + n/4)."""
-    rows = []
-    n = prompts * per_prompt
-    gaps = gaps if gaps is not None else [0.5 + ((j * 37) % n) / 4 for j in range(n)]
-    for j in range(n):
-        p = j // per_prompt
-        prompt = [{"role": "user", "content": f"Question {p}: tell me about topic {p * 7 % 11}."}]
-        pid = ids.prompt_id(prompt)
-        chosen = f"A careful answer {j} " + "with detail " * (1 + j % 5)
-        rejected = f"Answer {j} " + "meh " * (j % 3)
-        cid, rid = ids.completion_id(pid, chosen), ids.completion_id(pid, rejected)
-        gap = gaps[j]
-        rows.append(
-            {
-                "pair_id": ids.pair_id(pid, cid, rid),
-                "prompt_id": pid,
-                "dataset": dataset,
-                "source": SOURCES[p % len(SOURCES)],
-                "prompt": prompt,
-                "chosen": chosen,
-                "rejected": rejected,
-                "chosen_id": cid,
-                "rejected_id": rid,
-                "chosen_score": None if gap is None else 2.0 + gap,
-                "rejected_score": 2.0,
-                "chosen_model": "m1",
-                "rejected_model": "m2",
-                "meta": None,
-            }
-        )
-    return pa.Table.from_pylist(rows, schema=PAIR_SCHEMA)
-
-
-def publish_pairs(store: Store, table: pa.Table, dataset: str = "uf", dropped: dict[str, int] | None = None):
-    counts = {"read": table.num_rows, "kept": table.num_rows, "dropped": dropped or {}}
-    with store.publish("pairs", dataset, {"counts": counts, "fingerprint": f"fp-{table.num_rows}"}) as pub:
-        pub.write_table(table)
-    return store.get("pairs", dataset)
-
-
-def publish_signal(store: Store, dataset: str, signal: str, table: pa.Table, extra: dict | None = None):
-    """A sidecar published straight through the store API (stands in for model-based signals)."""
-    pairs_ref = store.get("pairs", dataset)
-    fields = [c.split("__", 1)[1] for c in table.column_names if c != "pair_id"]
-    manifest = {
-        "signal": signal,
-        "dataset": dataset,
-        "spec": {},
-        "fields": fields,
-        "inputs": {"pairs": {"version": pairs_ref.version, "fingerprint": pairs_ref.manifest["fingerprint"]}},
-        "counts": {"rows": table.num_rows},
-        "fingerprint": f"fake-{signal}",
-        **(extra or {}),
-    }
-    with store.publish("scores", f"{dataset}/{signal}", manifest) as pub:
-        pub.write_table(table)
-    return store.get("scores", f"{dataset}/{signal}")
-
-
-def fake_logprob(pairs: pa.Table, missing: int = 0) -> pa.Table:
-    """logprob_margin_v1-shaped values: margin grows with the gap plus a fixed wiggle."""
-    n = pairs.num_rows
-    gap = pairs.column("chosen_score").to_numpy(zero_copy_only=False) - 2.0
-    chosen_logp = -20.0 - np.arange(n) % 7
-    margin = 0.8 * gap - 3.0 + np.sin(np.arange(n))
-    rejected_logp = chosen_logp - margin
-    ct = 10 + np.arange(n) % 5
-    rt = 8 + np.arange(n) % 4
-
-    def col(x):  # the last `missing` pairs have no values
-        return pa.array([None if i >= n - missing else float(v) for i, v in enumerate(x)], pa.float64())
-
-    return pa.table(
-        {
-            "pair_id": pairs.column("pair_id"),
-            "logprob_margin_v1__chosen_logp": col(chosen_logp),
-            "logprob_margin_v1__rejected_logp": col(rejected_logp),
-            "logprob_margin_v1__chosen_tokens": pa.array(ct.tolist(), pa.int64()),
-            "logprob_margin_v1__rejected_tokens": pa.array(rt.tolist(), pa.int64()),
-            "logprob_margin_v1__margin": col(margin),
-            "logprob_margin_v1__margin_per_token": col(chosen_logp / ct - rejected_logp / rt),
-            "logprob_margin_v1__correct": pa.array([bool(m > 0) for m in margin]),
-        }
-    )
-
-
-def fake_reward(pairs: pa.Table) -> pa.Table:
-    n = pairs.num_rows
-    src = pairs.column("source").to_pylist()
-    # alpha is mostly right, beta half, gamma mostly wrong: sDPO's per-source accuracy ordering.
-    bias = {"alpha": 1.0, "beta": 0.0, "gamma": -1.0}
-    margin = [bias[s] + math.cos(i) * 0.9 for i, s in enumerate(src)]
-    return pa.table(
-        {
-            "pair_id": pairs.column("pair_id"),
-            "reward_margin_v1__chosen_reward": pa.array([0.5 + m for m in margin]),
-            "reward_margin_v1__rejected_reward": pa.array([0.5] * n),
-            "reward_margin_v1__margin": pa.array(margin),
-            "reward_margin_v1__correct": pa.array([m > 0 for m in margin]),
-        }
-    )
-
-
-def rich_store(root: Path) -> Store:
-    store = Store(root)
-    pairs = make_pairs()
-    publish_pairs(store, pairs, dropped={"tie": 5, "empty_text": 1})
-    run_signal(store, "uf", ScoreGap())
-    publish_signal(store, "uf", "logprob_margin_v1", fake_logprob(pairs))
-    publish_signal(store, "uf", "reward_margin_v1", fake_reward(pairs))
-    from prefcurate.split import split_dataset
-
-    split_dataset(store, "uf", holdout=0.125, seed=0)
-    partition(store, PartitionSpec("uf", "uf-cur", by=GAP, buckets=3))
-    return store
-
-
-def simple_store(root: Path, gaps: list[float | None] | None = None, prompts: int = 24) -> Store:
-    store = Store(root)
-    publish_pairs(store, make_pairs(prompts=prompts, gaps=gaps))
-    run_signal(store, "uf", ScoreGap())
-    return store
 
 
 def bucket_ids(store: Store, name: str) -> list[list[str]]:
@@ -218,7 +89,7 @@ def test_stored_bucket_rows_carry_pairs_value_and_position(tmp_path: Path) -> No
 def test_percentiles_and_thresholds_cut_by_value(tmp_path: Path) -> None:
     gaps = [float(g) for g in range(1, 21)]  # 20 pairs with gaps 1..20
     store = Store(tmp_path / "s")
-    publish_pairs(store, make_pairs(prompts=10, per_prompt=2, gaps=gaps))
+    publish_dataset(store, make_pairs(prompts=10, per_prompt=2, gaps=gaps))
     run_signal(store, "uf", ScoreGap())
     r = partition(store, PartitionSpec("uf", "p", strategy="percentiles", by=GAP, cuts=[10, 50, 90]))
     # numpy linear percentiles of 1..20: 2.9, 10.5, 18.1; a value equal to a cut goes below it
@@ -307,7 +178,7 @@ def test_random_copies_sizes_and_pairs_of_its_reference(tmp_path: Path) -> None:
 def test_random_like_uses_the_reference_pool(tmp_path: Path) -> None:
     store = simple_store(tmp_path / "s", prompts=8)  # 24 pairs
     partition(store, PartitionSpec("uf", "before", by=GAP, buckets=2))  # built before any split
-    from prefcurate.split import split_dataset
+    from prefcurate.bucket.split import split_dataset
 
     split_dataset(store, "uf", holdout=0.25)  # 2 of 8 prompts: 6 pairs
     with pytest.raises(ConfigError) as exc:
@@ -327,7 +198,7 @@ def test_random_like_uses_the_reference_pool(tmp_path: Path) -> None:
 def test_where_nulls_extremes_and_holdout_are_counted(tmp_path: Path) -> None:
     gaps = [None, None] + [float(g) for g in range(1, 39)]  # 40 pairs, 2 unrated
     store = Store(tmp_path / "s")
-    publish_pairs(store, make_pairs(prompts=20, per_prompt=2, gaps=gaps))
+    publish_dataset(store, make_pairs(prompts=20, per_prompt=2, gaps=gaps))
     run_signal(store, "uf", ScoreGap())
     r = partition(
         store, PartitionSpec("uf", "w", by=GAP, buckets=2, where="source <> 'gamma'", drop_extremes=(10, 90))
@@ -487,7 +358,7 @@ def datasets_and_specs(draw):
 def test_every_pair_is_in_one_bucket_or_counted_as_dropped(tmp_path_factory, case) -> None:
     n_prompts, per, gaps, k, strategy, where, extremes, easy_high = case
     store = Store(tmp_path_factory.mktemp("prop"))
-    publish_pairs(store, make_pairs(prompts=n_prompts, per_prompt=per, gaps=gaps))
+    publish_dataset(store, make_pairs(prompts=n_prompts, per_prompt=per, gaps=gaps))
     run_signal(store, "uf", ScoreGap())
     spec = PartitionSpec(
         "uf",
@@ -531,7 +402,7 @@ def test_cli_partition_prints_the_buckets(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert (
         res.stdout
-        == 'bucket,rows,label,min,mean,max\n0,6,"[2, 3.25]",2,2.625,3.25\n1,6,"[0.5, 1.75]",0.5,1.125,1.75\n'
+        == 'bucket,rows,label,min,mean,max\n0,6,"[2, 3.25]",2.0,2.625,3.25\n1,6,"[0.5, 1.75]",0.5,1.125,1.75\n'
     )
     res = runner.invoke(app, [*args, "--where", "source = 'alpha'"], catch_exceptions=False)
     assert res.exit_code == 0
@@ -567,11 +438,11 @@ def test_cli_partition_prints_the_buckets(tmp_path: Path) -> None:
 def test_source_accuracy_ignores_missing_values_like_stats_accuracy(tmp_path: Path) -> None:
     """A pair without a value (a prompt longer than max_length) is neither correct nor wrong: the
     order must be the one `prefcurate stats accuracy` reports, not one that punishes missing values."""
-    from prefcurate.stats import accuracy, source_order
+    from prefcurate.explore.stats import accuracy, source_order
 
     store = Store(tmp_path / "s")
     pairs = make_pairs()
-    publish_pairs(store, pairs)
+    publish_dataset(store, pairs)
     src = pairs.column("source").to_pylist()
     # alpha: 1 right of 1 scored, the rest missing (accuracy 1.0); beta: all scored, 2 in 3 right.
     seen: dict[str, int] = {}

@@ -12,11 +12,11 @@ from typer.testing import CliRunner
 
 from prefcurate.cli import app
 from prefcurate.errors import ConfigError
-from prefcurate.ranking import rank_pairs, resolve_field
-from prefcurate.signals import run_signal
-from prefcurate.signals.score_gap import ScoreGap
+from prefcurate.explore.ranking import rank_pairs, resolve_field
+from prefcurate.score import run_signal
+from prefcurate.score.score_gap import ScoreGap
 
-from .conftest import pairs_table
+from .helpers import pairs_table
 
 runner = CliRunner()
 S = "logprob_margin_v1"
@@ -99,7 +99,7 @@ def test_cli_table_csv_and_out_files(ranked_store, tmp_path) -> None:
     assert res.exit_code == 0
     lines = res.stdout.splitlines()
     assert lines[0] == "rank,pair_id,source,prompt,chosen_logp,rejected_logp,margin"
-    assert lines[1].endswith(",Question nu…,-5,-9,4") and lines[2].endswith(",-12,2")
+    assert lines[1].endswith(",Question nu…,-5.0,-9.0,4.0") and lines[2].endswith(",-12.0,2.0")
     for ext in ("parquet", "csv", "jsonl"):
         path = tmp_path / f"order.{ext}"
         res = runner.invoke(app, [*base, "--out", str(path)], catch_exceptions=False)

@@ -13,10 +13,10 @@ from typer.testing import CliRunner
 
 from prefcurate.cli import app
 from prefcurate.errors import ConfigError
-from prefcurate.report import load_report_data, rank_average, spearman, write_report
+from prefcurate.explore.report import load_report_data, rank_average, spearman, write_report
 from prefcurate.store import Store
 
-from .test_partition import rich_store
+from .helpers import rich_store
 
 pytest.importorskip("matplotlib")
 runner = CliRunner()

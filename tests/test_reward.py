@@ -20,14 +20,14 @@ from typer.testing import CliRunner
 from prefcurate import ids
 from prefcurate.errors import ConfigError
 from prefcurate.schema import PAIR_SCHEMA
-from prefcurate.signals import run_signal
+from prefcurate.score import run_signal
 from prefcurate.store import Store
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from prefcurate.reward import RewardModel, load_reward_model, pack_batches  # noqa: E402
-from prefcurate.signals.reward_margin import RewardMargin  # noqa: E402
+from prefcurate.models.reward import RewardModel, load_reward_model, pack_batches  # noqa: E402
+from prefcurate.score.reward_margin import RewardMargin  # noqa: E402
 
 
 def make_model(folder: Path, tokenizer_dir: str, *, num_labels: int = 1, causal: bool = False) -> str:
@@ -214,8 +214,8 @@ def test_each_completion_once_and_resume_after_interrupt(
 
 
 def test_manifest_records_what_determines_the_values(tiny_rm: str, tmp_path: Path) -> None:
-    from prefcurate.logprob import chat_template_hash
     from prefcurate.models import model_fingerprint
+    from prefcurate.models.encoding import chat_template_hash
 
     _, m = signal_rows(make_store(tmp_path / "store"), model=tiny_rm, dtype="fp32", max_length=256)
     tok = transformers.AutoTokenizer.from_pretrained(tiny_rm)
@@ -231,9 +231,7 @@ def test_manifest_records_what_determines_the_values(tiny_rm: str, tmp_path: Pat
         "truncation": "left",
         "pad_token_id": 2,
     }
-    assert (
-        m["spec"]["model_fingerprint"] == model_fingerprint(tiny_rm) and m["spec"]["resolved_dtype"] == "fp32"
-    )
+    assert m["model_fingerprint"] == model_fingerprint(tiny_rm) and m["resolved_dtype"] == "fp32"
     assert m["fields"] == ["chosen", "rejected", "margin", "correct"]
     assert m["completions"]["truncated"] == 0
 

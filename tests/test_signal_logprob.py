@@ -4,6 +4,7 @@ the manifest a trainer checks, resuming after an interruption, and the CLI."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -13,13 +14,13 @@ pytest.importorskip("transformers")
 
 from prefcurate.cli import app  # noqa: E402
 from prefcurate.errors import ConfigError  # noqa: E402
-from prefcurate.logprob import LogprobScorer  # noqa: E402
 from prefcurate.models import model_fingerprint  # noqa: E402
-from prefcurate.signals import logprob_margin as lm  # noqa: E402
-from prefcurate.signals import run_signal  # noqa: E402
-from prefcurate.signals.logprob_margin import LogprobMargin  # noqa: E402
+from prefcurate.models.logprob import LogprobScorer  # noqa: E402
+from prefcurate.score import logprob_margin as lm  # noqa: E402
+from prefcurate.score import run_signal  # noqa: E402
+from prefcurate.score.logprob_margin import LogprobMargin  # noqa: E402
 
-from .conftest import naive_logp, pairs_table, publish_pairs_table  # noqa: E402
+from .helpers import naive_logp, pairs_table, publish_pairs_table  # noqa: E402
 
 MAX_LENGTH = 64
 runner = CliRunner()
@@ -174,9 +175,9 @@ def test_interrupted_run_resumes_and_gives_identical_values(
 KILLED_CHILD = """
 import sys, time
 from pathlib import Path
-from prefcurate.logprob import LogprobScorer
-from prefcurate.signals import logprob_margin as lm, run_signal
-from prefcurate.signals.logprob_margin import LogprobMargin
+from prefcurate.models.logprob import LogprobScorer
+from prefcurate.score import logprob_margin as lm, run_signal
+from prefcurate.score.logprob_margin import LogprobMargin
 from prefcurate.store import Store
 
 lm.MIN_SHARD_ROWS = 4
@@ -269,7 +270,7 @@ def test_cli_score_and_dtype_auto_is_resolved(tiny_model, pair_store, tmp_path, 
         " ".join(res.stdout.split()) == f"Wrote scores/toy/logprob_margin_v1/v1: 12 pairs, columns {cols}"
     )  # rich wraps lines
     m = store.get("scores", "toy/logprob_margin_v1").manifest
-    from prefcurate.logprob import resolve_dtype
+    from prefcurate.models.dtypes import resolve_dtype
 
     assert m["spec"]["dtype"] == "auto" and m["dtype"] == resolve_dtype("auto")[0]
     probe = list((tmp_path / "cache" / "dtype-probe").glob("*.json"))
@@ -312,3 +313,23 @@ def test_bundled_model_end_to_end(pair_store) -> None:
         for side in ("chosen", "rejected"):
             want = naive_logp(model, tok, pair["prompt"], pair[side], 128)
             assert row[f"logprob_margin_v1__{side}_logp"] == pytest.approx(want, abs=1e-3)
+
+
+def test_overwritten_weights_give_a_new_version(make_tiny_model, pair_store, tmp_path) -> None:
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(make_tiny_model(0), folder)
+    store = pair_store()
+    signal = LogprobMargin(model=str(folder), dtype="fp32", max_length=64)
+    first, reused = run_signal(store, "toy", signal)
+    assert not reused
+    again, reused = run_signal(store, "toy", signal)
+    assert reused and again.version == first.version
+    for weights in Path(make_tiny_model(1)).glob("*.safetensors"):
+        shutil.copy(weights, folder / weights.name)  # same folder, same options, other weights
+    second, reused = run_signal(store, "toy", signal)
+    assert not reused and second.version != first.version
+    assert second.manifest["model_fingerprint"] != first.manifest["model_fingerprint"]
+    col = "logprob_margin_v1__margin"
+    assert second.read([col]).column(col).to_pylist() != first.read([col]).column(col).to_pylist()

@@ -9,14 +9,14 @@ import pyarrow as pa
 import pytest
 from typer.testing import CliRunner
 
-import prefcurate.codetests as codetests
-import prefcurate.signals.test_pass as test_pass_module
+import prefcurate.sandbox.codetests as codetests
+import prefcurate.score.test_pass as test_pass_module
 from prefcurate import ids
 from prefcurate.cli import app
 from prefcurate.errors import ConfigError
 from prefcurate.schema import PAIR_SCHEMA
-from prefcurate.signals import get_signal, run_signal
-from prefcurate.signals.test_pass import TestPass
+from prefcurate.score import get_signal, run_signal
+from prefcurate.score.test_pass import TestPass
 from prefcurate.store import Store
 
 runner = CliRunner()

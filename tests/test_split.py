@@ -9,14 +9,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from prefcurate.bucket.split import split_dataset
 from prefcurate.cli import app
 from prefcurate.errors import ConfigError
-from prefcurate.query import run_sql
-from prefcurate.signals import get_signal
-from prefcurate.split import assign_split, held_out_prompts, split_dataset
+from prefcurate.score import get_signal
+from prefcurate.score.split import assign_split, held_out_prompts
 from prefcurate.store import Store
+from prefcurate.store.views import run_sql
 
-from .test_partition import make_pairs, publish_pairs
+from .helpers import make_pairs, publish_dataset
 
 runner = CliRunner()
 
@@ -56,7 +57,7 @@ def test_split_is_stable_and_seeded() -> None:
 
 def test_split_publishes_a_split_v1_sidecar(tmp_path: Path) -> None:
     store = Store(tmp_path / "s")
-    publish_pairs(store, make_pairs(prompts=20))  # 60 pairs, 3 per prompt
+    publish_dataset(store, make_pairs(prompts=20))  # 60 pairs, 3 per prompt
     r = split_dataset(store, "uf", holdout=0.1, seed=0)
     assert (r.ref.label, r.reused) == ("scores/uf/split_v1/v1", False)
     assert (r.pairs, r.prompts, r.holdout_prompts, r.holdout_pairs) == (60, 20, 2, 6)
@@ -80,7 +81,7 @@ def test_split_publishes_a_split_v1_sidecar(tmp_path: Path) -> None:
 
 def test_cli_split(tmp_path: Path) -> None:
     store = Store(tmp_path / "s")
-    publish_pairs(store, make_pairs(prompts=10))
+    publish_dataset(store, make_pairs(prompts=10))
     res = runner.invoke(
         app,
         ["split", "uf", "--holdout", "0.2", "--seed", "3", "--store", str(store.root)],
@@ -94,7 +95,7 @@ def test_cli_split(tmp_path: Path) -> None:
     assert res.exit_code == 1
     assert res.stderr == "Error: --holdout is a fraction of prompts between 0 and 1 (exclusive), got 1.5\n"
     one = Store(tmp_path / "one")
-    publish_pairs(one, make_pairs(prompts=1))
+    publish_dataset(one, make_pairs(prompts=1))
     res = runner.invoke(app, ["split", "uf", "--store", str(one.root)])
     assert res.exit_code == 1
     assert res.stderr == "Error: a held-out split needs at least 2 distinct prompts, the dataset has 1\n"

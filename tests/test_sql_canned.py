@@ -15,11 +15,11 @@ import pytest
 from typer.testing import CliRunner
 
 from prefcurate.cli import app
-from prefcurate.query import canned_queries, parse_canned, resolve_params, run_sql, sql_dir
-from prefcurate.report import spearman
+from prefcurate.explore.report import spearman
 from prefcurate.store import Store
+from prefcurate.store.views import canned_queries, parse_canned, resolve_params, run_sql, sql_dir
 
-from .test_partition import GAP, rich_store
+from .helpers import GAP, rich_store
 
 runner = CliRunner()
 REQUIRED_PARAMS: dict[str, dict[str, str]] = {}  # query name -> values for parameters that have no default
@@ -138,10 +138,10 @@ MINE = ("bucket_stats", "bucket_sources", "length_bias", "drops", "ties", "signa
 
 @pytest.mark.parametrize("name", MINE)
 def test_bucket_queries_bind_on_a_store_without_buckets(tmp_path: Path, name: str) -> None:
-    from .test_partition import make_pairs, publish_pairs
+    from .helpers import make_pairs, publish_dataset
 
     store = Store(tmp_path / "s")
-    publish_pairs(store, make_pairs(prompts=2), dropped={"tie": 2})
+    publish_dataset(store, make_pairs(prompts=2), dropped={"tie": 2})
     q = canned_queries()[name]
     table = run_sql(store, q.sql, resolve_params(q, {}))
     assert tuple(table.column_names) == q.columns

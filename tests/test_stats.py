@@ -1,4 +1,4 @@
-"""Per-source accuracy (prefcurate.stats, sql/accuracy.sql, `prefcurate stats accuracy`).
+"""Per-source accuracy (prefcurate.explore.stats, sql/accuracy.sql, `prefcurate stats accuracy`).
 
 A hand-made signal with known values per source: positive, negative, exactly zero (ties), null and
 NaN (missing). Ties are reported separately and never counted as correct; a boolean `correct` field
@@ -17,11 +17,11 @@ from typer.testing import CliRunner
 
 from prefcurate.cli import app
 from prefcurate.errors import ConfigError
-from prefcurate.query import run_named
-from prefcurate.stats import accuracy, source_order
+from prefcurate.explore.stats import accuracy, source_order
 from prefcurate.store import Store
+from prefcurate.store.views import run_named
 
-from .test_store import pair_rows, publish_pairs
+from .helpers import pair_rows, publish_rows
 
 # source, margin per pair: a = 3 correct, 1 tie, 1 wrong, 1 missing (null); b = 2 correct, 1 NaN (missing);
 # c = 1 correct, 2 wrong
@@ -45,7 +45,7 @@ def make_store(tmp_path: Path) -> Store:
     store = Store(tmp_path / "store")
     pairs = pair_rows(n=len(ROWS))
     pairs = pairs.set_column(pairs.schema.get_field_index("source"), "source", pa.array([s for s, _ in ROWS]))
-    publish_pairs(store, pairs)
+    publish_rows(store, pairs)
     margins = [m for _, m in ROWS]
     correct = [None if m is None or math.isnan(m) else m > 0 for m in margins]
     table = pa.table(
@@ -165,9 +165,9 @@ def test_cli_stats_accuracy_exact_output(tmp_path: Path) -> None:
     assert res.exit_code == 0
     assert res.stdout == (
         "source,pairs,correct,wrong,ties,missing,accuracy,ci_low,ci_high\n"
-        "b,3,2,0,0,1,1,0.3424,1\n"
-        "a,6,3,1,1,1,0.6,0.2307,0.8824\n"
-        "c,3,1,2,0,0,0.3333,0.06149,0.7923\n"
+        "b,3,2,0,0,1,1.0,0.3423802275066531,1.0\n"
+        "a,6,3,1,1,1,0.6,0.23072428127601288,0.8823792257673522\n"
+        "c,3,1,2,0,0,0.3333333333333333,0.061491944720396215,0.7923403991979523\n"
     )
     res = invoke("stats", "accuracy", "toy", "--signal", "fake_v1__correct", "--store", root, "-f", "json")
     assert [(r["source"], r["ties"]) for r in json.loads(res.stdout)] == [("b", 0), ("a", 1), ("c", 0)]
@@ -195,7 +195,7 @@ def test_cli_sql_accuracy_and_errors(tmp_path: Path) -> None:
     )
     assert (
         res.stdout
-        == "dataset,source,pairs,correct,wrong,ties,missing,accuracy,ci_low,ci_high\ntoy,(all),12,6,3,1,2,0.6,0.3127,0.8318\n"
+        == "dataset,source,pairs,correct,wrong,ties,missing,accuracy,ci_low,ci_high\ntoy,(all),12,6,3,1,2,0.6,0.31267376973365835,0.8318196702937639\n"
     )
     res = invoke("stats", "accuracy", "nosuch", "--store", root)
     assert res.exit_code == 1 and res.stderr.startswith("Error: no dataset 'nosuch' in store ")

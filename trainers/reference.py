@@ -17,7 +17,7 @@ import pyarrow as pa
 from .buckets import REF_COLUMNS
 
 if TYPE_CHECKING:
-    from .stage import StageContext
+    from .plan import StageContext
 
 SIGNAL = "logprob_margin_v1"
 SPOT_PAIRS = 4

@@ -23,7 +23,6 @@ from __future__ import annotations
 import datetime as _dt
 import gc
 import json
-import math
 import os
 import shutil
 from collections.abc import Callable
@@ -40,35 +39,7 @@ from prefcurate.store import Store, check_name, write_parquet
 
 from .buckets import BucketSet, load_buckets, load_holdout
 from .config import TrainConfig, resolve_dtype
-
-INITIAL = "start"  # label of model 0 in plans and logs
-
-
-@dataclass
-class StagePlan:
-    stage: int  # 1-based
-    buckets: list[int]
-    start: str  # "start" or "stage-<t-1>"
-    reference: str  # "start" or "stage-<t-1>"
-    epochs: int
-
-
-@dataclass
-class StageResult:
-    stage: int
-    buckets: list[int]
-    pairs: int
-    steps: int
-    epochs: int
-    start: str
-    reference: str
-    ref_logps: str  # "injected" or "computed"
-    ref_detail: str
-    final_loss: float | None
-    holdout_accuracy: float | None
-    holdout_gamma: float | None
-    holdout_pairs: int
-    seconds: float
+from .plan import INITIAL, METRIC_SCHEMA, RunLog, StageContext, StagePlan, StageResult
 
 
 @dataclass
@@ -125,20 +96,6 @@ class RunResult:
             ]
         )
         return pa.Table.from_pylist(rows, schema=schema)
-
-
-class RunLog:
-    """Appends timestamped lines to RUN_DIR/run.log and echoes them (the CLI prints them)."""
-
-    def __init__(self, path: Path, echo: Callable[[str], None] | None) -> None:
-        self.path, self.echo = path, echo
-
-    def __call__(self, message: str) -> None:
-        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-        with self.path.open("a") as fh:
-            fh.write(f"{stamp} {message}\n")
-        if self.echo:
-            self.echo(message)
 
 
 def plan_stages(config: TrainConfig, bucket_set: BucketSet) -> list[StagePlan]:
@@ -235,7 +192,7 @@ def run(
         f"{sum(b.rows for b in bucket_set.buckets)} pairs in {len(bucket_set.buckets)} bucket(s) from {bucket_set.source}"
     )
 
-    from .stage import StageContext, evaluate_start, train_stage
+    from .stage import evaluate_start, train_stage
 
     dtype = resolve_dtype(config.dtype)
     if dtype != config.dtype:
@@ -311,31 +268,6 @@ def run(
     )
 
 
-METRIC_SCHEMA = pa.schema(
-    [
-        ("kind", pa.string()),  # "step" (training) or "eval" (held-out, end of stage; stage 0 = start)
-        ("schedule", pa.string()),
-        ("stage", pa.int64()),
-        ("bucket", pa.int64()),  # null when a stage mixes buckets (plain)
-        ("step", pa.int64()),  # optimizer step within the stage
-        ("global_step", pa.int64()),  # across the run
-        ("epoch", pa.float64()),
-        ("loss", pa.float64()),
-        ("rewards_chosen", pa.float64()),
-        ("rewards_rejected", pa.float64()),
-        ("rewards_margins", pa.float64()),
-        ("rewards_accuracies", pa.float64()),
-        ("logps_chosen", pa.float64()),
-        ("logps_rejected", pa.float64()),
-        ("learning_rate", pa.float64()),
-        ("grad_norm", pa.float64()),
-        ("holdout_accuracy", pa.float64()),
-        ("holdout_gamma", pa.float64()),
-        ("holdout_pairs", pa.int64()),
-    ]
-)
-
-
 def collect_metrics(
     run_dir: Path,
     config: TrainConfig,
@@ -372,13 +304,6 @@ def collect_metrics(
         offset += max(steps.column("step").to_pylist(), default=0)
         tables.append(table)
     return pa.concat_tables(tables)
-
-
-def finite(value: Any) -> float | None:
-    if value is None:
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
 
 
 __all__ = ["RunResult", "StagePlan", "StageResult", "plan_stages", "run"]

@@ -12,7 +12,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +22,12 @@ import pyarrow.parquet as pq
 from prefcurate.errors import PrefcurateError
 from prefcurate.extras import require
 from prefcurate.progress import progress_bar
-from prefcurate.store import Store, write_parquet
+from prefcurate.store import write_parquet
 
-from .buckets import REF_COLUMNS, BucketSet
+from .buckets import REF_COLUMNS
 from .checkpoint import load_for_training, save_checkpoint
-from .config import TrainConfig
+from .plan import INITIAL, METRIC_SCHEMA, StageContext, StagePlan, StageResult, finite
 from .reference import ReferenceCheck, find_injectable, spot_check
-from .runner import INITIAL, METRIC_SCHEMA, RunLog, StagePlan, StageResult, finite
 
 STEP_KEYS = {
     "loss": "loss",
@@ -42,19 +41,6 @@ STEP_KEYS = {
     "grad_norm": "grad_norm",
     "epoch": "epoch",
 }
-
-
-@dataclass
-class StageContext:
-    config: TrainConfig
-    run_dir: Path
-    bucket_set: BucketSet
-    holdout: pa.Table | None
-    store: Store | None
-    log: RunLog
-    callbacks: list[Any] = field(default_factory=list)
-    dtype: str = "fp32"  # resolved from config.dtype ("auto")
-    start_logps: tuple[list[float], list[float]] | None = None
 
 
 def model_path(ctx: StageContext, label: str) -> str | None:

@@ -6,31 +6,23 @@ Each module below registers its commands on the shared Typer app in `app.py`.
 
 from __future__ import annotations
 
-import importlib
-
-from .app import app
-
-# One module per command family; importing registers the commands.
-_COMMANDS = (
-    "build",
-    "build_code",
-    "sql",
-    "store",
-    "score",
-    "rank",
-    "stats",
-    "sandbox",
-    "buckets",
-    "report",
-    "train",
-    "demo",
+# One module per command family; importing registers the commands. Explicit imports, so a renamed
+# module fails loudly instead of silently dropping its commands.
+from . import (  # noqa: E402, F401
+    buckets,
+    build,
+    build_code,
+    demo,
+    rank,
+    report,
+    sandbox,
+    score,
+    sql,
+    stats,
+    store,
+    train,
 )
-for _module in _COMMANDS:
-    try:
-        importlib.import_module(f"{__name__}.{_module}")
-    except ModuleNotFoundError as _exc:  # a command family not written yet
-        if _exc.name != f"{__name__}.{_module}":
-            raise
+from .app import app  # noqa: E402
 
 
 def main() -> None:

@@ -3,23 +3,19 @@ and one-line error messages for library errors (no tracebacks)."""
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import sys
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
-import pyarrow as pa
 import typer
 from rich.console import Console
-from rich.table import Table
 from typer import Exit
 from typer.core import TyperGroup
 
-from ..errors import PrefcurateError
-from ..store import Store
+from prefcurate import __version__
+from prefcurate.errors import PrefcurateError
+from prefcurate.render import Format, render
+from prefcurate.store import Store
 
 # `prefcurate --help` lists commands in pipeline order, not in the order modules register them.
 COMMAND_ORDER = (
@@ -76,6 +72,24 @@ app = _typer(
     "Curate preference data for DPO: build pairs, score their difficulty, bucket them easy to hard, "
     "explore with SQL, and train in order."
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"prefcurate {__version__}")
+        raise Exit(0)
+
+
+@app.callback()
+def _global_options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Options for every command."""
+
+
 build_app = _typer("Build preference pairs from raw data into the store (pairs/<dataset>/<version>).")
 app.add_typer(build_app, name="build")
 sandbox_app = _typer("Run untrusted Python under the sandboxed AST interpreter.")
@@ -97,63 +111,11 @@ StoreOpt = Annotated[
 ]
 
 
-class Format(str, Enum):
-    table = "table"
-    csv = "csv"
-    json = "json"
-
-
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format: table, csv or json.")]
 
 
 def get_store(path: Path | None) -> Store:
     return Store(path)
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, (list, dict)):
-        return json.dumps(value, ensure_ascii=False, default=str)
-    return str(value)
-
-
-def render(
-    table: pa.Table,
-    fmt: Format = Format.table,
-    title: str | None = None,
-    max_rows: int = 200,
-    console: Console | None = None,
-) -> None:
-    """Print an Arrow table as a Rich table, CSV or JSON (one object per row, in a list)."""
-    console = console or out
-    rows = table.to_pylist()
-    if fmt is Format.json:
-        sys.stdout.write(json.dumps(rows, ensure_ascii=False, default=str, indent=2) + "\n")
-        return
-    if fmt is Format.csv:
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(table.column_names)
-        for row in rows:
-            writer.writerow(
-                [_cell(row[c]) if not isinstance(row[c], str) else row[c] for c in table.column_names]
-            )
-        sys.stdout.write(buf.getvalue())
-        return
-    rich_table = Table(title=title, show_lines=False, header_style="bold cyan")
-    for name in table.column_names:
-        numeric = pa.types.is_integer(table.schema.field(name).type) or pa.types.is_floating(
-            table.schema.field(name).type
-        )
-        rich_table.add_column(name, justify="right" if numeric else "left", overflow="fold")
-    for row in rows[:max_rows]:
-        rich_table.add_row(*(_cell(row[c]) for c in table.column_names))
-    console.print(rich_table)
-    if len(rows) > max_rows:
-        console.print(f"[dim]... {len(rows) - max_rows} more rows (use --format csv or json for all)[/dim]")
 
 
 def parse_key_values(items: list[str] | None, what: str = "--param") -> dict[str, str]:
@@ -164,3 +126,6 @@ def parse_key_values(items: list[str] | None, what: str = "--param") -> dict[str
             raise PrefcurateError(f"{what} expects NAME=VALUE, got {item!r}")
         result[key.strip()] = value
     return result
+
+
+__all__ = ["Format", "render"]  # re-exported for the command modules

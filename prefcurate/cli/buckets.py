@@ -12,11 +12,12 @@ from typing import Annotated
 import pyarrow as pa
 import typer
 
+from prefcurate.bucket.export import export as export_buckets
+from prefcurate.bucket.partition import PartitionSpec
+from prefcurate.bucket.partition import partition as partition_pairs
+from prefcurate.bucket.split import split_dataset
+
 from ..errors import ConfigError
-from ..export import export as export_buckets
-from ..partition import PartitionSpec
-from ..partition import partition as partition_pairs
-from ..split import split_dataset
 from .app import Format, FormatOpt, StoreOpt, app, get_store, out, render
 
 

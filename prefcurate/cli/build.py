@@ -6,9 +6,10 @@ from typing import Annotated
 
 import typer
 
-from ..builders import BuildResult
-from ..builders.pairs import build_pairs
-from ..builders.ultrafeedback import DEFAULT_HUB_ID, build_ultrafeedback
+from prefcurate.build import BuildResult
+from prefcurate.build.pairs import build_pairs
+from prefcurate.build.ultrafeedback import DEFAULT_HUB_ID, build_ultrafeedback
+
 from .app import StoreOpt, build_app, get_store, out
 
 

@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from ..builders.code import CodeBuildOptions, build_code
+from prefcurate.build.code import CodeBuildOptions, build_code
+
 from .app import StoreOpt, build_app, get_store, out
 
 

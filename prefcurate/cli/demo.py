@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from ..demo import run_demo
+from prefcurate.demo.run import run_demo
+
 from .app import StoreOpt, app, get_store, out
 
 

@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from ..ranking import rank_pairs, write_ranking
+from prefcurate.explore.ranking import rank_pairs, write_ranking
+
 from .app import Format, FormatOpt, StoreOpt, app, get_store, out, render
 
 

@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from ..report import write_report
+from prefcurate.explore.report import write_report
+
 from .app import StoreOpt, app, get_store, out
 
 

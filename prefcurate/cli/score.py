@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from ..signals import get_signal, run_signal
+from prefcurate.score import get_signal, run_signal
+
 from .app import StoreOpt, app, get_store, out
 
 

@@ -7,7 +7,8 @@ from typing import Annotated
 import pyarrow as pa
 import typer
 
-from ..query import canned_queries, run_named
+from prefcurate.store.views import canned_queries, run_named
+
 from .app import Format, FormatOpt, StoreOpt, app, get_store, parse_key_values, render
 
 

@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from ..stats import DEFAULT_SIGNAL, accuracy
+from prefcurate.explore.stats import DEFAULT_SIGNAL, accuracy
+
 from .app import Format, FormatOpt, StoreOpt, get_store, out, render, stats_app
 
 

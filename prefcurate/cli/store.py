@@ -8,8 +8,9 @@ from typing import Annotated
 import pyarrow as pa
 import typer
 
+from prefcurate.store import KINDS
+
 from ..errors import StoreError
-from ..store import KINDS
 from .app import Format, FormatOpt, StoreOpt, app, get_store, out, render
 
 

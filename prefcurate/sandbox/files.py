@@ -42,7 +42,7 @@ def split_test_source(
     `entry_point` bound to `candidate` (default: the program's only top-level function).
     Otherwise every top-level statement holding an assert is a unit; statements without one
     run with the next unit."""
-    from .. import codetests  # here, not at import time: codetests imports the sandbox
+    from . import codetests  # here, not at import time: codetests imports the sandbox
 
     try:
         tree = ast.parse(source)

@@ -1,0 +1,264 @@
+"""Export a bucket set for training, bucket by bucket in training order (bucket 0 = easiest first).
+
+    OUT/order.json                  {"format", "name", "version", "dataset", "buckets": [...], "ref_logps"}
+    OUT/bucket-<k>/train.parquet    --format trl: TRL's conversational explicit-prompt form
+    OUT/bucket-<k>/train.jsonl      the same rows as JSON lines
+    OUT/bucket-<k>/dataset/         the same rows as a `datasets.load_from_disk` folder
+
+`--format jsonl|parquet` write flat rows for other trainers instead (prompt messages, chosen and
+rejected as plain strings, plus source, scores and the bucketing value).
+
+TRL form: `prompt` is the message list up to the assistant turn; `chosen` and `rejected` are each
+a one-message list `[{"role": "assistant", "content": text}]`. With `--with-ref-logps SIGNAL` the
+columns `ref_chosen_logps` / `ref_rejected_logps` come from a log-prob signal computed on the
+same pairs version, and the export is refused unless every exported pair has both values.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from prefcurate.errors import ConfigError
+from prefcurate.ids import fingerprint
+from prefcurate.progress import progress_bar
+from prefcurate.schema import MESSAGE
+from prefcurate.store import Store, VersionRef, write_parquet
+
+FORMATS = ("trl", "jsonl", "parquet")
+REF_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
+# Fields of a log-prob signal that hold the sequence log-probs of the two completions.
+LOGP_FIELDS = ("chosen_logp", "rejected_logp")
+ONE_MESSAGE = pa.list_(MESSAGE)
+FLAT_COLUMNS = (
+    "pair_id",
+    "prompt_id",
+    "source",
+    "prompt",
+    "chosen",
+    "rejected",
+    "chosen_score",
+    "rejected_score",
+    "signal_value",
+)
+
+
+def _assistant(texts: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """Each text as a one-element list [{"role": "assistant", "content": text}]."""
+    texts = texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
+    n = len(texts)
+    roles = pa.array(["assistant"] * n, pa.string())
+    structs = pa.StructArray.from_arrays([roles, texts.cast(pa.string())], fields=list(MESSAGE))
+    offsets = pa.array(range(n + 1), pa.int32())
+    return pa.ListArray.from_arrays(offsets, structs, type=ONE_MESSAGE)
+
+
+def trl_table(pairs: pa.Table) -> pa.Table:
+    """Pairs (or bucket rows) in TRL's conversational explicit-prompt form, keeping the reference columns."""
+    for name in ("pair_id", "prompt", "chosen", "rejected"):
+        if name not in pairs.column_names:
+            raise ConfigError(
+                f"cannot convert to TRL form: no column {name!r} (have: {', '.join(pairs.column_names)})"
+            )
+    columns: dict[str, Any] = {
+        "pair_id": pairs.column("pair_id").cast(pa.string()),
+        "prompt": pairs.column("prompt").cast(pa.list_(MESSAGE)),
+        "chosen": _assistant(pairs.column("chosen")),
+        "rejected": _assistant(pairs.column("rejected")),
+    }
+    for name in REF_COLUMNS:
+        if name in pairs.column_names:
+            columns[name] = pairs.column(name).cast(pa.float64())
+    return pa.table(columns)
+
+
+def bucket_files(ref: VersionRef) -> list[tuple[int, list[Path]]]:
+    """(bucket, Parquet files) in bucket order: numeric, so bucket=10 follows bucket=9."""
+    found: dict[int, list[Path]] = {}
+    for path in ref.parquet_files():
+        folder = path.parent.name
+        if not folder.startswith("bucket="):
+            continue
+        found.setdefault(int(folder.split("=", 1)[1]), []).append(path)
+    if not found:
+        raise ConfigError(f"{ref.label} holds no bucket=<k> folders")
+    return [(k, sorted(found[k])) for k in sorted(found)]
+
+
+def read_buckets(ref: VersionRef) -> list[tuple[int, pa.Table]]:
+    """The stored bucket rows (pair columns, signal_value, position) in bucket order."""
+    return [(k, pa.concat_tables([pq.read_table(f) for f in files])) for k, files in bucket_files(ref)]
+
+
+def resolve(store: Store, name: str, version: str | None = None) -> VersionRef:
+    """A bucket set by `NAME`, `NAME@vN` or name plus version."""
+    base, _, at = name.partition("@")
+    if at and version and at != version:
+        raise ConfigError(f"{name!r} names version {at} but --version says {version}")
+    return store.get("buckets", base, version or at or None)
+
+
+def bucket_tables(store: Store, name: str, version: str | None = None) -> list[tuple[int, pa.Table]]:
+    """Each bucket of a stored bucket set in TRL form, in bucket order (the trainers' entry point)."""
+    ref = resolve(store, name, version)
+    return [(k, trl_table(t)) for k, t in read_buckets(ref)]
+
+
+def ref_logps_for(
+    store: Store, ref: VersionRef, signal: str, tables: list[tuple[int, pa.Table]]
+) -> tuple[VersionRef, list[pa.Table]]:
+    """Add ref_chosen_logps / ref_rejected_logps from `signal` (`logprob_margin_v1` or `...@vN`) to each bucket.
+
+    Refuses when the signal was computed on another pairs version or lacks a value for any exported pair.
+    """
+    manifest = ref.manifest
+    dataset = manifest["dataset"]
+    pairs_version = manifest["inputs"]["pairs"]["version"]
+    sig, _, sig_version = signal.partition("@")
+    sig_ref = store.get("scores", f"{dataset}/{sig}", sig_version or None)
+    on = sig_ref.manifest.get("inputs", {}).get("pairs", {}).get("version")
+    if on != pairs_version:
+        raise ConfigError(
+            f"--with-ref-logps {signal}: {sig_ref.label} was computed on pairs {on}, the buckets on pairs {pairs_version}"
+        )
+    cols = [f"{sig}__{f}" for f in LOGP_FIELDS]
+    values = sig_ref.read()
+    missing = [c for c in cols if c not in values.column_names]
+    if missing:
+        have = [c for c in values.column_names if c != "pair_id"]
+        raise ConfigError(
+            f"--with-ref-logps {signal}: {sig_ref.label} has no column {missing[0]!r} (have: {', '.join(have)})"
+        )
+    values = values.select(["pair_id", *cols]).rename_columns(["pair_id", *REF_COLUMNS])
+    out = []
+    for k, table in tables:
+        joined = table.select(["pair_id"]).append_column("_row", pa.array(range(table.num_rows), pa.int64()))
+        joined = joined.join(values, "pair_id", join_type="left outer").sort_by("_row")
+        for col in REF_COLUMNS:
+            nulls = joined.column(col).null_count
+            if nulls:
+                first = joined.filter(pc.is_null(joined.column(col))).column("pair_id")[0].as_py()
+                raise ConfigError(
+                    f"--with-ref-logps {signal}: {sig_ref.label} has no {col.removeprefix('ref_').removesuffix('s')} for "
+                    f"{nulls} of {table.num_rows} pairs in bucket {k} (first: pair {first}); score them first"
+                )
+        for col in REF_COLUMNS:
+            table = table.append_column(col, joined.column(col).cast(pa.float64()))
+        out.append(table)
+    return sig_ref, out
+
+
+def flat_table(rows: pa.Table) -> pa.Table:
+    """Flat rows for other trainers: prompt messages, chosen/rejected strings, scores, the bucketing value."""
+    keep = [c for c in (*FLAT_COLUMNS, *REF_COLUMNS) if c in rows.column_names]
+    return rows.select(keep)
+
+
+def write_jsonl(table: pa.Table, path: Path) -> None:
+    """One JSON object per line, keys in column order (deterministic bytes)."""
+    tmp = path.with_name(path.name + f".tmp-{uuid.uuid4().hex[:8]}")
+    with tmp.open("w", encoding="utf-8") as fh:
+        for row in table.to_pylist():
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
+def save_dataset(table: pa.Table, folder: Path) -> None:
+    """A `datasets.load_from_disk` folder, with a fingerprint derived from the rows (not random)."""
+    import datasets
+    from datasets.table import InMemoryTable
+
+    fp = fingerprint(table.column("pair_id").to_pylist())[:16]
+    was_on = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()  # our own bar covers the export; theirs would print one per bucket
+    try:
+        datasets.Dataset(InMemoryTable(table), fingerprint=fp).save_to_disk(str(folder))
+    finally:
+        if was_on:
+            datasets.enable_progress_bars()
+
+
+@dataclass
+class ExportResult:
+    out: Path
+    order: dict[str, Any]
+    files: list[Path] = field(default_factory=list)
+
+
+def export(
+    store: Store,
+    name: str,
+    out: str | Path,
+    *,
+    fmt: str = "trl",
+    version: str | None = None,
+    with_ref_logps: str | None = None,
+    overwrite: bool = False,
+) -> ExportResult:
+    """Write a bucket set to `out` (see module docstring). The folder appears complete or not at all."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown --format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+    ref = resolve(store, name, version)
+    out = Path(out).expanduser().resolve()
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise ConfigError(f"--out {out} exists and is not empty; choose another folder or pass --overwrite")
+    manifest = ref.manifest
+    stored = read_buckets(ref)
+    tables = [(k, trl_table(t) if fmt == "trl" else flat_table(t)) for k, t in stored]
+    ref_info: dict[str, Any] | None = None
+    if with_ref_logps:
+        sig_ref, with_ref = ref_logps_for(store, ref, with_ref_logps, tables)
+        tables = [(k, t) for (k, _), t in zip(tables, with_ref, strict=True)]
+        ref_info = {"signal_version": sig_ref.label, "manifest": sig_ref.manifest}
+    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir(parents=True)
+    entries, files = [], []
+    try:
+        with progress_bar(f"exporting {ref.label}", len(tables)) as bar:
+            for k, table in tables:
+                sub = tmp / f"bucket-{k}"
+                sub.mkdir()
+                written = []
+                if fmt in ("trl", "parquet"):
+                    write_parquet(table, sub / "train.parquet")
+                    written.append("train.parquet")
+                if fmt in ("trl", "jsonl"):
+                    write_jsonl(table, sub / "train.jsonl")
+                    written.append("train.jsonl")
+                if fmt == "trl":
+                    save_dataset(table, sub / "dataset")
+                    written.append("dataset")
+                entries.append({"bucket": k, "path": f"bucket-{k}", "rows": table.num_rows, "files": written})
+                files += [out / f"bucket-{k}" / w for w in written]
+                bar.advance(1)
+        spec = manifest.get("spec", {})
+        order = {
+            "format": fmt,
+            "name": ref.name,
+            "version": ref.version,
+            "dataset": manifest.get("dataset"),
+            "pairs_version": manifest.get("inputs", {}).get("pairs", {}).get("version"),
+            "strategy": spec.get("strategy"),
+            "by": spec.get("by"),
+            "easy": spec.get("easy"),
+            "fingerprint": manifest.get("fingerprint"),
+            "buckets": entries,
+            "ref_logps": ref_info,
+        }
+        (tmp / "order.json").write_text(json.dumps(order, indent=2, default=str) + "\n")
+        if out.exists():
+            shutil.rmtree(out) if out.is_dir() else out.unlink()
+        os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return ExportResult(out, order, files)

@@ -1,0 +1,127 @@
+"""Builders: turn raw rated data into preference pairs in the store.
+
+What every builder shares: the result type, the manifest layout (options, inputs, counts,
+fingerprint) and publishing with reuse of an identical earlier build.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from prefcurate.ids import fingerprint
+from prefcurate.progress import progress_bar
+from prefcurate.readers import Loaded, local_fingerprints
+from prefcurate.schema import PAIR_SCHEMA, conform_pairs
+from prefcurate.store import Store, VersionRef, check_name
+
+
+@dataclass
+class BuildResult:
+    ref: VersionRef
+    reused: bool
+    counts: dict[str, Any] = field(default_factory=dict)
+
+
+def build_fingerprint(command: str, options: dict[str, Any], input_fingerprints: list[str]) -> str:
+    """Same command, options and input contents -> same fingerprint (a rerun reuses the version)."""
+    return fingerprint({"command": command, "options": options, "inputs": input_fingerprints})
+
+
+def reuse(store: Store, dataset: str, fp: str, force: bool) -> BuildResult | None:
+    if force:
+        return None
+    existing = store.find_fingerprint("pairs", dataset, fp)
+    if existing is None:
+        return None
+    return BuildResult(existing, True, existing.manifest.get("counts", {}))
+
+
+def publish_pairs(
+    store: Store,
+    dataset: str,
+    tables: pa.Table | Iterable[pa.Table],
+    *,
+    command: str,
+    options: dict[str, Any],
+    loaded: Loaded,
+    counts: dict[str, Any],
+    fp: str,
+) -> BuildResult:
+    manifest = {
+        "builder": command,
+        "options": options,
+        "inputs": [i.manifest_entry() for i in loaded.inputs],
+        "counts": counts,
+        "fingerprint": fp,
+    }
+    if isinstance(tables, pa.Table):
+        tables = [tables]
+    with (
+        progress_bar(f"writing pairs/{dataset}", counts.get("kept")) as bar,
+        store.publish("pairs", dataset, manifest) as pub,
+        ThreadPoolExecutor(max_workers=2) as pool,
+    ):
+        # Parts compress in two threads (zstd releases the GIL) while the next part is built;
+        # at most two parts wait, which bounds memory.
+        pending: list[Future] = []
+        index = -1
+        for index, table in enumerate(tables):
+            bar.advance(table.num_rows)
+            pending.append(pool.submit(pub.write_table, conform_pairs(table), f"part-{index:05d}.parquet"))
+            if len(pending) > 2:
+                pending.pop(0).result()
+        if index < 0:  # no pairs: one empty part keeps the version readable
+            pending.append(pool.submit(pub.write_table, PAIR_SCHEMA.empty_table(), "part-00000.parquet"))
+        for fut in pending:
+            fut.result()
+    ref = VersionRef("pairs", dataset, pub.manifest["version"], pub.path)
+    return BuildResult(ref, False, counts)
+
+
+def run_build(
+    store: Store,
+    dataset: str,
+    *,
+    command: str,
+    options: dict[str, Any],
+    source: str,
+    load: Callable[[], Loaded],
+    build: Callable[[Loaded], tuple[pa.Table | Iterable[pa.Table], dict[str, Any]]],
+    force: bool,
+) -> BuildResult:
+    """Load inputs, reuse an identical earlier build or build and publish a new version.
+
+    When a version with the same options exists, inputs are hashed first and a match is reused
+    without reading them. Otherwise hashing runs in a thread while `build` pairs the rows.
+    """
+    check_name(dataset, "dataset name")
+    if not force and any(
+        r.manifest.get("builder") == command and r.manifest.get("options") == options
+        for r in store.versions("pairs", dataset)
+    ):
+        fps = local_fingerprints(source)
+        if fps is not None:
+            found = reuse(store, dataset, build_fingerprint(command, options, fps), force)
+            if found is not None:
+                return found
+    loaded = load()
+    loaded.start_fingerprints()
+    tables, counts = build(loaded)
+    loaded.finish_fingerprints()
+    fp = build_fingerprint(command, options, [i.fingerprint for i in loaded.inputs])
+    found = reuse(store, dataset, fp, force)
+    if found is not None:
+        return found
+    return publish_pairs(
+        store, dataset, tables, command=command, options=options, loaded=loaded, counts=counts, fp=fp
+    )
+
+
+def meta_json(obj: dict[str, Any]) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))

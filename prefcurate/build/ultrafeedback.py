@@ -1,0 +1,513 @@
+"""`build ultrafeedback`: preference pairs from the raw openbmb/UltraFeedback schema.
+
+A row: `source`, `instruction`, `models`, `completions[]` with `model`, `response`,
+`annotations{helpfulness, honesty, instruction_following, truthfulness: {Rating, Rationale, ...}}`
+(a Rating is a string and may be "N/A"), `overall_score`, `fine-grained_score`, `critique`.
+
+Steps (all columnar: Arrow for the completions, polars for ranking and pairing; Python only
+hashes ids):
+
+1. drop prompts whose source is excluded (`excluded_source`) or whose instruction is blank
+   (`empty_prompt`); read only the first `limit` rows;
+2. explode completions; drop blank responses (`empty_response`), repeated responses of the
+   same prompt (`duplicate_completion`, the first is kept) and completions without the chosen
+   rating (`missing_rating`: null, absent or "N/A");
+3. drop prompts left with fewer than two completions (`too_few_completions`);
+4. pair by the policy (ties broken by completion order: the first of equal best ratings is the
+   best, the last of equal worst ratings the worst); drop pairs with equal ratings (`tie`),
+   identical texts after trimming whitespace (`identical_text`) and gaps below `min_gap`
+   (`below_min_gap`).
+
+Counts: prompt-level reasons count prompts, completion-level reasons completions, pair-level
+reasons candidate pairs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from prefcurate import ids
+from prefcurate.build import BuildResult, run_build
+from prefcurate.errors import ConfigError, InputError
+from prefcurate.ids import prompt_id
+from prefcurate.readers import FILE_COL, Loaded, load
+from prefcurate.schema import MESSAGE
+from prefcurate.store import Store
+
+if TYPE_CHECKING:  # polars is imported where used: `prefcurate --help` and `build pairs` stay light
+    import polars as pl
+
+PAIRINGS = ("top-vs-rest", "best-vs-worst", "best-vs-random", "all-ordered")
+ASPECTS = ("helpfulness", "honesty", "instruction_following", "truthfulness")
+RATINGS = ("overall", "fine-grained", "mean-aspects", *ASPECTS)
+SCORE_FIELDS = {"overall": "overall_score", "fine-grained": "fine-grained_score"}
+DEFAULT_HUB_ID = "openbmb/UltraFeedback"
+_HASH_BATCH = 65_536
+CHUNK_PAIRS = 50_000  # pairs per Parquet part (= the store's row group size)
+_RATING = pa.struct([("Rating", pa.string())])
+# The fields pairing needs: JSON Lines / Parquet reads skip the rest (rationales, critiques...).
+READ_SCHEMA = pa.schema(
+    [
+        ("source", pa.string()),
+        ("instruction", pa.string()),
+        (
+            "completions",
+            pa.list_(
+                pa.struct(
+                    [
+                        ("model", pa.string()),
+                        ("response", pa.string()),
+                        ("overall_score", pa.float64()),
+                        ("fine-grained_score", pa.float64()),
+                        ("annotations", pa.struct([(a, _RATING) for a in ASPECTS])),
+                    ]
+                )
+            ),
+        ),
+    ]
+)
+
+
+def validate_options(pairing: str, rating: str, min_gap: float, limit: int | None) -> None:
+    if pairing not in PAIRINGS:
+        raise ConfigError(f"unknown pairing {pairing!r}; choose one of {', '.join(PAIRINGS)}")
+    if rating not in RATINGS:
+        raise ConfigError(f"unknown rating {rating!r}; choose one of {', '.join(RATINGS)}")
+    if min_gap is None or not np.isfinite(min_gap) or min_gap < 0:
+        raise ConfigError(f"--min-gap must be a number >= 0, got {min_gap!r}")
+    if limit is not None and limit < 1:
+        raise ConfigError(f"--limit must be at least 1, got {limit!r}")
+
+
+def _first_bad(mask: pa.ChunkedArray | pa.Array) -> int | None:
+    """Index of the first True in a boolean array (nulls count as False)."""
+    idx = pc.index(pc.fill_null(mask, False), True).as_py()
+    return None if idx is None or idx < 0 else idx
+
+
+def _check_schema(loaded: Loaded) -> None:
+    """Required fields and their types: a one-line InputError naming file, line and field."""
+    table = loaded.table
+    first = loaded.inputs[0].path
+    for name in ("instruction", "completions"):
+        if name not in table.column_names:
+            raise InputError("missing required field", path=first, field=name)
+    itype = table.schema.field("instruction").type
+    if not (pa.types.is_string(itype) or pa.types.is_large_string(itype) or pa.types.is_null(itype)):
+        raise loaded.error(0, "instruction", f"expected a string, got {itype}")
+    bad = _first_bad(pc.is_null(table.column("instruction")))
+    if bad is not None:
+        raise loaded.error(bad, "instruction", "missing required field")
+    ctype = table.schema.field("completions").type
+    if not (pa.types.is_list(ctype) or pa.types.is_large_list(ctype)) or not pa.types.is_struct(
+        ctype.value_type
+    ):
+        if pa.types.is_null(ctype):
+            raise loaded.error(0, "completions", "missing required field")
+        raise loaded.error(0, "completions", f"expected a list of objects, got {ctype}")
+    bad = _first_bad(pc.is_null(table.column("completions")))
+    if bad is not None:
+        raise loaded.error(bad, "completions", "missing required field")
+    fields = {f.name: f.type for f in ctype.value_type}
+    if "response" not in fields:
+        raise InputError("missing required field", path=first, field="completions[].response")
+    rtype = fields["response"]
+    if not (pa.types.is_string(rtype) or pa.types.is_large_string(rtype) or pa.types.is_null(rtype)):
+        raise loaded.error(0, "completions[].response", f"expected a string, got {rtype}")
+    if "source" in table.column_names:
+        stype = table.schema.field("source").type
+        if not (pa.types.is_string(stype) or pa.types.is_large_string(stype) or pa.types.is_null(stype)):
+            raise loaded.error(0, "source", f"expected a string, got {stype}")
+
+
+def _as_float(arr: pa.ChunkedArray | pa.Array | None, n: int) -> pl.Series:
+    """A rating column as float64: strings are parsed ("N/A" and junk -> null), NaN -> null."""
+    import polars as pl
+
+    if arr is None:
+        return pl.Series(values=np.full(n, np.nan)).fill_nan(None)
+    s = pl.from_arrow(arr)
+    assert isinstance(s, pl.Series)
+    if s.dtype == pl.String:
+        s = s.str.strip_chars().cast(pl.Float64, strict=False)
+    elif s.dtype.is_numeric() or s.dtype == pl.Null or s.dtype == pl.Boolean:
+        s = s.cast(pl.Float64, strict=False)
+    else:
+        s = pl.Series(values=np.full(n, np.nan))
+    return s.fill_nan(None)
+
+
+def _struct_child(arr: pa.ChunkedArray, path: list[str]) -> pa.ChunkedArray | None:
+    """A nested struct field (None when any level is absent)."""
+    cur = arr
+    for name in path:
+        if not pa.types.is_struct(cur.type) or cur.type.get_field_index(name) < 0:
+            return None
+        cur = pc.struct_field(cur, name)
+    return cur
+
+
+def _ratings(flat: pa.ChunkedArray, rating: str) -> pl.Series:
+    import polars as pl
+
+    n = len(flat)
+    if rating in SCORE_FIELDS:
+        return _as_float(_struct_child(flat, [SCORE_FIELDS[rating]]), n)
+    if rating in ASPECTS:
+        return _as_float(_struct_child(flat, ["annotations", rating, "Rating"]), n)
+    cols = [_as_float(_struct_child(flat, ["annotations", a, "Rating"]), n).alias(a) for a in ASPECTS]
+    return pl.DataFrame(cols).select(pl.mean_horizontal(*ASPECTS)).to_series()
+
+
+def _pick(comp: pl.DataFrame, *, best: bool) -> pl.DataFrame:
+    """Per prompt: the first best-rated completion, or the last worst-rated one."""
+
+    if best:
+        ordered = comp.sort(["p", "rating", "ci"], descending=[False, True, False])
+    else:
+        ordered = comp.sort(["p", "rating", "ci"], descending=[False, False, True])
+    return ordered.group_by("p", maintain_order=True).first()
+
+
+def _candidates(comp: pl.DataFrame, pairing: str, seed: int, n_prompts: int) -> pl.DataFrame:
+    """Candidate pairs (p, c = chosen row, r = rejected row) before dropping ties and small gaps."""
+    import polars as pl
+
+    c_cols = [pl.col("k").alias("c"), pl.col("rating").alias("c_rating"), pl.col("ci").alias("c_ci")]
+    r_cols = [pl.col("k").alias("r"), pl.col("rating").alias("r_rating"), pl.col("ci").alias("r_ci")]
+    best = _pick(comp, best=True).select("p", *c_cols)
+    if pairing == "top-vs-rest":
+        rest = comp.select("p", *r_cols)
+        return best.join(rest, on="p").filter(pl.col("c") != pl.col("r"))
+    if pairing == "best-vs-worst":
+        worst = _pick(comp, best=False).select("p", *r_cols)
+        return best.join(worst, on="p")
+    if pairing == "best-vs-random":
+        # One seeded draw per read prompt, so a prompt's choice does not depend on other prompts.
+        draws = pl.DataFrame(
+            {"p": np.arange(n_prompts, dtype=np.int64), "u": np.random.default_rng(seed).random(n_prompts)}
+        )
+        others = (
+            best.select("p", "c")
+            .join(comp.select("p", *r_cols), on="p")
+            .filter(pl.col("c") != pl.col("r"))
+            .sort(["p", "r_ci"])
+            .with_columns(pl.int_range(pl.len()).over("p").alias("j"), pl.len().over("p").alias("m"))
+            .join(draws, on="p")
+            .filter(pl.col("j") == (pl.col("u") * pl.col("m")).floor().cast(pl.Int64))
+            .select("p", "r", "r_rating", "r_ci")
+        )
+        return best.join(others, on="p")
+    # all-ordered: every unordered pair once, oriented so the higher rating is chosen.
+    a = comp.select(
+        "p", pl.col("k").alias("a"), pl.col("rating").alias("a_rating"), pl.col("ci").alias("a_ci")
+    )
+    b = comp.select(
+        "p", pl.col("k").alias("b"), pl.col("rating").alias("b_rating"), pl.col("ci").alias("b_ci")
+    )
+    both = a.join(b, on="p").filter(pl.col("a_ci") < pl.col("b_ci"))
+    swap = pl.col("b_rating") > pl.col("a_rating")
+    return both.select(
+        "p",
+        pl.when(swap).then("b").otherwise("a").alias("c"),
+        pl.when(swap).then("b_rating").otherwise("a_rating").alias("c_rating"),
+        pl.when(swap).then("b_ci").otherwise("a_ci").alias("c_ci"),
+        pl.when(swap).then("a").otherwise("b").alias("r"),
+        pl.when(swap).then("a_rating").otherwise("b_rating").alias("r_rating"),
+        pl.when(swap).then("a_ci").otherwise("b_ci").alias("r_ci"),
+    )
+
+
+def _take(arr: pa.ChunkedArray, indices: np.ndarray) -> pa.Array | pa.ChunkedArray:
+    """`arr.take(indices)` chunk by chunk: Arrow's take on a ChunkedArray concatenates every
+    chunk first (a copy of the whole column per call); pairs read rows nearly in order, so
+    runs of indices in one chunk are taken from that chunk alone."""
+    if arr.num_chunks <= 1:
+        return pc.take(arr, pa.array(indices, pa.int64()))
+    if len(indices) == 0:
+        return pa.chunked_array([], arr.type)
+    bounds = np.cumsum([len(c) for c in arr.chunks])
+    chunk_of = np.searchsorted(bounds, indices, side="right")
+    starts = np.concatenate([[0], bounds[:-1]])
+    cuts = np.flatnonzero(np.diff(chunk_of)) + 1
+    pieces = []
+    for seg in np.split(np.arange(len(indices)), cuts):
+        k = int(chunk_of[seg[0]])
+        pieces.append(pc.take(arr.chunk(k), pa.array(indices[seg] - starts[k], pa.int64())))
+    return pa.chunked_array(pieces, arr.type)
+
+
+def _combine(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
+    return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+
+
+def _text(arr: pa.ChunkedArray) -> pa.ChunkedArray:
+    return arr if arr.type in (pa.string(), pa.large_string()) else pc.cast(arr, pa.string())
+
+
+def pairs_from_table(
+    loaded: Loaded,
+    *,
+    dataset: str,
+    pairing: str = "top-vs-rest",
+    rating: str = "overall",
+    min_gap: float = 0.0,
+    exclude_sources: tuple[str, ...] = (),
+    seed: int = 0,
+) -> tuple[Iterator[pa.Table], dict[str, Any]]:
+    """Pair the completions of the loaded rows; returns the pair tables (parts, in order) and the counts."""
+    import polars as pl
+
+    _check_schema(loaded)
+    table = loaded.table
+    dropped: dict[str, int] = {}
+    read = table.num_rows
+
+    # Prompt-level filters.
+    stems = pc.take(pa.array([i.source for i in loaded.inputs], pa.string()), table.column(FILE_COL))
+    if "source" in table.column_names:  # rows without a source: the input file's stem
+        source = pc.coalesce(_text(table.column("source")), stems)
+    else:
+        source = stems
+    keep = pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(_text(table.column("instruction")))), 0)
+    dropped["empty_prompt"] = read - pc.sum(keep).as_py() if read else 0
+    if exclude_sources:
+        excluded = pc.is_in(source, value_set=pa.array(list(exclude_sources), pa.string()))
+        dropped["excluded_source"] = pc.sum(pc.and_(excluded, keep)).as_py() or 0
+        keep = pc.and_(keep, pc.invert(excluded))
+    kept_rows = np.flatnonzero(np.asarray(keep.to_numpy(zero_copy_only=False), dtype=bool))
+
+    # Explode completions of every row (cheap: Arrow views); rows filtered out are masked below.
+    comps = table.column("completions")
+    lengths = np.asarray(
+        pc.fill_null(pc.list_value_length(comps), 0).to_numpy(zero_copy_only=False), dtype=np.int64
+    )
+    flat = pc.list_flatten(comps)
+    parent = np.repeat(np.arange(read, dtype=np.int64), lengths)
+    starts = np.cumsum(lengths) - lengths
+    ci = np.arange(len(parent), dtype=np.int64) - starts[parent]
+    row_kept = np.zeros(read, dtype=bool)
+    row_kept[kept_rows] = True
+    in_kept = row_kept[parent]
+    completions_read = int(lengths[kept_rows].sum())
+
+    response = _text(pc.struct_field(flat, "response"))
+    bad = _first_bad(pc.is_null(response))
+    if bad is not None:
+        raise loaded.error(int(parent[bad]), "completions[].response", "missing required field")
+
+    # Ids: the only per-row Python work. Texts are hashed straight from slices of the Arrow
+    # column (no copies); `skey` (id of the whitespace-trimmed text) finds identical replies.
+    instructions = _text(table.column("instruction")).to_pylist()
+    pids: list[str | None] = [None] * read
+    for i in kept_rows.tolist():
+        pids[i] = prompt_id(({"role": "user", "content": instructions[i]},))
+    del instructions
+    usable_list: list[int] = []
+    cids: list[str] = []
+    skeys: list[str] = []
+    blank = 0
+    # ids.completion_id inlined (same bytes, same digest): this loop runs once per completion.
+    blake2b, sep, size = hashlib.blake2b, ids._SEP, ids.ID_HEX_CHARS // 2
+    for start in range(0, len(parent), _HASH_BATCH):
+        stop = min(start + _HASH_BATCH, len(parent))
+        texts = response.slice(start, stop - start).to_pylist()
+        for j, (p, keep_row, t) in enumerate(
+            zip(parent[start:stop].tolist(), in_kept[start:stop].tolist(), texts, strict=True)
+        ):
+            if not keep_row:
+                continue
+            s = t.strip()
+            if not s:
+                blank += 1
+                continue
+            cid = blake2b(f"{pids[p]}{sep}{t}".encode(), digest_size=size).hexdigest()
+            usable_list.append(start + j)
+            cids.append(cid)
+            skeys.append(
+                cid if s is t else blake2b(f"{pids[p]}{sep}{s}".encode(), digest_size=size).hexdigest()
+            )
+        del texts
+    dropped["empty_response"] = blank
+    usable = np.asarray(usable_list, dtype=np.int64)
+    del usable_list
+
+    ratings = _ratings(flat, rating).gather(usable) if len(flat) else pl.Series(values=[], dtype=pl.Float64)
+    comp = pl.DataFrame(
+        {
+            "p": parent[usable],
+            "ci": ci[usable],
+            "k": np.arange(len(usable), dtype=np.int64),
+            "cid": cids,
+            "rating": ratings,
+        },
+        schema={"p": pl.Int64, "ci": pl.Int64, "k": pl.Int64, "cid": pl.String, "rating": pl.Float64},
+    )
+    before = comp.height
+    comp = comp.unique(subset=["p", "cid"], keep="first", maintain_order=True)
+    dropped["duplicate_completion"] = before - comp.height
+    before = comp.height
+    comp = comp.filter(pl.col("rating").is_not_null())
+    dropped["missing_rating"] = before - comp.height
+    sizes = comp.group_by("p").len()
+    enough = sizes.filter(pl.col("len") >= 2).select("p")
+    dropped["too_few_completions"] = len(kept_rows) - enough.height
+    comp = comp.join(enough, on="p", how="semi", maintain_order="left")
+
+    cand = _candidates(comp, pairing, seed, read).sort(["p", "c_ci", "r_ci"])
+    gap = pl.col("c_rating") - pl.col("r_rating")
+    skey = pl.Series(skeys, dtype=pl.String)  # indexed like `usable` (c and r are such indices)
+    cand = (
+        cand.with_columns(
+            (skey.gather(cand.get_column("c")) == skey.gather(cand.get_column("r"))).alias("same")
+        )
+        if cand.height
+        else cand.with_columns(pl.lit(False).alias("same"))
+    )
+    reason = (
+        pl.when(gap == 0)
+        .then(pl.lit("tie"))
+        .when(pl.col("same"))
+        .then(pl.lit("identical_text"))
+        .when(gap < min_gap)
+        .then(pl.lit("below_min_gap"))
+        .otherwise(None)
+    )
+    cand = cand.with_columns(reason.alias("reason"))
+    for name in ("tie", "identical_text", "below_min_gap"):
+        dropped[name] = int((cand["reason"] == name).sum())
+    pairs = cand.filter(pl.col("reason").is_null())
+
+    counts = {
+        "read": read,
+        "completions": completions_read,
+        "kept": pairs.height,
+        "dropped": {k: v for k, v in dropped.items() if v},
+    }
+    model = _struct_child(flat, ["model"])
+    instruction = _text(table.column("instruction"))
+    model_text = _text(model) if model is not None else None
+    cid_arr = pa.array(cids, pa.string())
+    meta_head = pl.lit('{"chosen_index":')
+    meta_mid = pl.lit(f',"pairing":{json.dumps(pairing)},"rating":{json.dumps(rating)},"rejected_index":')
+
+    def chunks() -> Iterator[pa.Table]:
+        """The output in parts of CHUNK_PAIRS pairs: only one part's texts are copied at a time."""
+        for start in range(0, pairs.height, CHUNK_PAIRS):
+            part = pairs.slice(start, CHUNK_PAIRS)
+            n = part.height
+            c_k = part.get_column("c").to_numpy()
+            r_k = part.get_column("r").to_numpy()
+            c_rows, r_rows = usable[c_k], usable[r_k]
+            p_np = part.get_column("p").to_numpy()
+            pid_list = [pids[p] for p in p_np.tolist()]
+            cids_c, cids_r = pc.take(cid_arr, pa.array(c_k)), pc.take(cid_arr, pa.array(r_k))
+            pair_ids = [
+                blake2b(f"{p}{sep}{c}{sep}{r}".encode(), digest_size=size).hexdigest()  # ids.pair_id inlined
+                for p, c, r in zip(pid_list, cids_c.to_pylist(), cids_r.to_pylist(), strict=True)
+            ]
+            prompt_col = pa.ListArray.from_arrays(
+                pa.array(np.arange(n + 1, dtype=np.int32)),
+                pa.StructArray.from_arrays(
+                    [pa.array(["user"] * n, pa.string()), _combine(_take(instruction, p_np))],
+                    fields=list(MESSAGE),
+                ),
+            )
+            if model is not None:
+                chosen_model, rejected_model = _take(model_text, c_rows), _take(model_text, r_rows)
+            else:
+                chosen_model = rejected_model = pa.nulls(n, pa.string())
+            # meta as JSON with sorted keys, built column-wise.
+            meta = (
+                part.select(
+                    pl.concat_str(
+                        [
+                            meta_head,
+                            pl.col("c_ci").cast(pl.String),
+                            meta_mid,
+                            pl.col("r_ci").cast(pl.String),
+                            pl.lit("}"),
+                        ]
+                    )
+                )
+                .to_series()
+                .to_arrow()
+            )
+            yield pa.table(
+                {
+                    "pair_id": pa.array(pair_ids, pa.string()),
+                    "prompt_id": pa.array(pid_list, pa.string()),
+                    "dataset": pa.array([dataset] * n, pa.string()),
+                    "source": _take(source, p_np),
+                    "prompt": prompt_col,
+                    "chosen": _take(response, c_rows),
+                    "rejected": _take(response, r_rows),
+                    "chosen_id": cids_c,
+                    "rejected_id": cids_r,
+                    "chosen_score": part.get_column("c_rating").to_arrow(),
+                    "rejected_score": part.get_column("r_rating").to_arrow(),
+                    "chosen_model": chosen_model,
+                    "rejected_model": rejected_model,
+                    "meta": pc.cast(meta, pa.string()),
+                }
+            )
+
+    return chunks(), counts
+
+
+def build_ultrafeedback(
+    store: Store,
+    source: str = DEFAULT_HUB_ID,
+    *,
+    dataset: str = "ultrafeedback",
+    pairing: str = "top-vs-rest",
+    rating: str = "overall",
+    min_gap: float = 0.0,
+    exclude_sources: tuple[str, ...] | list[str] = (),
+    limit: int | None = None,
+    seed: int = 0,
+    split: str = "train",
+    force: bool = False,
+) -> BuildResult:
+    """Read raw UltraFeedback rows (file, folder or hub id), pair them and publish `pairs/<dataset>/vN`."""
+    validate_options(pairing, rating, min_gap, limit)
+    exclude = tuple(sorted(set(exclude_sources)))
+    options = {
+        "source": str(source),
+        "pairing": pairing,
+        "rating": rating,
+        "min_gap": float(min_gap),
+        "exclude_sources": list(exclude),
+        "limit": limit,
+        "seed": seed,
+        "split": split,
+    }
+
+    def build(loaded: Loaded) -> tuple[Iterator[pa.Table], dict[str, Any]]:
+        return pairs_from_table(
+            loaded,
+            dataset=dataset,
+            pairing=pairing,
+            rating=rating,
+            min_gap=min_gap,
+            exclude_sources=exclude,
+            seed=seed,
+        )
+
+    return run_build(
+        store,
+        dataset,
+        command="ultrafeedback",
+        options=options,
+        source=str(source),
+        load=lambda: load(source, split=split, limit=limit, schema=READ_SCHEMA, defer_fingerprints=True),
+        build=build,
+        force=force,
+    )

@@ -1,0 +1,183 @@
+"""The one log-prob path: tokenize a completion after its prompt, and score many of them fast.
+
+What is scored is exactly TRL's DPO completion span (trl 1.x ``DPOTrainer._prepare_dataset`` and
+``DataCollatorForPreference``), so the sums can be handed to a trainer as ``ref_chosen_logps`` /
+``ref_rejected_logps``:
+
+- chat template (``template="chat"``): the prompt messages are rendered with
+  ``add_generation_prompt=True``; prompt + assistant message is rendered once as a whole; the
+  completion starts where the two token lists diverge (normally right after the prompt), so it
+  includes the template's end-of-turn tokens (``<|im_end|>\\n`` for SmolLM2). The completion is never
+  tokenized alone, so the token boundary between prompt and completion is the one the model sees.
+- no chat template (``template="plain"``): the message contents joined by blank lines, then the
+  completion text plus the EOS token (TRL adds EOS to plain completions), tokenized as one string.
+- prompt + completion is cut to ``max_length`` tokens keeping the start (TRL's ``keep_start``).
+  A completion left with no token (the prompt fills ``max_length``) scores ``None``; TRL drops it.
+
+Speed (``LogprobScorer``): sequences are sorted by length and packed into batches under a token
+budget, the backbone runs once under ``torch.inference_mode``, and only the hidden states of the
+scored positions go through the LM head, in row chunks, with the target logit gathered and a
+float32 logsumexp per chunk: a full float32 ``[batch, length, vocabulary]`` log-softmax is never made.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from prefcurate.errors import ConfigError
+from prefcurate.extras import require
+from prefcurate.models.dtypes import default_device, resolve_dtype
+from prefcurate.models.encoding import Encoded, encode, pack, template_mode
+
+HEAD_CHUNK_ROWS = 512  # rows of logits per LM-head chunk: 512 x 49k vocab x 4 bytes = 100 MB at most
+
+
+class LogprobScorer:
+    """Sums of completion-token log-probs under a causal LM (transformers backend)."""
+
+    backend = "transformers"
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        max_length: int,
+        batch_tokens: int = 8192,
+        padding_side: str = "right",
+        device: str | None = None,
+    ) -> None:
+        torch = require("torch", "log-prob scoring")
+        if max_length < 2:
+            raise ConfigError(f"--max-length must be at least 2 tokens, got {max_length}")
+        if batch_tokens < 1:
+            raise ConfigError(f"--batch-tokens must be positive, got {batch_tokens}")
+        if padding_side not in ("left", "right"):
+            raise ConfigError(f"padding side {padding_side!r} is not left or right")
+        self.device = device or str(next(model.parameters()).device)
+        self.model = model.to(self.device).eval()
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.batch_tokens = batch_tokens
+        self.padding_side = padding_side
+        self.template = template_mode(tokenizer)
+        self.pad_id = (
+            tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+        )
+        self._torch = torch
+        config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+        # Logit transforms some families apply after the LM head (Gemma softcapping, Cohere/Granite scale).
+        self._softcap = getattr(config, "final_logit_softcapping", None)
+        scale = getattr(config, "logit_scale", None)
+        if scale is None and getattr(config, "logits_scaling", None):
+            scale = 1.0 / config.logits_scaling
+        self._logit_scale = scale
+
+    @property
+    def dtype(self) -> str:
+        return "bf16" if next(self.model.parameters()).dtype == self._torch.bfloat16 else "fp32"
+
+    def encode(self, prompt: Sequence[Mapping[str, str]], completion: str) -> Encoded:
+        return encode(self.tokenizer, prompt, completion, max_length=self.max_length, template=self.template)
+
+    def score(
+        self, items: Sequence[Encoded], on_batch: Callable[[int, int], None] | None = None
+    ) -> list[float | None]:
+        """Log-prob sum of each item's completion, in input order (None where no token is left).
+
+        Items are sorted by length internally; `on_batch(completions, tokens)` is called after each batch.
+        """
+        order = sorted(range(len(items)), key=lambda i: (-len(items[i].input_ids), i))
+        results: list[float | None] = [None] * len(items)
+        lengths = [len(items[i].input_ids) for i in order]
+        for batch in pack(lengths, self.batch_tokens):
+            idx = [order[j] for j in batch]
+            sums = self._score_batch([items[i] for i in idx])
+            for i, value in zip(idx, sums, strict=True):
+                results[i] = value
+            if on_batch is not None:
+                on_batch(len(idx), sum(len(items[i].input_ids) for i in idx))
+        return results
+
+    def _score_batch(self, items: Sequence[Encoded]) -> list[float | None]:
+        torch = self._torch
+        width = max(len(it.input_ids) for it in items)
+        ids = torch.full((len(items), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(items), width), dtype=torch.long)
+        offsets = []
+        for row, it in enumerate(items):
+            n = len(it.input_ids)
+            off = width - n if self.padding_side == "left" else 0
+            ids[row, off : off + n] = torch.tensor(it.input_ids, dtype=torch.long)
+            mask[row, off : off + n] = 1
+            offsets.append(off)
+        # Positions p predict token p+1: collect (row, position, target) for every scored token.
+        rows, positions, targets = [], [], []
+        for row, it in enumerate(items):
+            first = max(it.start, 1)
+            n = len(it.input_ids) - first
+            if n <= 0:
+                continue
+            off = offsets[row]
+            rows.extend([row] * n)
+            positions.extend(range(off + first - 1, off + len(it.input_ids) - 1))
+            targets.extend(it.input_ids[first:])
+        sums: list[float | None] = [None if it.n_tokens == 0 else 0.0 for it in items]
+        if not rows:
+            return sums
+        with torch.inference_mode():
+            ids, mask = ids.to(self.device), mask.to(self.device)
+            kwargs: dict[str, Any] = {"input_ids": ids, "use_cache": False}
+            if self.padding_side == "left":
+                kwargs["attention_mask"] = mask
+                kwargs["position_ids"] = (mask.cumsum(dim=1) - 1).clamp(min=0)
+            # Right padding needs no mask: under causal attention a real token never sees the pads after
+            # it, and without a mask SDPA takes its faster causal kernel. Same values, less work.
+            hidden = self.model.get_decoder()(**kwargs).last_hidden_state
+            row_index = torch.tensor(rows, device=self.device)
+            picked = hidden[row_index, torch.tensor(positions, device=self.device)]
+            target = torch.tensor(targets, device=self.device)
+            logps = self._token_logps(picked, target)
+            per_row = torch.zeros(len(items), dtype=torch.float64, device=self.device)
+            per_row.index_add_(0, row_index, logps.to(torch.float64))
+            per_row = per_row.cpu().tolist()
+        return [None if s is None else per_row[r] for r, s in enumerate(sums)]
+
+    def _token_logps(self, hidden: Any, target: Any) -> Any:
+        """log p(target) for each row of `hidden`: LM head in chunks, gather, float32 logsumexp."""
+        torch = self._torch
+        head = self.model.get_output_embeddings()
+        out = torch.empty(hidden.shape[0], dtype=torch.float32, device=hidden.device)
+        for lo in range(0, hidden.shape[0], HEAD_CHUNK_ROWS):
+            hi = min(lo + HEAD_CHUNK_ROWS, hidden.shape[0])
+            logits = head(hidden[lo:hi]).float()
+            if self._logit_scale is not None:
+                logits = logits * self._logit_scale
+            if self._softcap is not None:
+                logits = torch.tanh(logits / self._softcap) * self._softcap
+            out[lo:hi] = logits.gather(1, target[lo:hi, None])[:, 0] - torch.logsumexp(logits, dim=-1)
+        return out
+
+
+def open_scorer(
+    spec: str | None,
+    *,
+    backend: str = "transformers",
+    dtype: str = "auto",
+    max_length: int = 512,
+    batch_tokens: int = 8192,
+) -> Any:
+    """A scorer for a model spec (see prefcurate.models): LogprobScorer, or the vLLM one on GPUs."""
+    if backend == "vllm":
+        from prefcurate.models.logprob_vllm import VllmScorer
+
+        return VllmScorer.open(spec, dtype=dtype, max_length=max_length)
+    if backend != "transformers":
+        raise ConfigError(f"--backend {backend!r} is not one of: transformers, vllm")
+    from prefcurate.models import load_model
+
+    device = default_device()
+    resolved, _why = resolve_dtype(dtype, device)
+    model, tokenizer = load_model(spec, dtype=resolved)
+    return LogprobScorer(model, tokenizer, max_length=max_length, batch_tokens=batch_tokens, device=device)

@@ -1,0 +1,249 @@
+"""Difficulty signals (DESIGN.md "Signals"), dolma-style.
+
+Each signal is a small class registered under a versioned name (`score_gap_v1`). It
+computes a sidecar table keyed by `pair_id` with columns `<signal>__<field>`; `run_signal`
+publishes that table as `scores/<dataset>/<signal>/<version>` with a manifest recording
+what determines the values. Changing a formula means a new class with a new version,
+never an edit, so buckets built on old values stay meaningful.
+
+Long signals process shards through `RunContext.map_shards`: finished shards are kept
+under the store's work folder, keyed by the run's fingerprint, so rerunning the same
+command after an interruption resumes instead of restarting.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from prefcurate.errors import ConfigError, PrefcurateError
+from prefcurate.ids import fingerprint
+from prefcurate.progress import progress_bar
+from prefcurate.store import Store, VersionRef, write_parquet
+
+REGISTRY: dict[str, type[Signal]] = {}
+
+
+def register(cls: type[Signal]) -> type[Signal]:
+    """Class decorator: make a signal available by its versioned name and its CLI name."""
+    for key in (cls.name, cls.cli_name):
+        if key in REGISTRY and REGISTRY[key] is not cls:
+            raise RuntimeError(f"signal name {key!r} registered twice")
+        REGISTRY[key] = cls
+    return cls
+
+
+class Signal:
+    """Base class. Subclasses are dataclasses whose fields are their options."""
+
+    name: ClassVar[str]  # versioned: "score_gap_v1"
+    cli_name: ClassVar[str]  # what `--by` takes: "score-gap"
+    fields: ClassVar[tuple[str, ...]]  # output fields: ("gap",) -> column score_gap_v1__gap
+    description: ClassVar[str] = ""
+
+    @classmethod
+    def option_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls)) if hasattr(cls, "__dataclass_fields__") else ()
+
+    @classmethod
+    def from_options(cls, **options: Any) -> Signal:
+        """Build from CLI/library options; options that do not apply are an error, not ignored."""
+        given = {k: v for k, v in options.items() if v is not None}
+        allowed = set(cls.option_names())
+        extra = sorted(set(given) - allowed)
+        if extra:
+            flag = "--" + extra[0].replace("_", "-")
+            raise ConfigError(
+                f"{flag} does not apply to --by {cls.cli_name} "
+                f"(it takes: {', '.join('--' + a.replace('_', '-') for a in sorted(allowed)) or 'no options'})"
+            )
+        return cls(**given)
+
+    def column(self, field: str) -> str:
+        return f"{self.name}__{field}"
+
+    @property
+    def columns(self) -> list[str]:
+        return [self.column(f) for f in self.fields]
+
+    def spec(self) -> dict[str, Any]:
+        """Everything that determines the values (recorded in the manifest, hashed for resume)."""
+        return (
+            {f.name: getattr(self, f.name) for f in fields(self)}
+            if hasattr(self, "__dataclass_fields__")
+            else {}
+        )
+
+    def identity(self) -> dict[str, Any]:
+        """What determines the values besides the options, known before any work: the content
+        fingerprint of a model's weights, the resolved dtype... Hashed into the run's fingerprint, so
+        a folder whose weights changed gives a new version instead of reusing the old one."""
+        return {}
+
+    def compute(self, pairs: pa.Table, ctx: RunContext) -> Computed:
+        """`pair_id` plus `self.columns`, one row per input pair, in input order, and the manifest
+        entries known only after computing."""
+        raise NotImplementedError
+
+
+@dataclass
+class Computed:
+    """What `Signal.compute` returns: the sidecar table and extra manifest entries."""
+
+    table: pa.Table
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunContext:
+    """What a signal gets while computing: the store, its resumable work folder, progress."""
+
+    store: Store
+    dataset: str
+    work_dir: Path
+    pairs_ref: VersionRef
+
+    def map_shards(
+        self,
+        table: pa.Table,
+        fn: Callable[[pa.Table], pa.Table],
+        *,
+        shard_rows: int = 1024,
+        description: str = "scoring",
+        tag: str = "shards",
+        weight: Callable[[pa.Table], float] | None = None,
+        rate: Callable[[pa.Table, float], str] | None = None,
+    ) -> pa.Table:
+        """Apply `fn` to consecutive slices of `table`, keeping each finished slice on disk.
+
+        A rerun with the same table and shard size skips the slices already on disk, so an
+        interrupted job resumes where it stopped and gives the same result. `table` must be in
+        a deterministic order. `weight` sizes the progress bar (e.g. tokens instead of rows).
+        """
+        import time
+
+        folder = self.work_dir / tag
+        folder.mkdir(parents=True, exist_ok=True)
+        plan = {"rows": table.num_rows, "shard_rows": shard_rows, "schema": str(table.schema)}
+        plan_path = folder / "plan.json"
+        if plan_path.exists() and json.loads(plan_path.read_text()) != plan:
+            for stale in folder.glob("shard-*.parquet"):
+                stale.unlink()
+        plan_path.write_text(json.dumps(plan))
+        n_shards = max(1, math.ceil(table.num_rows / shard_rows))
+        total = weight(table) if weight else table.num_rows
+        outputs = []
+        with progress_bar(description, total, rate_field="rate" if rate else None) as bar:
+            started, done_new = time.perf_counter(), 0.0
+            for i in range(n_shards):
+                shard = table.slice(i * shard_rows, shard_rows)
+                path = folder / f"shard-{i:05d}.parquet"
+                size = weight(shard) if weight else shard.num_rows
+                if path.exists():
+                    outputs.append(pq.read_table(path))
+                    bar.advance(size)
+                    continue
+                out = fn(shard)
+                if out.num_rows != shard.num_rows:
+                    raise PrefcurateError(
+                        f"{description}: shard {i} gave {out.num_rows} rows for {shard.num_rows} inputs"
+                    )
+                write_parquet(out, path)
+                outputs.append(out)
+                done_new += size
+                fields_ = (
+                    {"rate": rate(shard, done_new / max(time.perf_counter() - started, 1e-9))} if rate else {}
+                )
+                bar.advance(size, **fields_)
+        if not outputs:
+            return table.schema.empty_table()
+        return pa.concat_tables(outputs, promote_options="default")
+
+
+def run_signal(
+    store: Store,
+    dataset: str,
+    signal: Signal,
+    *,
+    pairs_version: str | None = None,
+    force: bool = False,
+) -> tuple[VersionRef, bool]:
+    """Compute `signal` for a dataset's pairs and publish it. Returns (version, reused).
+
+    The same signal spec over the same pairs version is reused unless `force`.
+    """
+    pairs_ref = store.get("pairs", dataset, pairs_version)
+    pairs_fp = pairs_ref.manifest.get("fingerprint", pairs_ref.label)
+    spec = signal.spec()
+    identity = signal.identity()
+    # `identity` joins the hash only when a signal has one, so option-only signals keep their fingerprints.
+    fp = fingerprint(
+        {
+            "signal": signal.name,
+            "spec": spec,
+            "pairs": pairs_fp,
+            **({"identity": identity} if identity else {}),
+        }
+    )
+    name = f"{dataset}/{signal.name}"
+    if not force and (existing := store.find_fingerprint("scores", name, fp)):
+        return existing, True
+    work_dir = store.work_dir("scores", name, fp)
+    pairs = pairs_ref.read()
+    ctx = RunContext(store, dataset, work_dir, pairs_ref)
+    computed = signal.compute(pairs, ctx)
+    out = computed.table
+    expected = ["pair_id", *signal.columns]
+    if out.column_names[: len(expected)] != expected:
+        raise PrefcurateError(
+            f"signal {signal.name} returned columns {out.column_names}, expected {expected}"
+        )
+    if out.num_rows != pairs.num_rows or not out.column("pair_id").equals(pairs.column("pair_id")):
+        raise PrefcurateError(f"signal {signal.name} must return one row per pair, in pair order")
+    counts = {"rows": out.num_rows, "nulls": {c: out.column(c).null_count for c in signal.columns}}
+    manifest = {
+        "signal": signal.name,
+        "dataset": dataset,
+        "spec": spec,
+        "fields": list(signal.fields),
+        "inputs": {"pairs": {"version": pairs_ref.version, "fingerprint": pairs_fp}},
+        "counts": counts,
+        "fingerprint": fp,
+        **identity,
+        **computed.manifest,
+    }
+    with store.publish("scores", name, manifest) as pub:
+        pub.write_table(out)
+    store.clear_work_dir("scores", name, fp)
+    return VersionRef("scores", name, pub.manifest["version"], pub.path), False
+
+
+def load_signal_columns(store: Store, dataset: str, columns: list[str]) -> pa.Table:
+    """pair_id plus the named `<signal>__<field>` columns from each signal's latest version."""
+    by_signal: dict[str, list[str]] = {}
+    for col in columns:
+        signal, sep, _ = col.partition("__")
+        if not sep:
+            raise ConfigError(
+                f"{col!r} is not a signal column; expected <signal>__<field>, e.g. score_gap_v1__gap"
+            )
+        by_signal.setdefault(signal, []).append(col)
+    result: pa.Table | None = None
+    for signal, cols in by_signal.items():
+        ref = store.get("scores", f"{dataset}/{signal}")
+        table = ref.read()
+        missing = [c for c in cols if c not in table.column_names]
+        if missing:
+            have = [c for c in table.column_names if c != "pair_id"]
+            raise ConfigError(f"{ref.label} has no column {missing[0]!r} (have: {', '.join(have)})")
+        table = table.select(["pair_id", *cols])
+        result = table if result is None else result.join(table, "pair_id", join_type="left outer")
+    assert result is not None
+    return result

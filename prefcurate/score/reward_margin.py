@@ -1,0 +1,167 @@
+"""reward_margin_v1: a reward model's score of each completion, and chosen - rejected.
+
+Fields: `chosen`, `rejected` (the reward model's scalar for each completion given the prompt),
+`margin` = chosen - rejected, `correct` = chosen > rejected (strict: a tie is not correct).
+
+Each distinct completion (completion id) is scored once, however many pairs share it. The
+completions are sorted by token length (longest first) and processed in resumable shards, each
+packed into batches under `batch_tokens`; an interrupted run resumes from the finished shards.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from prefcurate.errors import ConfigError
+from prefcurate.models.dtypes import check_dtype
+from prefcurate.models.reward import (
+    TRUNCATION_SIDE,
+    ModelIdentity,
+    RewardModel,
+    identify_reward_model,
+    load_reward_model,
+)
+from prefcurate.progress import progress_bar
+from prefcurate.score.base import Computed, RunContext, Signal, register
+
+
+@register
+@dataclass
+class RewardMargin(Signal):
+    name = "reward_margin_v1"
+    cli_name = "reward"
+    fields = ("chosen", "rejected", "margin", "correct")
+    description = "reward-model scores of chosen and rejected, their margin, and chosen > rejected (strict)"
+    shard_rows: ClassVar[int] = 256  # completions per resumable shard
+
+    model: str | None = None
+    dtype: str = "auto"
+    max_length: int = 2048
+    batch_tokens: int = 16384
+
+    def __post_init__(self) -> None:
+        check_dtype(self.dtype)
+        if self.max_length < 2:
+            raise ConfigError(f"--max-length must be at least 2 (got {self.max_length})")
+        if self.batch_tokens < 1:
+            raise ConfigError(f"--batch-tokens must be positive (got {self.batch_tokens})")
+        self._rm: RewardModel | None = None
+        self._identity: ModelIdentity | None = None
+
+    def model_identity(self) -> ModelIdentity:
+        if self._identity is None:
+            self._identity = identify_reward_model(self.model, self.dtype)
+        return self._identity
+
+    def reward_model(self) -> RewardModel:
+        if self._rm is None:
+            ident = self.model_identity()
+            self._rm = load_reward_model(self.model, ident.dtype, ident.device, fingerprint=ident.fingerprint)
+        return self._rm
+
+    def identity(self) -> dict[str, Any]:
+        # Cheap: no weights are loaded.
+        ident = self.model_identity()
+        return {
+            "resolved_dtype": ident.dtype,
+            "model_fingerprint": ident.fingerprint,
+            "chat_template_hash": ident.chat_template_hash,
+            "truncation": TRUNCATION_SIDE,
+        }
+
+    def _model_manifest(self) -> dict[str, Any]:
+        rm = self.reward_model()
+        return {
+            "model": {
+                "spec": rm.spec,
+                "fingerprint": rm.fingerprint,
+                "dtype": rm.dtype,
+                "dtype_reason": self.model_identity().dtype_reason,
+                "device": rm.device,
+                "template": rm.template,
+                "chat_template_hash": rm.chat_template_hash,
+                "max_length": self.max_length,
+                "truncation": TRUNCATION_SIDE,
+                "pad_token_id": rm.pad_token_id,
+            },
+        }
+
+    def compute(self, pairs: pa.Table, ctx: RunContext) -> Computed:
+        rm = self.reward_model()
+        completions = distinct_completions(pairs)
+        ids, tokens, lengths, truncated = [], [], [], []
+        with progress_bar("tokenizing", len(completions)) as bar:
+            for cid, (prompt, text) in completions.items():
+                enc = rm.encode(prompt, text, self.max_length)
+                ids.append(cid)
+                tokens.append(enc.input_ids)
+                lengths.append(len(enc.input_ids))
+                truncated.append(enc.truncated)
+                bar.advance(1)
+        # Longest first: the packing stays tight and the first shards show the worst-case speed.
+        order = sorted(range(len(ids)), key=lambda i: (-lengths[i], ids[i]))
+        table = pa.table(
+            {
+                "completion_id": pa.array([ids[i] for i in order], pa.string()),
+                "input_ids": pa.array([tokens[i] for i in order], pa.list_(pa.int32())),
+                "n_tokens": pa.array([lengths[i] for i in order], pa.int32()),
+            }
+        )
+
+        def score_shard(shard: pa.Table) -> pa.Table:
+            values = rm.score(shard.column("input_ids").to_pylist(), self.batch_tokens)
+            return pa.table(
+                {"completion_id": shard.column("completion_id"), "score": pa.array(values, pa.float64())}
+            )
+
+        scored = ctx.map_shards(
+            table,
+            score_shard,
+            shard_rows=self.shard_rows,
+            description="reward",
+            tag="completions",
+            weight=lambda t: float(pc.sum(t.column("n_tokens")).as_py() or 0),
+            rate=lambda _t, per_s: f"{per_s:,.0f} tok/s",
+        )
+        score_of = dict(
+            zip(scored.column("completion_id").to_pylist(), scored.column("score").to_pylist(), strict=True)
+        )
+        chosen = pa.array([score_of[c] for c in pairs.column("chosen_id").to_pylist()], pa.float64())
+        rejected = pa.array([score_of[c] for c in pairs.column("rejected_id").to_pylist()], pa.float64())
+        extra = {
+            **self._model_manifest(),
+            "completions": {
+                "distinct": len(ids),
+                "tokens": int(sum(lengths)),
+                "truncated": int(sum(truncated)),
+            },
+        }
+        table = pa.table(
+            {
+                "pair_id": pairs.column("pair_id"),
+                self.column("chosen"): chosen,
+                self.column("rejected"): rejected,
+                self.column("margin"): pc.subtract(chosen, rejected),
+                self.column("correct"): pc.greater(chosen, rejected),
+            }
+        )
+        return Computed(table, extra)
+
+
+def distinct_completions(pairs: pa.Table) -> dict[str, tuple[list[dict[str, str]], str]]:
+    """completion id -> (prompt messages, text), in order of first appearance (chosen before rejected)."""
+    out: dict[str, tuple[list[dict[str, str]], str]] = {}
+    prompts = pairs.column("prompt").to_pylist()
+    cols = {
+        s: (pairs.column(f"{s}_id").to_pylist(), pairs.column(s).to_pylist()) for s in ("chosen", "rejected")
+    }
+    for row, prompt in enumerate(prompts):
+        for side in ("chosen", "rejected"):
+            cid, text = cols[side][0][row], cols[side][1][row]
+            if cid not in out:
+                out[cid] = (prompt, text)
+    return out

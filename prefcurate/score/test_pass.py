@@ -1,0 +1,133 @@
+"""test_pass_v1: unit tests passed by each side of a code pair, run in the sandbox.
+
+The tests come from the pair's `meta` JSON as `build code` writes it: `tests` (assert strings,
+optional `test_setup`) or `test` (a HumanEval `check(candidate)` function) with `entry_point`,
+and optional `program_prefix` (the problem prompt, when completions are function bodies).
+Each distinct completion (by completion id) runs once, however many pairs share it.
+
+Fields: chosen_passed, rejected_passed, total (units in the suite), gap = chosen - rejected
+(a large gap is an easy pair). Pairs whose meta has no tests get nulls.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from prefcurate.errors import InputError
+from prefcurate.sandbox.codetests import TestSuite, build_program, lazy_suite_runner, meta_suite
+from prefcurate.score.base import Computed, RunContext, Signal, register
+
+SHARD_ROWS = 256  # distinct completions per resumable shard
+
+
+@register
+@dataclass
+class TestPass(Signal):
+    __test__ = False  # not a pytest class
+
+    name = "test_pass_v1"
+    cli_name = "tests"
+    fields = ("chosen_passed", "rejected_passed", "total", "gap")
+    description = "unit tests passed by chosen and rejected (sandboxed); gap = chosen - rejected"
+
+    timeout: float = 5.0
+    workers: int | None = None
+
+    def spec(self) -> dict:
+        # The worker count does not change values: keep it out of the fingerprint so a rerun
+        # with another --workers resumes the same shards.
+        return {"timeout": self.timeout}
+
+    def compute(self, pairs: pa.Table, ctx: RunContext) -> Computed:
+
+        # One job per distinct completion, in first-seen order (deterministic for resume).
+        metas = pairs.column("meta").to_pylist()
+        suites: list[TestSuite | None] = []
+        parsed: dict[str, tuple[TestSuite | None, str, str | None]] = {}
+        for row, meta in enumerate(metas):
+            if meta not in parsed:
+                try:
+                    suite = meta_suite(meta)
+                    spec = json.loads(meta) if meta else {}
+                except (json.JSONDecodeError, InputError) as exc:
+                    raise InputError(
+                        f"cannot read tests from meta: {exc}", path=ctx.pairs_ref.label, row=row, field="meta"
+                    ) from None
+                parsed[meta] = (suite, spec.get("program_prefix") or "", spec.get("entry_point"))
+            suites.append(parsed[meta][0])
+
+        order: dict[str, int] = {}
+        job_meta: list[str] = []
+        job_text: list[str] = []
+        sides = []
+        for side in ("chosen", "rejected"):
+            ids, texts = pairs.column(f"{side}_id").to_pylist(), pairs.column(side).to_pylist()
+            sides.append(ids)
+            for row, (cid, text) in enumerate(zip(ids, texts, strict=False)):
+                if suites[row] is None or cid in order:
+                    continue
+                order[cid] = len(job_meta)
+                job_meta.append(metas[row])
+                job_text.append(text)
+
+        jobs = pa.table(
+            {"job": pa.array(range(len(job_meta)), pa.int64()), "completion": job_text, "meta": job_meta}
+        )
+
+        def to_work(shard: pa.Table) -> list[tuple[str, TestSuite]]:
+            work = []
+            for text, meta in zip(
+                shard.column("completion").to_pylist(), shard.column("meta").to_pylist(), strict=False
+            ):
+                suite, prefix, entry = parsed[meta]
+                work.append((build_program(text, prefix, entry), suite))
+            return work
+
+        with lazy_suite_runner(self.workers, self.timeout) as run:
+
+            def run_shard(shard: pa.Table) -> pa.Table:
+                results = run(to_work(shard))
+                return pa.table(
+                    {
+                        "job": shard.column("job"),
+                        "passed": pa.array([r.passed for r in results], pa.int32()),
+                        "total": pa.array([r.total for r in results], pa.int32()),
+                    }
+                )
+
+            done = ctx.map_shards(
+                jobs,
+                run_shard,
+                shard_rows=SHARD_ROWS,
+                description="running tests",
+                tag="completions",
+                rate=lambda shard, per_s: f"{per_s:,.1f} completions/s",
+            )
+        passed = done.column("passed").to_pylist()
+
+        def side_passed(ids: list[str]) -> list[int | None]:
+            return [passed[order[cid]] if suites[row] is not None else None for row, cid in enumerate(ids)]
+
+        chosen, rejected = side_passed(sides[0]), side_passed(sides[1])
+        total = [s.total if s is not None else None for s in suites]
+        extra = {
+            "sandbox": {"timeout": self.timeout, "workers": self.workers},
+            "pairs_without_tests": sum(s is None for s in suites),
+            "completions_run": len(job_meta),
+        }
+        gap = [
+            c - r if c is not None and r is not None else None for c, r in zip(chosen, rejected, strict=False)
+        ]
+        table = pa.table(
+            {
+                "pair_id": pairs.column("pair_id"),
+                self.column("chosen_passed"): pa.array(chosen, pa.int32()),
+                self.column("rejected_passed"): pa.array(rejected, pa.int32()),
+                self.column("total"): pa.array(total, pa.int32()),
+                self.column("gap"): pa.array(gap, pa.int32()),
+            }
+        )
+        return Computed(table, extra)
