@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 export PREFCURATE_PROGRESS ?= 0
 
-.PHONY: install demo test test-slow bench lint clean
+.PHONY: install demo check test test-slow bench lint docs clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -25,9 +25,20 @@ install: $(STAMP)
 demo: install
 	PREFCURATE_PROGRESS=1 $(VENV)/bin/prefcurate demo
 
-test: install
-	$(VENV)/bin/ruff check prefcurate trainers tests benchmarks examples
+SOURCES := prefcurate trainers tests benchmarks examples
+
+# The same checks as .pre-commit-config.yaml: lint, formatting, types, and docs that match the code.
+check: install
+	$(VENV)/bin/ruff check $(SOURCES)
+	$(VENV)/bin/ruff format --check $(SOURCES)
+	$(VENV)/bin/mypy
+	$(PY) -m pytest -q tests/test_docs.py tests/test_architecture.py
+
+test: check
 	$(PY) -m pytest -q -x --durations=15
+
+docs: install
+	$(PY) -m prefcurate.cli.docs docs/cli.md
 
 test-slow: install
 	$(PY) -m pytest -q -m slow --durations=15
@@ -36,7 +47,7 @@ bench: install
 	$(PY) benchmarks/run_all.py
 
 lint: install
-	$(VENV)/bin/ruff check prefcurate trainers tests benchmarks examples
+	$(VENV)/bin/ruff check $(SOURCES)
 
 clean:
 	rm -rf prefstore .pytest_cache

@@ -6,6 +6,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from rich.console import Console
 from rich.progress import (
@@ -29,14 +30,14 @@ def progress_enabled() -> bool:
 class Bar:
     """Handle returned by `progress_bar`: `advance(n, **fields)` updates count and extra fields."""
 
-    def __init__(self, progress: Progress | None, task: int | None) -> None:
+    def __init__(self, progress: Progress | None, task: Any) -> None:
         self._progress, self._task = progress, task
 
-    def advance(self, n: float = 1, **fields: object) -> None:
+    def advance(self, n: float = 1, **fields: Any) -> None:
         if self._progress is not None:
             self._progress.update(self._task, advance=n, **fields)
 
-    def update(self, **fields: object) -> None:
+    def update(self, **fields: Any) -> None:
         if self._progress is not None:
             self._progress.update(self._task, **fields)
 
@@ -58,6 +59,6 @@ def progress_bar(description: str, total: float | None, *, rate_field: str | Non
     if rate_field:
         columns.append(TextColumn("{task.fields[" + rate_field + "]}"))
     with Progress(*columns, console=Console(stderr=True), transient=False) as progress:
-        extra = {rate_field: ""} if rate_field else {}
+        extra: dict[str, Any] = {rate_field: ""} if rate_field else {}
         task = progress.add_task(description, total=total, **extra)
         yield Bar(progress, task)

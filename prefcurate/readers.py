@@ -15,6 +15,7 @@ from __future__ import annotations
 import gzip
 import json
 import re
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -178,10 +179,9 @@ def _check_types(rows: list[dict[str, Any]], path: Path, lines: list[int] | None
         visit("", row, i)
 
 
-def _scan_jsonl(path: Path) -> pa.Table:
-    """Slow path: parse line by line, naming the first bad line."""
-    rows: list[dict[str, Any]] = []
-    lines: list[int] = []
+def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line of a JSONL file (optionally .gz): the one
+    line-by-line JSONL reader, naming file and line on the first bad line."""
     with _open_text(path) as fh:
         for number, text in enumerate(fh, 1):
             if not text.strip():
@@ -196,8 +196,16 @@ def _scan_jsonl(path: Path) -> pa.Table:
                 raise InputError(
                     f"expected a JSON object per line, got {_type_name(obj)}", path=path, line=number
                 )
-            rows.append(obj)
-            lines.append(number)
+            yield number, obj
+
+
+def _scan_jsonl(path: Path) -> pa.Table:
+    """Slow path: parse line by line, naming the first bad line."""
+    rows: list[dict[str, Any]] = []
+    lines: list[int] = []
+    for number, obj in iter_jsonl(path):
+        rows.append(obj)
+        lines.append(number)
     if not rows:
         raise InputError("empty file: no rows", path=path)
     return _from_rows(rows, path, lines)

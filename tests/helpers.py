@@ -6,6 +6,7 @@ import importlib.util
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -292,3 +293,12 @@ def simple_store(root: Path, gaps: list[float | None] | None = None, prompts: in
     publish_dataset(store, make_pairs(prompts=prompts, gaps=gaps))
     run_signal(store, "uf", ScoreGap())
     return store
+
+
+def usage_error(result: Any) -> str:
+    """The message of a command-line usage error (exit code 2), without Rich's box and wrapping."""
+    assert result.exit_code == 2, result.output
+    text = result.stderr
+    for ch in "│╭╮╰╯─":
+        text = text.replace(ch, " ")
+    return " ".join(text.split())

@@ -47,6 +47,13 @@ def assert_one_line_error(result, store: Path, expected: str) -> None:
     assert not any((store / ".tmp").glob("*")) if (store / ".tmp").exists() else True
 
 
+def assert_bad_choice(result, store: Path, expected: str) -> None:
+    assert result.exit_code == 2
+    assert expected in " ".join(result.stderr.replace("│", " ").split())
+    assert "Traceback" not in result.output
+    assert not (store / "pairs").exists()
+
+
 CASES = [
     # (file name, content, command, expected message after "<path>")
     (
@@ -174,17 +181,16 @@ def test_missing_path_and_bad_options(tmp_path):
     )
     good = tmp_path / "good.jsonl"
     good.write_text(lines(GOOD))
-    result, store = run_cli(tmp_path, "build", "pairs", str(good), "--format", "csv")
-    assert_one_line_error(
-        result, store, "unknown format 'csv'; choose one of auto, flat, conversational, hh-rlhf"
-    )
+    # Choices are checked by the command line before any work: exit 2, the choices listed.
+    result, store = run_cli(tmp_path, "build", "pairs", str(good), "--input-format", "csv")
+    assert_bad_choice(result, store, "'csv' is not one of 'auto', 'flat', 'conversational', 'hh-rlhf'")
     result, store = run_cli(tmp_path, "build", "pairs", str(good), "--chosen-score-col", "score")
     assert_one_line_error(result, store, f"{good}: field 'score': missing column named by an option")
     result, store = run_cli(tmp_path, "build", "ultrafeedback", "--from", str(good), "--pairing", "random")
-    assert_one_line_error(
+    assert_bad_choice(
         result,
         store,
-        "unknown pairing 'random'; choose one of top-vs-rest, best-vs-worst, best-vs-random, all-ordered",
+        "'random' is not one of 'top-vs-rest', 'best-vs-worst', 'best-vs-random', 'all-ordered'",
     )
 
 

@@ -15,6 +15,8 @@ from prefcurate.cli import app
 from prefcurate.errors import ConfigError, InputError
 from prefcurate.store import Store
 
+from .helpers import usage_error
+
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "codet"
 SAMPLES = DATA / "HumanEval_codegen16B_temp0.8_topp0.95_num100_max300_code_solution.jsonl"
 PROBLEMS = DATA / "HumanEval_for_code_generation.jsonl"
@@ -205,7 +207,7 @@ def test_cli_build_code(tmp_path: Path) -> None:
     res = runner.invoke(
         app, ["build", "code", str(samples_path), "--pairing", "random", "--store", str(store)]
     )
-    assert res.exit_code == 1 and "--pairing 'random' is not one of" in res.output
+    assert "'random' is not one of 'best-vs-worst', 'pass-vs-fail'" in usage_error(res)
 
 
 def test_input_errors_name_file_line_field(tmp_path: Path) -> None:
@@ -227,5 +229,5 @@ def test_input_errors_name_file_line_field(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such file"):
         build_code(store, CodeBuildOptions(path=str(tmp_path / "missing.jsonl")))
     bad.write_text("{not json\n")
-    with pytest.raises(InputError, match=r"bad.jsonl:1: not valid JSON"):
+    with pytest.raises(InputError, match=r"bad.jsonl:1: malformed JSON"):
         build_code(store, CodeBuildOptions(path=str(bad)))

@@ -15,7 +15,7 @@ from prefcurate.score import run_signal
 from prefcurate.score.score_gap import ScoreGap
 from prefcurate.store import Store
 
-from .helpers import pair_rows, publish_rows
+from .helpers import pair_rows, publish_rows, usage_error
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parent.parent
@@ -100,7 +100,7 @@ def test_score_gap_cli_and_bad_option(tmp_path):
     res = invoke("score", "toy", "--by", "score-gap", "--beta", "0.2", "--store", str(store.root))
     assert res.exit_code == 1 and res.stderr.startswith("Error: --beta does not apply to --by score-gap")
     res = invoke("score", "toy", "--by", "nonsense", "--store", str(store.root))
-    assert res.exit_code == 1 and res.stderr.startswith("Error: unknown signal 'nonsense'; choose one of:")
+    assert "'nonsense' is not one of 'implicit-reward', 'logprob-margin'" in usage_error(res)
 
 
 BLOCK_HEAVY = """

@@ -17,7 +17,7 @@ from prefcurate.cli import app
 from prefcurate.errors import ConfigError, StoreError
 from prefcurate.store import Store
 
-from .helpers import GAP, fake_logprob, make_pairs, publish_signal, rich_store, simple_store
+from .helpers import GAP, fake_logprob, make_pairs, publish_signal, rich_store, simple_store, usage_error
 
 runner = CliRunner()
 TRL_COLUMNS = ["pair_id", "prompt", "chosen", "rejected"]
@@ -209,9 +209,9 @@ def test_cli_export(store: Store, tmp_path: Path) -> None:
         f"Wrote {out} (trl): buckets/uf-cur/v1, 63 pairs in 3 buckets; reference log-probs: none"
     )
     res = runner.invoke(
-        app, ["export", "uf-cur", "--out", str(out), "--format", "csv", "--store", str(store.root)]
+        app, ["export", "uf-cur", "--out", str(out), "--layout", "csv", "--store", str(store.root)]
     )
-    assert res.exit_code == 2 and "'csv' is not one of" in res.stderr
+    assert "'csv' is not one of 'trl', 'jsonl', 'parquet'" in usage_error(res)
     res = runner.invoke(app, ["export", "nope", "--out", str(tmp_path / "x"), "--store", str(store.root)])
     assert res.exit_code == 1 and res.stderr.startswith("Error: no bucket set 'nope' in store")
 

@@ -153,9 +153,9 @@ def test_dtype_auto_decision() -> None:
 
 def test_bad_scorer_options(tiny_fp32) -> None:
     model, tok = tiny_fp32
-    with pytest.raises(ConfigError, match="--max-length must be at least 2 tokens, got 1"):
+    with pytest.raises(ConfigError, match="--max-length must be a whole number of tokens >= 2, got 1"):
         LogprobScorer(model, tok, max_length=1)
-    with pytest.raises(ConfigError, match="--batch-tokens must be positive, got 0"):
+    with pytest.raises(ConfigError, match="--batch-tokens must be a positive whole number of tokens, got 0"):
         LogprobScorer(model, tok, max_length=8, batch_tokens=0)
 
 

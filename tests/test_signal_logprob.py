@@ -20,7 +20,7 @@ from prefcurate.score import logprob_margin as lm  # noqa: E402
 from prefcurate.score import run_signal  # noqa: E402
 from prefcurate.score.logprob_margin import LogprobMargin  # noqa: E402
 
-from .helpers import naive_logp, pairs_table, publish_pairs_table  # noqa: E402
+from .helpers import naive_logp, pairs_table, publish_pairs_table, usage_error  # noqa: E402
 
 MAX_LENGTH = 64
 runner = CliRunner()
@@ -276,7 +276,7 @@ def test_cli_score_and_dtype_auto_is_resolved(tiny_model, pair_store, tmp_path, 
     probe = list((tmp_path / "cache" / "dtype-probe").glob("*.json"))
     assert len(probe) == 1 and json.loads(probe[0].read_text())["dtype"] == m["dtype"]
     res = runner.invoke(app, [*args, "--dtype", "fp16"])
-    assert res.exit_code == 1 and res.stderr == "Error: --dtype 'fp16' is not one of: auto, bf16, fp32\n"
+    assert "'fp16' is not one of 'auto', 'bf16', 'fp32'" in usage_error(res)
     res = runner.invoke(app, [*args, "--policy", "x"])
     assert res.exit_code == 1 and res.stderr.startswith(
         "Error: --policy does not apply to --by logprob-margin"

@@ -1,6 +1,6 @@
 """Training data: the buckets in training order, the held-out pairs, and injectable reference log-probs.
 
-Buckets come from (a) an export folder written by `prefcurate export --format trl` (`order.json` plus
+Buckets come from (a) an export folder written by `prefcurate export --layout trl` (`order.json` plus
 `bucket-<k>/train.parquet`), (b) a bucket set in the store (exported on the fly), or (c) Python: a list
 of Arrow tables (or `(bucket, table)` pairs) in TRL's conversational explicit-prompt form
 (`prompt` message list, `chosen` / `rejected` one assistant message each, `pair_id`).
@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 from prefcurate.bucket.export import REF_COLUMNS  # the columns `prefcurate export --with-ref-logps` writes
 from prefcurate.errors import ConfigError, InputError, PrefcurateError
-from prefcurate.store import Store
+from prefcurate.store import Store, parse_ref
 
 REQUIRED = ("prompt", "chosen", "rejected", "pair_id")
 
@@ -63,7 +63,7 @@ def check_table(table: pa.Table, where: str) -> pa.Table:
         if name not in table.column_names:
             raise InputError(
                 f"missing column (have: {', '.join(table.column_names)}); expected TRL's conversational form "
-                "prompt/chosen/rejected plus pair_id (see `prefcurate export --format trl`)",
+                "prompt/chosen/rejected plus pair_id (see `prefcurate export --layout trl`)",
                 path=where,
                 field=name,
             )
@@ -105,7 +105,7 @@ def load_export(folder: Path) -> BucketSet:
         raise InputError(f"not JSON ({exc.msg})", path=order_path, line=exc.lineno) from None
     if order.get("format", "trl") != "trl":
         raise InputError(
-            f"the trainers read --format trl exports, this one is {order.get('format')!r}",
+            f"the trainers read --layout trl exports, this one is {order.get('format')!r}",
             path=order_path,
             field="format",
         )
@@ -163,10 +163,10 @@ def load_buckets(buckets: Any, store: Store | None = None) -> BucketSet:
             return _checked(
                 BucketSet([Bucket(0, check_table(_read_table(path), str(path)))], source=f"file:{path}")
             )
-        name, _, version = str(buckets).partition("@")
+        name, version = parse_ref(str(buckets))
         store = store or Store()
         if "/" not in name and store.versions("buckets", name):
-            return _checked(load_store_buckets(store, name, version or None))
+            return _checked(load_store_buckets(store, name, version))
         have = store.names("buckets")
         hint = f"; bucket sets in {store.root}: {', '.join(have)}" if have else ""
         raise ConfigError(

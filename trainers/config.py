@@ -4,15 +4,65 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
+from enum import Enum
 from typing import Any
 
 from prefcurate.errors import ConfigError
+from prefcurate.models.encoding import check_max_length
 
-SCHEDULES = ("plain", "curriculum", "stepwise")
-ORDERS = ("shuffle", "sequential")
-DTYPES = ("auto", "fp32", "bf16")
-REF_MODES = ("auto", "compute", "require")
-LR_SCHEDULERS = ("linear", "constant", "cosine")
+
+class Schedule(str, Enum):
+    """How buckets become training stages."""
+
+    plain = "plain"
+    curriculum = "curriculum"
+    stepwise = "stepwise"
+
+
+SCHEDULES = tuple(m.value for m in Schedule)
+
+
+class Order(str, Enum):
+    """Pair order within a stage."""
+
+    shuffle = "shuffle"
+    sequential = "sequential"
+
+
+ORDERS = tuple(m.value for m in Order)
+
+
+class TrainDtype(str, Enum):
+    """Training precision."""
+
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
+DTYPES = tuple(m.value for m in TrainDtype)
+
+
+class RefLogps(str, Enum):
+    """Where reference log-probs come from."""
+
+    auto = "auto"
+    compute = "compute"
+    require = "require"
+
+
+REF_MODES = tuple(m.value for m in RefLogps)
+
+
+class LrScheduler(str, Enum):
+    """Learning-rate schedule per stage."""
+
+    linear = "linear"
+    constant = "constant"
+    cosine = "cosine"
+
+
+LR_SCHEDULERS = tuple(m.value for m in LrScheduler)
 
 
 def parse_epochs(value: str | int | list[int] | tuple[int, ...] | None) -> tuple[int, ...]:
@@ -91,8 +141,7 @@ class TrainConfig:
         for name in ("max_steps_per_stage", "eval_max_pairs"):
             if getattr(self, name) is not None:
                 self._positive_int(name, getattr(self, name))
-        if not isinstance(self.max_length, int) or self.max_length < 8:
-            raise ConfigError(f"--max-length must be a whole number of tokens >= 8, got {self.max_length!r}")
+        check_max_length(self.max_length, minimum=8)  # TRL needs room for prompt and completion
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"--seed must be a whole number >= 0, got {self.seed!r}")
         if not (0.0 <= self.warmup_ratio < 1.0):

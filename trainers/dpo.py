@@ -98,7 +98,7 @@ class BucketDPOTrainer(DPOTrainer):
 
     # -- 1. the sampler ----------------------------------------------------------------------------
     def _get_train_sampler(self, train_dataset: Any = None) -> StageSampler:
-        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        dataset: Any = train_dataset if train_dataset is not None else self.train_dataset
         if self._sampler is None or self._sampler.n_rows != len(dataset):
             self._sampler = StageSampler(len(dataset), self._order, self._sampler_seed)
         return self._sampler

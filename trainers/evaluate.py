@@ -57,9 +57,8 @@ def holdout_logps(
             processing_class=tokenizer,
             order="sequential",
         )
-    ds = trainer.train_dataset.select_columns(
-        ["row_index", "ref_chosen_logps", "ref_rejected_logps"]
-    ).to_dict()
+    prepared: Any = trainer.train_dataset  # tokenized by TRL, with our columns kept
+    ds = prepared.select_columns(["row_index", "ref_chosen_logps", "ref_rejected_logps"]).to_dict()
     chosen: list[float | None] = [None] * table.num_rows
     rejected: list[float | None] = [None] * table.num_rows
     for r, c, j in zip(ds["row_index"], ds["ref_chosen_logps"], ds["ref_rejected_logps"], strict=True):

@@ -94,7 +94,9 @@ def evaluate_stage(ctx: StageContext, checkpoint: Path) -> tuple[float | None, f
     chosen, rejected = _holdout_logps(ctx, str(checkpoint))
     c0, r0 = ctx.start_logps
     rows = [
-        (c, r, a, b) for c, r, a, b in zip(chosen, rejected, c0, r0, strict=True) if None not in (c, r, a, b)
+        (c, r, a, b)
+        for c, r, a, b in zip(chosen, rejected, c0, r0, strict=True)
+        if c is not None and r is not None and a is not None and b is not None
     ]
     # Implicit reward r(y) = beta * (log pi(y|x) - log pi_0(y|x)); beta > 0 does not change the sign.
     wins = [(c - a) > (r - b) for c, r, a, b in rows]

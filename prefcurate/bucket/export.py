@@ -21,6 +21,7 @@ import os
 import shutil
 import uuid
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +33,18 @@ from prefcurate.errors import ConfigError
 from prefcurate.ids import fingerprint
 from prefcurate.progress import progress_bar
 from prefcurate.schema import MESSAGE
-from prefcurate.store import Store, VersionRef, write_parquet
+from prefcurate.store import Store, VersionRef, parse_ref, write_parquet
 
-FORMATS = ("trl", "jsonl", "parquet")
+
+class Layout(str, Enum):
+    """What `export` writes per bucket."""
+
+    trl = "trl"
+    jsonl = "jsonl"
+    parquet = "parquet"
+
+
+LAYOUTS = tuple(m.value for m in Layout)
 REF_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
 # Fields of a log-prob signal that hold the sequence log-probs of the two completions.
 LOGP_FIELDS = ("chosen_logp", "rejected_logp")
@@ -101,10 +111,7 @@ def read_buckets(ref: VersionRef) -> list[tuple[int, pa.Table]]:
 
 def resolve(store: Store, name: str, version: str | None = None) -> VersionRef:
     """A bucket set by `NAME`, `NAME@vN` or name plus version."""
-    base, _, at = name.partition("@")
-    if at and version and at != version:
-        raise ConfigError(f"{name!r} names version {at} but --version says {version}")
-    return store.get("buckets", base, version or at or None)
+    return store.resolve("buckets", name, version)
 
 
 def bucket_tables(store: Store, name: str, version: str | None = None) -> list[tuple[int, pa.Table]]:
@@ -122,10 +129,10 @@ def ref_logps_for(
     """
     manifest = ref.manifest
     dataset = manifest["dataset"]
-    pairs_version = manifest["inputs"]["pairs"]["version"]
-    sig, _, sig_version = signal.partition("@")
-    sig_ref = store.get("scores", f"{dataset}/{sig}", sig_version or None)
-    on = sig_ref.manifest.get("inputs", {}).get("pairs", {}).get("version")
+    pairs_version = ref.pairs_version
+    sig, sig_version = parse_ref(signal)
+    sig_ref = store.get("scores", f"{dataset}/{sig}", sig_version)
+    on = sig_ref.pairs_version
     if on != pairs_version:
         raise ConfigError(
             f"--with-ref-logps {signal}: {sig_ref.label} was computed on pairs {on}, the buckets on pairs {pairs_version}"
@@ -205,8 +212,8 @@ def export(
     overwrite: bool = False,
 ) -> ExportResult:
     """Write a bucket set to `out` (see module docstring). The folder appears complete or not at all."""
-    if fmt not in FORMATS:
-        raise ConfigError(f"unknown --format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+    if fmt not in LAYOUTS:
+        raise ConfigError(f"unknown --format {fmt!r}; choose one of: {', '.join(LAYOUTS)}")
     ref = resolve(store, name, version)
     out = Path(out).expanduser().resolve()
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
@@ -246,7 +253,7 @@ def export(
             "name": ref.name,
             "version": ref.version,
             "dataset": manifest.get("dataset"),
-            "pairs_version": manifest.get("inputs", {}).get("pairs", {}).get("version"),
+            "pairs_version": ref.pairs_version,
             "strategy": spec.get("strategy"),
             "by": spec.get("by"),
             "easy": spec.get("easy"),

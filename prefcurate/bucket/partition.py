@@ -84,7 +84,7 @@ def signal_on(store: Store, dataset: str, signal: str, pairs_ref: VersionRef) ->
             f"dataset {dataset!r} has no signal {signal!r}; compute it with `prefcurate score {dataset} --by ...`"
         )
     for ref in reversed(refs):
-        if ref.manifest.get("inputs", {}).get("pairs", {}).get("version") == pairs_ref.version:
+        if ref.pairs_version == pairs_ref.version:
             return ref
     raise ConfigError(
         f"scores/{name} has no version computed on {pairs_ref.label}; rescore with `prefcurate score {dataset} --by ...`"
@@ -238,7 +238,7 @@ def partition(store: Store, spec: PartitionSpec, *, force: bool = False) -> Part
         }
     manifest_spec = spec.to_manifest()
     fp = fingerprint({"spec": {k: v for k, v in manifest_spec.items() if k != "name"}, "inputs": input_doc})
-    if not force and (existing := store.find_fingerprint("buckets", spec.name, fp)):
+    if existing := store.reusable("buckets", spec.name, fp, force=force):
         return PartitionResult(existing, True, existing.manifest)
 
     value_sql, is_bool = inputs.value_expr() if spec.by else ("CAST(NULL AS DOUBLE)", False)

@@ -5,11 +5,34 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from enum import Enum
 from typing import Any
 
 from prefcurate.errors import ConfigError
+from prefcurate.store import parse_ref
 
-STRATEGIES = ("quantile", "percentiles", "thresholds", "source", "random")
+
+class Strategy(str, Enum):
+    """How kept pairs are assigned to buckets."""
+
+    quantile = "quantile"
+    percentiles = "percentiles"
+    thresholds = "thresholds"
+    source = "source"
+    random = "random"
+
+
+STRATEGIES = tuple(m.value for m in Strategy)
+
+
+class Easy(str, Enum):
+    """Which end of the signal is easy."""
+
+    high = "high"
+    low = "low"
+
+
+EASY = tuple(m.value for m in Easy)  # which end of the signal is easy
 SOURCE_STATS = ("accuracy", "mean", "count")
 
 
@@ -18,8 +41,7 @@ def _fmt_list(values: Sequence[float]) -> str:
 
 
 def parse_like(like: str) -> tuple[str, str | None]:
-    name, _, version = like.partition("@")
-    return name, version or None
+    return parse_ref(like)
 
 
 @dataclass
@@ -45,7 +67,7 @@ class PartitionSpec:
         s = self.strategy
         if s not in STRATEGIES:
             raise ConfigError(f"unknown --strategy {s!r}; choose one of: {', '.join(STRATEGIES)}")
-        if self.easy not in ("high", "low"):
+        if self.easy not in EASY:
             raise ConfigError(f"--easy must be 'high' or 'low', got {self.easy!r}")
         if s in ("quantile", "percentiles", "thresholds") and not self.by:
             raise ConfigError(f"--strategy {s} needs --by SIGNAL_COLUMN (e.g. score_gap_v1__gap)")

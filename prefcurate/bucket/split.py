@@ -38,7 +38,7 @@ def split_dataset(
         store, dataset, Split(holdout=holdout, seed=seed), pairs_version=pairs_version, force=force
     )
     table = ref.read(["pair_id", "split_v1__split"])
-    pairs_ref = store.get("pairs", dataset, ref.manifest["inputs"]["pairs"]["version"])
+    pairs_ref = store.get("pairs", dataset, ref.pairs_version)
     prompts = pairs_ref.read(["pair_id", "prompt_id"]).join(table, "pair_id")
     is_hold = pc.equal(prompts.column("split_v1__split"), HOLDOUT)
     held = prompts.filter(is_hold)

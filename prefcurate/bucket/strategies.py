@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from prefcurate.bucket.spec import PartitionSpec
 from prefcurate.errors import ConfigError
+from prefcurate.explore.stats import accuracy_sql
 from prefcurate.store import VersionRef
 
 Assignment = tuple[list[np.ndarray], list[str], dict[Any, Any]]
@@ -201,8 +202,7 @@ def _source_stat_sql(spec: PartitionSpec, is_bool: bool) -> tuple[str, str]:
     name = spec.order_by or "accuracy"
     by = spec.by
     if name == "accuracy":
-        cond = f"({by})" if is_bool else f"({by}) > 0"
-        return f"avg(CASE WHEN ({by}) IS NULL THEN NULL WHEN {cond} THEN 1.0 ELSE 0.0 END)", name
+        return accuracy_sql(str(by), is_bool), name
     if name == "mean":
         return f"avg({by})", name
     if name == "count":

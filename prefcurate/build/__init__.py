@@ -34,9 +34,7 @@ def build_fingerprint(command: str, options: dict[str, Any], input_fingerprints:
 
 
 def reuse(store: Store, dataset: str, fp: str, force: bool) -> BuildResult | None:
-    if force:
-        return None
-    existing = store.find_fingerprint("pairs", dataset, fp)
+    existing = store.reusable("pairs", dataset, fp, force=force)
     if existing is None:
         return None
     return BuildResult(existing, True, existing.manifest.get("counts", {}))

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ import pyarrow as pa
 
 from prefcurate.errors import ConfigError, InputError
 from prefcurate.ids import completion_id, file_fingerprint, fingerprint, pair_id, prompt_id
+from prefcurate.readers import iter_jsonl
 from prefcurate.sandbox.codetests import (
     TestSuite,
     build_program,
@@ -42,8 +43,26 @@ from prefcurate.schema import PAIR_SCHEMA
 from prefcurate.score import RunContext
 from prefcurate.store import Store, VersionRef
 
-FORMATS = ("auto", "codet", "generic")
-PAIRINGS = ("best-vs-worst", "pass-vs-fail")
+
+class CodeInputFormat(str, Enum):
+    """The shape of a code samples file."""
+
+    auto = "auto"
+    codet = "codet"
+    generic = "generic"
+
+
+FORMATS = tuple(m.value for m in CodeInputFormat)
+
+
+class CodePairing(str, Enum):
+    """How tested samples of one problem become pairs."""
+
+    best_vs_worst = "best-vs-worst"
+    pass_vs_fail = "pass-vs-fail"
+
+
+PAIRINGS = tuple(m.value for m in CodePairing)
 RUN_SCHEMA = pa.schema(
     [
         ("passed", pa.int32()),
@@ -95,7 +114,7 @@ class CodeBuildOptions:
 
     def validate(self) -> None:
         if self.format not in FORMATS:
-            raise ConfigError(f"--format {self.format!r} is not one of {', '.join(FORMATS)}")
+            raise ConfigError(f"--input-format {self.format!r} is not one of {', '.join(FORMATS)}")
         if self.pairing not in PAIRINGS:
             raise ConfigError(f"--pairing {self.pairing!r} is not one of {', '.join(PAIRINGS)}")
         if self.max_pairs_per_prompt < 1:
@@ -119,22 +138,8 @@ class CodeBuildResult:
 # -- reading ---------------------------------------------------------------------------------
 
 
-def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    with open(path, encoding="utf-8") as fh:
-        for line_no, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"not valid JSON ({exc.msg})", path=path, line=line_no) from None
-            if not isinstance(row, dict):
-                raise InputError(f"expected a JSON object, got {type(row).__name__}", path=path, line=line_no)
-            yield line_no, row
-
-
 def detect_format(path: str | Path) -> str:
-    for line_no, row in _read_jsonl(Path(path)):
+    for line_no, row in iter_jsonl(Path(path)):
         if "completions" in row:
             return "generic"
         if "samples" in row:
@@ -177,14 +182,14 @@ def read_codet(path: Path, problems_path: Path, opts: CodeBuildOptions) -> tuple
     if not problems_path.is_file():
         raise ConfigError(f"CodeT problems file not found: {problems_path} (pass --problems)")
     problems: dict[str, dict[str, Any]] = {}
-    for line_no, row in _read_jsonl(problems_path):
+    for line_no, row in iter_jsonl(problems_path):
         for key in ("prompt", "test", "entry_point"):
             if not isinstance(row.get(key), str):
                 raise InputError("missing or not a string", path=problems_path, line=line_no, field=key)
         problems[row["prompt"]] = row
     model = _codet_model(path)
     out: list[Problem] = []
-    for line_no, row in _read_jsonl(path):
+    for line_no, row in iter_jsonl(path):
         if opts.limit is not None and len(out) >= opts.limit:
             break
         prompt, samples = row.get("prompt"), row.get("samples")
@@ -217,7 +222,7 @@ def read_codet(path: Path, problems_path: Path, opts: CodeBuildOptions) -> tuple
 
 def read_generic(path: Path, opts: CodeBuildOptions) -> tuple[list[Problem], Counter]:
     out: list[Problem] = []
-    for line_no, row in _read_jsonl(path):
+    for line_no, row in iter_jsonl(path):
         if opts.limit is not None and len(out) >= opts.limit:
             break
         prompt = row.get("prompt")
@@ -230,8 +235,8 @@ def read_generic(path: Path, opts: CodeBuildOptions) -> tuple[list[Problem], Cou
         for i, c in enumerate(completions):
             if isinstance(c, str):
                 samples.append(Sample(c, row.get("model")))
-            elif isinstance(c, dict) and isinstance(c.get("text", c.get("completion")), str):
-                samples.append(Sample(c.get("text", c.get("completion")), c.get("model", row.get("model"))))
+            elif isinstance(c, dict) and isinstance(text := c.get("text", c.get("completion")), str):
+                samples.append(Sample(text, c.get("model", row.get("model"))))
             else:
                 raise InputError(
                     f"completion {i} must be a string or {{text, model}}",
@@ -362,7 +367,7 @@ def build_code(store: Store, opts: CodeBuildOptions) -> CodeBuildResult:
         }
     )
     fp = fingerprint({"builder": "code_v1", "inputs": inputs, "spec": spec})
-    if not opts.force and (existing := store.find_fingerprint("pairs", opts.name, fp)):
+    if existing := store.reusable("pairs", opts.name, fp, force=opts.force):
         return CodeBuildResult(existing, True, existing.manifest.get("counts", {}))
 
     # Distinct samples per problem, and one sandbox job each.
@@ -414,20 +419,20 @@ def build_code(store: Store, opts: CodeBuildOptions) -> CodeBuildResult:
 
     rows: list[dict[str, Any]] = []
     fully_passing = 0
-    for prob, pid, suite, distinct in per_problem:
-        if suite is None:
+    for prob, pid, tested, distinct in per_problem:
+        if tested is None:
             continue
         passed = [passed_by_job[j] for _, _, j in distinct]
-        fully_passing += sum(p == suite.total for p in passed)
+        fully_passing += sum(p == tested.total for p in passed)
         ids = [cid for _, cid, _ in distinct]
-        pairs, reason = pair_indices(passed, suite.total, opts.pairing, opts.max_pairs_per_prompt, ids, pid)
+        pairs, reason = pair_indices(passed, tested.total, opts.pairing, opts.max_pairs_per_prompt, ids, pid)
         if reason:
             dropped[reason] += 1
             continue
         meta = dict(prob.spec)
         if prob.program_prefix:
             meta["program_prefix"] = prob.program_prefix
-        meta["total"] = suite.total
+        meta["total"] = tested.total
         meta["pairing"] = opts.pairing
         meta_json = json.dumps(meta, ensure_ascii=False, sort_keys=True)
         for i, j in pairs:

@@ -24,6 +24,7 @@ kept: the pair label is the authority; query `chosen_score < rejected_score` to 
 from __future__ import annotations
 
 import re
+from enum import Enum
 from typing import Any
 
 import pyarrow as pa
@@ -36,7 +37,17 @@ from prefcurate.readers import FILE_COL, Loaded, load, looks_like_hub_id, stem
 from prefcurate.schema import PAIR_SCHEMA
 from prefcurate.store import Store
 
-FORMATS = ("auto", "flat", "conversational", "hh-rlhf")
+
+class InputFormat(str, Enum):
+    """The shape of pairwise input rows."""
+
+    auto = "auto"
+    flat = "flat"
+    conversational = "conversational"
+    hh_rlhf = "hh-rlhf"
+
+
+FORMATS = tuple(m.value for m in InputFormat)
 _TURN = re.compile(r"\n\n(Human|Assistant):[ ]?")
 _ROLE = {"Human": "user", "Assistant": "assistant"}
 
@@ -146,9 +157,9 @@ def pairs_from_table(
         raise InputError(
             "missing required field (flat format needs a prompt column)", path=first, field=prompt_col
         )
-    for col in (source_col, chosen_score_col, rejected_score_col):
-        if col is not None and col not in table.column_names:
-            raise InputError("missing column named by an option", path=first, field=col)
+    for named in (source_col, chosen_score_col, rejected_score_col):
+        if named is not None and named not in table.column_names:
+            raise InputError("missing column named by an option", path=first, field=named)
     use_source_col = source_col or ("source" if source is None and "source" in table.column_names else None)
 
     wanted = [
@@ -238,8 +249,11 @@ def pairs_from_table(
                 drop("identical_text")
                 continue
             scores = []
-            for col, key in ((chosen_score_col, "score_chosen"), (rejected_score_col, "score_rejected")):
-                val = _score(row, col, key)
+            for score_col, key in (
+                (chosen_score_col, "score_chosen"),
+                (rejected_score_col, "score_rejected"),
+            ):
+                val = _score(row, score_col, key)
                 if val is not None and (isinstance(val, bool) or not isinstance(val, (int, float))):
                     try:
                         val = float(val)
@@ -297,7 +311,7 @@ def build_pairs(
 ) -> BuildResult:
     """Read pairwise rows (file, folder of files, or hub id) and publish `pairs/<dataset>/vN`."""
     if format not in FORMATS:
-        raise ConfigError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
+        raise ConfigError(f"unknown --input-format {format!r}; choose one of {', '.join(FORMATS)}")
     if limit is not None and limit < 1:
         raise ConfigError(f"--limit must be at least 1, got {limit!r}")
     if limit_per_file is not None and limit_per_file < 1:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
+from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -44,9 +45,34 @@ from prefcurate.store import Store
 if TYPE_CHECKING:  # polars is imported where used: `prefcurate --help` and `build pairs` stay light
     import polars as pl
 
-PAIRINGS = ("top-vs-rest", "best-vs-worst", "best-vs-random", "all-ordered")
+
+class Pairing(str, Enum):
+    """How rated completions of one prompt become pairs."""
+
+    top_vs_rest = "top-vs-rest"
+    best_vs_worst = "best-vs-worst"
+    best_vs_random = "best-vs-random"
+    all_ordered = "all-ordered"
+
+
+PAIRINGS = tuple(m.value for m in Pairing)
 ASPECTS = ("helpfulness", "honesty", "instruction_following", "truthfulness")
-RATINGS = ("overall", "fine-grained", "mean-aspects", *ASPECTS)
+
+
+class Rating(str, Enum):
+    """Which rating orders the completions: an overall score or one aspect."""
+
+    overall = "overall"
+    fine_grained = "fine-grained"
+    mean_aspects = "mean-aspects"
+    helpfulness = "helpfulness"
+    honesty = "honesty"
+    instruction_following = "instruction_following"
+    truthfulness = "truthfulness"
+
+
+RATINGS = tuple(m.value for m in Rating)
+assert RATINGS[3:] == ASPECTS  # the aspects, in the order the raw data lists them
 SCORE_FIELDS = {"overall": "overall_score", "fine-grained": "fine-grained_score"}
 DEFAULT_HUB_ID = "openbmb/UltraFeedback"
 _HASH_BATCH = 65_536

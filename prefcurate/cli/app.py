@@ -3,7 +3,9 @@ and one-line error messages for library errors (no tracebacks)."""
 
 from __future__ import annotations
 
+import inspect
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -111,7 +113,19 @@ StoreOpt = Annotated[
 ]
 
 
-FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format: table, csv or json.")]
+FormatOpt = Annotated[
+    Format, typer.Option("--format", "-f", help="Output: a table for people, exact CSV or JSON for programs.")
+]
+
+
+def default_of(func: Callable[..., Any], name: str) -> Any:
+    """A library function's own default for one keyword, so the CLI never restates it."""
+    return inspect.signature(func).parameters[name].default
+
+
+def field_default(cls: type, name: str) -> Any:
+    """An options dataclass's own default for one field, so the CLI never restates it."""
+    return cls.__dataclass_fields__[name].default  # type: ignore[attr-defined]
 
 
 def get_store(path: Path | None) -> Store:

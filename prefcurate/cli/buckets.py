@@ -5,39 +5,21 @@ from __future__ import annotations
 
 import json
 import sys
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import pyarrow as pa
 import typer
 
+from prefcurate.bucket.export import Layout as ExportLayout
 from prefcurate.bucket.export import export as export_buckets
 from prefcurate.bucket.partition import PartitionSpec
 from prefcurate.bucket.partition import partition as partition_pairs
+from prefcurate.bucket.spec import Easy, Strategy
 from prefcurate.bucket.split import split_dataset
 
 from ..errors import ConfigError
-from .app import Format, FormatOpt, StoreOpt, app, get_store, out, render
-
-
-class Strategy(str, Enum):
-    quantile = "quantile"
-    percentiles = "percentiles"
-    thresholds = "thresholds"
-    source = "source"
-    random = "random"
-
-
-class Easy(str, Enum):
-    high = "high"
-    low = "low"
-
-
-class ExportFormat(str, Enum):
-    trl = "trl"
-    jsonl = "jsonl"
-    parquet = "parquet"
+from .app import Format, FormatOpt, StoreOpt, app, default_of, field_default, get_store, out, render
 
 
 def parse_numbers(text: str | None, flag: str) -> list[float] | None:
@@ -75,7 +57,7 @@ def partition(
             "--strategy",
             help="quantile: K equal-size buckets by the signal; percentiles: cut at --cuts percents; thresholds: cut at --cuts signal values; source: one bucket per data source ordered by --order-by; random: seeded, the sizes of --like (or --buckets K equal sizes).",
         ),
-    ] = Strategy.quantile,
+    ] = Strategy(field_default(PartitionSpec, "strategy")),
     buckets: Annotated[
         int | None,
         typer.Option("--buckets", "-k", help="Number of buckets (quantile; random without --like)."),
@@ -100,7 +82,7 @@ def partition(
             "--easy",
             help="Which end is easy: high (a large score gap or margin is easy) or low. Bucket 0 is the easiest.",
         ),
-    ] = Easy.high,
+    ] = Easy(field_default(PartitionSpec, "easy")),
     where: Annotated[
         str | None,
         typer.Option(
@@ -122,7 +104,9 @@ def partition(
             help="random: the bucket set (NAME or NAME@vN) whose pairs and bucket sizes to reuse (the control arm).",
         ),
     ] = None,
-    seed: Annotated[int, typer.Option("--seed", help="random: the seed.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="random: the seed.")] = field_default(
+        PartitionSpec, "seed"
+    ),
     pairs_version: Annotated[
         str | None, typer.Option("--pairs-version", help="Pairs version (default: latest).")
     ] = None,
@@ -193,8 +177,10 @@ def split(
         typer.Option(
             "--holdout", help="Fraction of distinct prompts held out (all pairs of a prompt go to one side)."
         ),
-    ] = 0.05,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the prompt ranking.")] = 0,
+    ] = default_of(split_dataset, "holdout"),
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the prompt ranking.")] = default_of(
+        split_dataset, "seed"
+    ),
     pairs_version: Annotated[
         str | None, typer.Option("--pairs-version", help="Pairs version (default: latest).")
     ] = None,
@@ -224,13 +210,13 @@ def export(
     out_dir: Annotated[
         Path, typer.Option("--out", "-o", help="Folder to write (must be new or empty unless --overwrite).")
     ],
-    format: Annotated[
-        ExportFormat,
+    layout: Annotated[
+        ExportLayout,
         typer.Option(
-            "--format",
+            "--layout",
             help="trl: TRL's conversational form as train.parquet, train.jsonl and a datasets.load_from_disk folder per bucket; jsonl / parquet: flat rows for other trainers.",
         ),
-    ] = ExportFormat.trl,
+    ] = ExportLayout(default_of(export_buckets, "fmt")),
     with_ref_logps: Annotated[
         str | None,
         typer.Option(
@@ -246,7 +232,7 @@ def export(
         get_store(store),
         buckets,
         out_dir,
-        fmt=format.value,
+        fmt=layout.value,
         with_ref_logps=with_ref_logps,
         overwrite=overwrite,
     )

@@ -7,10 +7,10 @@ from typing import Annotated
 import typer
 
 from prefcurate.build import BuildResult
-from prefcurate.build.pairs import build_pairs
-from prefcurate.build.ultrafeedback import DEFAULT_HUB_ID, build_ultrafeedback
+from prefcurate.build.pairs import InputFormat, build_pairs
+from prefcurate.build.ultrafeedback import Pairing, Rating, build_ultrafeedback
 
-from .app import StoreOpt, build_app, get_store, out
+from .app import StoreOpt, build_app, default_of, get_store, out
 
 
 def summary(result: BuildResult) -> None:
@@ -40,27 +40,27 @@ def ultrafeedback(
             "--from",
             help="Hub id, or a local .jsonl/.json/.parquet file (optionally .gz) or folder in the raw openbmb/UltraFeedback schema.",
         ),
-    ] = DEFAULT_HUB_ID,
+    ] = default_of(build_ultrafeedback, "source"),
     pairing: Annotated[
-        str,
+        Pairing,
         typer.Option(
             "--pairing",
             help="top-vs-rest (best vs each lower-rated, Curri-DPO), best-vs-worst, best-vs-random (H4 binarized recipe, seeded) or all-ordered.",
         ),
-    ] = "top-vs-rest",
+    ] = Pairing(default_of(build_ultrafeedback, "pairing")),
     rating: Annotated[
-        str,
+        Rating,
         typer.Option(
             "--rating",
             help="overall (overall_score), fine-grained (fine-grained_score), mean-aspects (mean of the 4 aspect ratings, N/A excluded) or one aspect: helpfulness, honesty, instruction_following, truthfulness.",
         ),
-    ] = "overall",
+    ] = Rating(default_of(build_ultrafeedback, "rating")),
     min_gap: Annotated[
         float,
         typer.Option(
             "--min-gap", help="Drop pairs whose rating gap is below this (ties are always dropped)."
         ),
-    ] = 0.0,
+    ] = default_of(build_ultrafeedback, "min_gap"),
     exclude_source: Annotated[
         list[str] | None,
         typer.Option(
@@ -70,10 +70,12 @@ def ultrafeedback(
         ),
     ] = None,
     limit: LimitOpt = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed for best-vs-random.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for best-vs-random.")] = default_of(
+        build_ultrafeedback, "seed"
+    ),
     dataset: Annotated[
         str, typer.Option("--dataset", "--name", help="Dataset name in the store.")
-    ] = "ultrafeedback",
+    ] = default_of(build_ultrafeedback, "dataset"),
     split: SplitOpt = "train",
     force: ForceOpt = False,
     store: StoreOpt = None,
@@ -83,8 +85,8 @@ def ultrafeedback(
         get_store(store),
         source,
         dataset=dataset,
-        pairing=pairing,
-        rating=rating,
+        pairing=pairing.value,
+        rating=rating.value,
         min_gap=min_gap,
         exclude_sources=tuple(exclude_source or ()),
         limit=limit,
@@ -103,13 +105,13 @@ def pairs(
             help="Hub id, or a .jsonl/.json/.parquet file (optionally .gz), or a folder of them (source = file stem)."
         ),
     ],
-    format: Annotated[
-        str,
+    input_format: Annotated[
+        InputFormat,
         typer.Option(
-            "--format",
+            "--input-format",
             help="auto, flat (prompt/chosen/rejected strings), conversational (TRL message lists, H4 binarized) or hh-rlhf (Human/Assistant transcripts).",
         ),
-    ] = "auto",
+    ] = InputFormat(default_of(build_pairs, "format")),
     prompt_col: Annotated[str, typer.Option("--prompt-col", help="Column holding the prompt.")] = "prompt",
     chosen_col: Annotated[
         str, typer.Option("--chosen-col", help="Column holding the chosen reply.")
@@ -171,7 +173,7 @@ def pairs(
         get_store(store),
         source,
         dataset=dataset,
-        format=format,
+        format=input_format.value,
         prompt_col=prompt_col,
         chosen_col=chosen_col,
         rejected_col=rejected_col,

@@ -8,8 +8,10 @@ from typing import Annotated
 import typer
 
 from prefcurate.build.code import CodeBuildOptions, build_code
+from prefcurate.build.code import CodeInputFormat as InputFormat
+from prefcurate.build.code import CodePairing as Pairing
 
-from .app import StoreOpt, build_app, get_store, out
+from .app import StoreOpt, build_app, field_default, get_store, out
 
 
 @build_app.command("code")
@@ -27,17 +29,19 @@ def code(
             help="CodeT: the problems file joined on `prompt` (default: HumanEval_for_code_generation.jsonl next to PATH).",
         ),
     ] = None,
-    format: Annotated[str, typer.Option("--format", help="Input format: auto, codet or generic.")] = "auto",
+    input_format: Annotated[
+        InputFormat, typer.Option("--input-format", help="CodeT samples, generic rows, or auto-detect.")
+    ] = InputFormat(field_default(CodeBuildOptions, "format")),
     pairing: Annotated[
-        str,
+        Pairing,
         typer.Option(
             "--pairing",
             help="best-vs-worst (most vs fewest passed units) or pass-vs-fail (all passing x failing samples, capped).",
         ),
-    ] = "best-vs-worst",
+    ] = Pairing(field_default(CodeBuildOptions, "pairing")),
     max_pairs_per_prompt: Annotated[
         int, typer.Option("--max-pairs-per-prompt", help="pass-vs-fail: at most this many pairs per problem.")
-    ] = 10,
+    ] = field_default(CodeBuildOptions, "max_pairs_per_prompt"),
     limit: Annotated[int | None, typer.Option("--limit", help="Read only the first N problems.")] = None,
     samples: Annotated[
         int | None, typer.Option("--samples", help="Use only the first N samples of each problem.")
@@ -48,14 +52,16 @@ def code(
             "--truncate/--no-truncate",
             help="CodeT: cut each function body at its first dedented line (Codex stop sequences).",
         ),
-    ] = True,
+    ] = field_default(CodeBuildOptions, "truncate"),
     timeout: Annotated[
         float, typer.Option("--timeout", help="Wall-clock seconds per sample (program and all its tests).")
-    ] = 5.0,
+    ] = field_default(CodeBuildOptions, "timeout"),
     workers: Annotated[
         int | None, typer.Option("--workers", help="Sandbox worker processes (default: CPU count).")
     ] = None,
-    name: Annotated[str, typer.Option("--name", help="Dataset name in the store.")] = "code",
+    name: Annotated[str, typer.Option("--name", help="Dataset name in the store.")] = field_default(
+        CodeBuildOptions, "name"
+    ),
     force: Annotated[
         bool,
         typer.Option("--force", help="Rebuild even if a version with the same inputs and options exists."),
@@ -66,8 +72,8 @@ def code(
     opts = CodeBuildOptions(
         path=str(path),
         problems=str(problems) if problems else None,
-        format=format,
-        pairing=pairing,
+        format=input_format.value,
+        pairing=pairing.value,
         max_pairs_per_prompt=max_pairs_per_prompt,
         limit=limit,
         samples=samples,

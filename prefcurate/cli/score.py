@@ -1,49 +1,84 @@
-"""`prefcurate score DATASET --by SIGNAL`: compute a signal and publish it as a sidecar version."""
+"""`prefcurate score DATASET --by SIGNAL`: compute a signal and publish it as a sidecar version.
+
+Choices, defaults and "applies to" in the help come from the signal classes themselves (their
+dataclass fields), so the help cannot drift from what a signal does.
+"""
 
 from __future__ import annotations
 
+from dataclasses import MISSING
 from typing import Annotated
 
 import typer
 
-from prefcurate.score import get_signal, run_signal
+from prefcurate.choices import choice_enum, value_of
+from prefcurate.models.dtypes import Dtype
+from prefcurate.score import REGISTRY, get_signal, run_signal, signal_names
+from prefcurate.score.logprob_margin import Backend
 
 from .app import StoreOpt, app, get_store, out
+
+SignalName = choice_enum("SignalName", signal_names())  # from the registry: signals register themselves
+
+
+def _about(option: str) -> str:
+    """' Applies to: logprob-margin (default 512), reward (default 2048).' from the registry."""
+    parts = []
+    for cls in sorted(set(REGISTRY.values()), key=lambda c: c.cli_name):
+        f = getattr(cls, "__dataclass_fields__", {}).get(option)
+        if f is None:
+            continue
+        default = f.default if f.default is not MISSING else None
+        parts.append(cls.cli_name + (f" (default {default})" if default is not None else ""))
+    return " Applies to: " + ", ".join(parts) + "." if parts else ""
 
 
 @app.command()
 def score(
     dataset: Annotated[str, typer.Argument(help="Dataset name in the store (see `prefcurate ls`).")],
-    by: Annotated[
-        str, typer.Option("--by", help="Signal: score-gap, logprob-margin, tests, reward, implicit-reward.")
-    ],
+    by: Annotated[SignalName, typer.Option("--by", help="The signal to compute.")],  # type: ignore[valid-type]
     model: Annotated[
         str | None,
         typer.Option(
-            help="Model: hub id, local folder or .gguf file (logprob-margin default: the bundled SmolLM2-135M-Instruct; required for --by reward)."
+            help="Model: hub id, local folder or .gguf file (logprob-margin: default the bundled SmolLM2-135M-Instruct; reward: required)."
+            + _about("model"),
+            show_default=False,
         ),
     ] = None,
     backend: Annotated[
-        str | None, typer.Option(help="Log-prob backend: transformers (CPU/GPU) or vllm (GPU).")
+        Backend | None,
+        typer.Option(help="Log-prob backend: transformers (CPU/GPU) or vllm (GPU)." + _about("backend")),
     ] = None,
     dtype: Annotated[
-        str | None,
-        typer.Option(help="auto (bf16 where measured faster: GPUs, CPUs with native bf16), bf16 or fp32."),
+        Dtype | None,
+        typer.Option(
+            help="auto: bf16 where measured faster (GPUs, CPUs with native bf16), else fp32."
+            + _about("dtype")
+            + " implicit-reward defaults to fp32: its reward is a difference of close log-probs, which bf16 rounding flips."
+        ),
     ] = None,
     max_length: Annotated[
         int | None,
         typer.Option(
-            help="Truncate prompt+completion to this many tokens, keeping the start (default: 512)."
+            help="Truncate prompt+completion to this many tokens (log-prob signals keep the start, reward keeps the end)."
+            + _about("max_length")
         ),
     ] = None,
     batch_tokens: Annotated[
-        int | None, typer.Option(help="Token budget per padded batch (default: 8192).")
+        int | None, typer.Option(help="Token budget per padded batch." + _about("batch_tokens"))
     ] = None,
-    policy: Annotated[str | None, typer.Option(help="implicit-reward: the policy model.")] = None,
-    reference: Annotated[str | None, typer.Option(help="implicit-reward: the reference model.")] = None,
-    beta: Annotated[float | None, typer.Option(help="implicit-reward: DPO beta (default: 0.1).")] = None,
-    timeout: Annotated[float | None, typer.Option(help="tests: wall-clock seconds per program.")] = None,
-    workers: Annotated[int | None, typer.Option(help="tests: sandbox worker processes.")] = None,
+    policy: Annotated[str | None, typer.Option(help="The policy model." + _about("policy"))] = None,
+    reference: Annotated[
+        str | None,
+        typer.Option(help="The reference model (default: the bundled model)." + _about("reference")),
+    ] = None,
+    beta: Annotated[float | None, typer.Option(help="DPO beta." + _about("beta"))] = None,
+    timeout: Annotated[
+        float | None, typer.Option(help="Wall-clock seconds per program." + _about("timeout"))
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Sandbox worker processes (default: CPU count)." + _about("workers"))
+    ] = None,
     pairs_version: Annotated[
         str | None, typer.Option("--pairs-version", help="Pairs version (default: latest).")
     ] = None,
@@ -52,12 +87,15 @@ def score(
     ] = False,
     store: StoreOpt = None,
 ) -> None:
-    """Score every pair of a dataset with a difficulty signal (resumable: rerun to continue)."""
-    signal_cls = get_signal(by)
+    """Score every pair of a dataset with a difficulty signal (resumable: rerun to continue).
+
+    Options that do not apply to the chosen --by are refused.
+    """
+    signal_cls = get_signal(value_of(by))
     signal = signal_cls.from_options(
         model=model,
-        backend=backend,
-        dtype=dtype,
+        backend=value_of(backend),
+        dtype=value_of(dtype),
         max_length=max_length,
         batch_tokens=batch_tokens,
         policy=policy,

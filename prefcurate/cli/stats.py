@@ -6,9 +6,9 @@ from typing import Annotated
 
 import typer
 
-from prefcurate.explore.stats import DEFAULT_SIGNAL, accuracy
+from prefcurate.explore.stats import DEFAULT_SIGNAL, Grouping, accuracy
 
-from .app import Format, FormatOpt, StoreOpt, get_store, out, render, stats_app
+from .app import Format, FormatOpt, StoreOpt, default_of, get_store, out, render, stats_app
 
 
 @stats_app.command("accuracy")
@@ -22,10 +22,10 @@ def accuracy_cmd(
             f"reward_margin_v1__correct (default: {DEFAULT_SIGNAL}, the reference-free accuracy).",
             show_default=False,
         ),
-    ] = DEFAULT_SIGNAL,
+    ] = default_of(accuracy, "column"),
     by: Annotated[
-        str, typer.Option("--by", help="Group by source, or dataset for one overall row.")
-    ] = "source",
+        Grouping, typer.Option("--by", help="Group by source, or dataset for one overall row.")
+    ] = Grouping(default_of(accuracy, "by")),
     store: StoreOpt = None,
     format: FormatOpt = Format.table,
 ) -> None:
@@ -34,10 +34,10 @@ def accuracy_cmd(
     Rows are sorted by accuracy, highest first: sDPO's easy-to-hard order of the sources.
     accuracy = correct / (correct + wrong + ties); ci_low/ci_high is its Wilson 95% interval.
     """
-    table = accuracy(get_store(store), dataset, signal, by)
+    table = accuracy(get_store(store), dataset, signal, by.value)
     table = table.drop_columns(["dataset"])  # one dataset per call
-    render(table, format, title=f"Accuracy of {signal} by {by} (easiest first)")
-    if format is Format.table and by == "source" and table.num_rows:
+    render(table, format, title=f"Accuracy of {signal} by {by.value} (easiest first)")
+    if format is Format.table and by.value == "source" and table.num_rows:
         out.print(
             "Order, easiest first: " + " > ".join(str(s) for s in table.column("source").to_pylist()),
             soft_wrap=True,

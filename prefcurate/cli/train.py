@@ -7,8 +7,13 @@ from typing import Annotated
 
 import typer
 
-from ..errors import ConfigError
+from prefcurate.errors import ConfigError
+from trainers.config import LrScheduler, Order, RefLogps, Schedule, TrainConfig, parse_epochs
+from trainers.config import TrainDtype as Dtype
+
 from .app import Format, FormatOpt, StoreOpt, app, err, get_store, out, render
+
+D = TrainConfig()  # the defaults: written once, in the config dataclass
 
 
 @app.command(context_settings={"max_content_width": 110})
@@ -16,7 +21,7 @@ def train(
     buckets: Annotated[
         str,
         typer.Argument(
-            help="Export folder (`prefcurate export --format trl`, with order.json) or a bucket-set name in the store (NAME or NAME@vN)."
+            help="Export folder (`prefcurate export --layout trl`, with order.json) or a bucket-set name in the store (NAME or NAME@vN)."
         ),
     ],
     out_dir: Annotated[
@@ -26,11 +31,11 @@ def train(
         ),
     ],
     schedule: Annotated[
-        str,
+        Schedule,
         typer.Option(
             help="plain (all buckets at once, shuffled), curriculum (bucket by bucket, reference = starting model) or stepwise (sDPO: reference = previous stage's model)."
         ),
-    ] = "curriculum",
+    ] = Schedule(D.schedule),
     model: Annotated[
         str | None,
         typer.Option(
@@ -42,37 +47,46 @@ def train(
         typer.Option(
             "--epochs-per-stage", help="Epochs per stage: one value, or one per stage (e.g. 1,5,5)."
         ),
-    ] = "1",
-    beta: Annotated[float, typer.Option(help="DPO beta.")] = 0.1,
-    lr: Annotated[float, typer.Option("--lr", help="Learning rate (AdamW).")] = 1e-6,
+    ] = ",".join(map(str, D.epochs_per_stage)),
+    beta: Annotated[float, typer.Option(help="DPO beta.")] = D.beta,
+    lr: Annotated[float, typer.Option("--lr", help="Learning rate (AdamW).")] = D.learning_rate,
     max_length: Annotated[
         int,
         typer.Option(help="Truncate prompt+completion to this many tokens (keep the start, as TRL does)."),
-    ] = 512,
+    ] = D.max_length,
     order: Annotated[
-        str,
+        Order,
         typer.Option(
             help="Order within a stage: shuffle (seeded, within the bucket) or sequential (the exported order)."
         ),
-    ] = "shuffle",
-    seed: Annotated[int, typer.Option(help="Seed for shuffling and initialisation.")] = 0,
+    ] = Order(D.order),
+    seed: Annotated[int, typer.Option(help="Seed for shuffling and initialisation.")] = D.seed,
     max_steps_per_stage: Annotated[
         int | None, typer.Option("--max-steps-per-stage", help="Stop each stage after N optimizer steps.")
     ] = None,
-    batch_size: Annotated[int, typer.Option(help="Pairs per optimizer step (per micro-batch).")] = 4,
-    grad_accum: Annotated[int, typer.Option(help="Gradient accumulation steps.")] = 1,
-    dtype: Annotated[str, typer.Option(help="bf16 (mixed precision, fp32 master weights) or fp32.")] = "bf16",
+    batch_size: Annotated[
+        int, typer.Option(help="Pairs per optimizer step (per micro-batch).")
+    ] = D.batch_size,
+    grad_accum: Annotated[int, typer.Option(help="Gradient accumulation steps.")] = D.grad_accum,
+    dtype: Annotated[
+        Dtype,
+        typer.Option(
+            help="auto (bf16 on a GPU or a CPU with fast native bf16, else fp32), bf16 (mixed precision, fp32 master weights) or fp32."
+        ),
+    ] = Dtype(D.dtype),
     lr_scheduler: Annotated[
-        str, typer.Option(help="linear, constant or cosine (restarts each stage).")
-    ] = "linear",
-    warmup_ratio: Annotated[float, typer.Option(help="Share of each stage's steps spent warming up.")] = 0.0,
+        LrScheduler, typer.Option(help="Learning-rate schedule (restarts each stage).")
+    ] = LrScheduler(D.lr_scheduler),
+    warmup_ratio: Annotated[
+        float, typer.Option(help="Share of each stage's steps spent warming up.")
+    ] = D.warmup_ratio,
     ref_logps: Annotated[
-        str,
+        RefLogps,
         typer.Option(
             "--ref-logps",
             help="auto: inject a matching log-prob signal's values as reference log-probs, else compute; compute: always compute; require: fail if they cannot be injected.",
         ),
-    ] = "auto",
+    ] = RefLogps(D.ref_logps),
     holdout: Annotated[
         str | None,
         typer.Option(
@@ -109,21 +123,21 @@ def train(
     import trainers  # lazy: torch/transformers/trl load only when training starts
 
     config = trainers.TrainConfig(
-        schedule=schedule,
+        schedule=schedule.value,
         model=model,
         beta=beta,
         learning_rate=lr,
-        epochs_per_stage=epochs_per_stage,
-        order=order,
+        epochs_per_stage=parse_epochs(epochs_per_stage),
+        order=order.value,
         seed=seed,
         max_steps_per_stage=max_steps_per_stage,
         batch_size=batch_size,
         grad_accum=grad_accum,
         max_length=max_length,
-        dtype=dtype,
-        lr_scheduler=lr_scheduler,
+        dtype=dtype.value,
+        lr_scheduler=lr_scheduler.value,
         warmup_ratio=warmup_ratio,
-        ref_logps=ref_logps,
+        ref_logps=ref_logps.value,
         eval_max_pairs=eval_max_pairs,
     )
     result = trainers.run(

@@ -66,7 +66,7 @@ def rank_pairs(
     signal_name, field = resolve_field(by, field)
     cls = get_signal(signal_name)
     ref = store.get("scores", f"{dataset}/{signal_name}", version)
-    pairs_version = ref.manifest.get("inputs", {}).get("pairs", {}).get("version")
+    pairs_version = ref.pairs_version
     pairs = store.get("pairs", dataset, pairs_version).read(
         ["pair_id", "source", "prompt", "chosen_score", "rejected_score"]
     )

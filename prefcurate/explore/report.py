@@ -30,7 +30,7 @@ from prefcurate.bucket.export import read_buckets, resolve
 from prefcurate.bucket.partition import signal_on
 from prefcurate.errors import ConfigError
 from prefcurate.extras import require
-from prefcurate.store import Store, VersionRef
+from prefcurate.store import Store, VersionRef, parse_ref
 
 MAX_HISTOGRAMS = 9  # histogram panels; more would be unreadable
 MAX_MATRIX = 8  # signals in the correlation matrix
@@ -94,12 +94,12 @@ def _with_lengths(table: pa.Table) -> pa.Table:
 
 def load_report_data(store: Store, target: str) -> ReportData:
     """A bucket set (`NAME` or `NAME@vN`) or a dataset name."""
-    base = target.partition("@")[0]
+    base, _ = parse_ref(target)
     if store.versions("buckets", base):
         ref = resolve(store, target)
         m = ref.manifest
         dataset = m["dataset"]
-        pairs_ref = store.get("pairs", dataset, m["inputs"]["pairs"]["version"])
+        pairs_ref = store.get("pairs", dataset, ref.pairs_version)
         parts = []
         for k, t in read_buckets(ref):
             t = t.select(["pair_id", "source", "chosen", "rejected", "signal_value"])

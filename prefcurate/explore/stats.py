@@ -13,6 +13,8 @@ first: that is sDPO's easy-to-hard order of the sources (`source_order`).
 
 from __future__ import annotations
 
+from enum import Enum
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -21,7 +23,26 @@ from prefcurate.store import Store
 from prefcurate.store.views import run_named
 
 DEFAULT_SIGNAL = "logprob_margin_v1__correct"
-GROUPINGS = ("source", "dataset")
+
+
+class Grouping(str, Enum):
+    """What accuracy rows are grouped by."""
+
+    source = "source"
+    dataset = "dataset"
+
+
+GROUPINGS = tuple(m.value for m in Grouping)
+
+
+def accuracy_sql(value: str, is_bool: bool) -> str:
+    """correct / (pairs with a value) as a DuckDB aggregate over the SQL expression `value`: the rule
+    of sql/accuracy.sql (> 0 or true is correct, a tie is never correct, null and NaN are missing).
+    `partition --strategy source --order-by accuracy` orders sources with it."""
+    number = f"CAST(({value}) AS DOUBLE)"
+    missing = f"({value}) IS NULL" if is_bool else f"({value}) IS NULL OR isnan({number})"
+    correct = f"({value})" if is_bool else f"{number} > 0"
+    return f"avg(CASE WHEN {missing} THEN NULL WHEN {correct} THEN 1.0 ELSE 0.0 END)"
 
 
 def check_signal_column(store: Store, dataset: str, column: str) -> pa.DataType:

@@ -8,6 +8,7 @@ import json
 import platform
 import time
 from collections.abc import Callable
+from enum import Enum
 
 from prefcurate.errors import ConfigError
 from prefcurate.extras import require
@@ -58,7 +59,15 @@ def decide_dtype(
     return "fp32", f"CPU has {'+'.join(native)} but measured bf16 matmul only {ratio:.1f}x fp32"
 
 
-DTYPE_CHOICES = ("auto", "bf16", "fp32")
+class Dtype(str, Enum):
+    """Floating-point type of model computations."""
+
+    auto = "auto"
+    bf16 = "bf16"
+    fp32 = "fp32"
+
+
+DTYPE_CHOICES = tuple(m.value for m in Dtype)
 
 
 def check_dtype(dtype: str) -> None:

@@ -9,6 +9,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from prefcurate.errors import ConfigError
+
 TRUNCATION = "keep_start"
 
 
@@ -100,3 +102,15 @@ def pack(lengths: Sequence[int], batch_tokens: int) -> list[list[int]]:
     if current:
         batches.append(current)
     return batches
+
+
+def check_max_length(value: object, minimum: int = 2) -> None:
+    """The one check of `--max-length` (signals, scorers and trainers share its message)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"--max-length must be a whole number of tokens >= {minimum}, got {value!r}")
+
+
+def check_batch_tokens(value: object) -> None:
+    """The one check of `--batch-tokens`."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"--batch-tokens must be a positive whole number of tokens, got {value!r}")

@@ -28,7 +28,14 @@ from typing import Any
 from prefcurate.errors import ConfigError
 from prefcurate.extras import require
 from prefcurate.models.dtypes import default_device, resolve_dtype
-from prefcurate.models.encoding import Encoded, encode, pack, template_mode
+from prefcurate.models.encoding import (
+    Encoded,
+    check_batch_tokens,
+    check_max_length,
+    encode,
+    pack,
+    template_mode,
+)
 
 HEAD_CHUNK_ROWS = 512  # rows of logits per LM-head chunk: 512 x 49k vocab x 4 bytes = 100 MB at most
 
@@ -49,10 +56,8 @@ class LogprobScorer:
         device: str | None = None,
     ) -> None:
         torch = require("torch", "log-prob scoring")
-        if max_length < 2:
-            raise ConfigError(f"--max-length must be at least 2 tokens, got {max_length}")
-        if batch_tokens < 1:
-            raise ConfigError(f"--batch-tokens must be positive, got {batch_tokens}")
+        check_max_length(max_length)
+        check_batch_tokens(batch_tokens)
         if padding_side not in ("left", "right"):
             raise ConfigError(f"padding side {padding_side!r} is not left or right")
         self.device = device or str(next(model.parameters()).device)
@@ -113,7 +118,9 @@ class LogprobScorer:
             mask[row, off : off + n] = 1
             offsets.append(off)
         # Positions p predict token p+1: collect (row, position, target) for every scored token.
-        rows, positions, targets = [], [], []
+        rows: list[int] = []
+        positions: list[int] = []
+        targets: list[int] = []
         for row, it in enumerate(items):
             first = max(it.start, 1)
             n = len(it.input_ids) - first

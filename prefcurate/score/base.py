@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -50,7 +50,7 @@ class Signal:
 
     @classmethod
     def option_names(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in fields(cls)) if hasattr(cls, "__dataclass_fields__") else ()
+        return tuple(f.name for f in fields(cls)) if is_dataclass(cls) else ()
 
     @classmethod
     def from_options(cls, **options: Any) -> Signal:
@@ -75,11 +75,7 @@ class Signal:
 
     def spec(self) -> dict[str, Any]:
         """Everything that determines the values (recorded in the manifest, hashed for resume)."""
-        return (
-            {f.name: getattr(self, f.name) for f in fields(self)}
-            if hasattr(self, "__dataclass_fields__")
-            else {}
-        )
+        return {f.name: getattr(self, f.name) for f in fields(self)} if is_dataclass(self) else {}
 
     def identity(self) -> dict[str, Any]:
         """What determines the values besides the options, known before any work: the content
@@ -99,6 +95,27 @@ class Computed:
 
     table: pa.Table
     manifest: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One distinct completion of a pairs table: its id and where it first appears."""
+
+    id: str
+    row: int  # the first pair row holding it
+    side: str  # "chosen" or "rejected" in that row
+
+
+def distinct_completions(pairs: pa.Table) -> list[Completion]:
+    """Every chosen and rejected completion once, sorted by completion id: the one order in which
+    per-completion signals (log-probs, rewards, unit tests) enumerate their work, so shards are the
+    same whatever the pair order."""
+    first: dict[str, Completion] = {}
+    for side in ("chosen", "rejected"):
+        for row, cid in enumerate(pairs.column(f"{side}_id").to_pylist()):
+            if cid not in first or (row, side) < (first[cid].row, first[cid].side):
+                first[cid] = Completion(cid, row, side)
+    return [first[k] for k in sorted(first)]
 
 
 @dataclass
@@ -193,7 +210,7 @@ def run_signal(
         }
     )
     name = f"{dataset}/{signal.name}"
-    if not force and (existing := store.find_fingerprint("scores", name, fp)):
+    if existing := store.reusable("scores", name, fp, force=force):
         return existing, True
     work_dir = store.work_dir("scores", name, fp)
     pairs = pairs_ref.read()

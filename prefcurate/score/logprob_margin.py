@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +28,19 @@ import pyarrow.parquet as pq
 from prefcurate.errors import ConfigError
 from prefcurate.ids import fingerprint
 from prefcurate.models.dtypes import check_dtype
-from prefcurate.score.base import Computed, RunContext, Signal, register
+from prefcurate.models.encoding import check_batch_tokens, check_max_length
+from prefcurate.score.base import Computed, RunContext, Signal, distinct_completions, register
 from prefcurate.store import write_parquet
 
-BACKENDS = ("transformers", "vllm")
+
+class Backend(str, Enum):
+    """Where log-probs are computed."""
+
+    transformers = "transformers"
+    vllm = "vllm"
+
+
+BACKENDS = tuple(m.value for m in Backend)
 # Completions per resumable shard: small enough that a shard takes seconds on a CPU (progress, resume),
 # growing with the batch budget so GPU runs are not split into tiny shards.
 MIN_SHARD_ROWS = 64
@@ -74,10 +84,8 @@ class LogprobMargin(Signal):
         if self.backend not in BACKENDS:
             raise ConfigError(f"--backend {self.backend!r} is not one of: {', '.join(BACKENDS)}")
         check_dtype(self.dtype)
-        if not isinstance(self.max_length, int) or self.max_length < 2:
-            raise ConfigError(f"--max-length must be a whole number of tokens >= 2, got {self.max_length!r}")
-        if not isinstance(self.batch_tokens, int) or self.batch_tokens < 1:
-            raise ConfigError(f"--batch-tokens must be a positive whole number, got {self.batch_tokens!r}")
+        check_max_length(self.max_length)
+        check_batch_tokens(self.batch_tokens)
 
     def identity(self) -> dict[str, Any]:
         from prefcurate.models import model_fingerprint
@@ -177,14 +185,9 @@ def completion_logps(
 
 def _distinct_completions(pairs: pa.Table) -> list[tuple[str, list[dict[str, str]], str]]:
     """(completion_id, prompt, text) of every chosen and rejected completion, each id once, sorted by id."""
-    seen: dict[str, tuple[str, list[dict[str, str]], str]] = {}
-    cols = pairs.select(["prompt", "chosen", "rejected", "chosen_id", "rejected_id"]).to_pylist()
-    for row in cols:
-        for side in ("chosen", "rejected"):
-            cid = row[f"{side}_id"]
-            if cid not in seen:
-                seen[cid] = (cid, row["prompt"], row[side])
-    return [seen[k] for k in sorted(seen)]
+    prompts = pairs.column("prompt").to_pylist()
+    texts = {side: pairs.column(side).to_pylist() for side in ("chosen", "rejected")}
+    return [(c.id, prompts[c.row], texts[c.side][c.row]) for c in distinct_completions(pairs)]
 
 
 def _encode_missing(scorer: Any, missing: list[tuple[str, list[dict[str, str]], str]]) -> pa.Table:
@@ -245,10 +248,14 @@ def pair_columns(signal: Signal, pairs: pa.Table, values: dict[str, tuple]) -> p
     rejected = [values[c] for c in pairs.column("rejected_id").to_pylist()]
     c_lp, r_lp = [v[0] for v in chosen], [v[0] for v in rejected]
     c_n, r_n = [v[1] for v in chosen], [v[1] for v in rejected]
-    margin, per_token, correct, correct_pt = [], [], [], []
+    margin: list[float | None] = []
+    per_token: list[float | None] = []
+    correct: list[bool | None] = []
+    correct_pt: list[bool | None] = []
     for a, b, na, nb in zip(c_lp, r_lp, c_n, r_n, strict=True):
         if a is None or b is None:
-            margin.append(None), per_token.append(None), correct.append(None), correct_pt.append(None)
+            for column in (margin, per_token, correct, correct_pt):
+                column.append(None)
             continue
         ma, mb = a / na, b / nb
         margin.append(a - b)

@@ -16,8 +16,8 @@ from typing import Any, ClassVar
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from prefcurate.errors import ConfigError
 from prefcurate.models.dtypes import check_dtype
+from prefcurate.models.encoding import check_batch_tokens, check_max_length
 from prefcurate.models.reward import (
     TRUNCATION_SIDE,
     ModelIdentity,
@@ -26,7 +26,7 @@ from prefcurate.models.reward import (
     load_reward_model,
 )
 from prefcurate.progress import progress_bar
-from prefcurate.score.base import Computed, RunContext, Signal, register
+from prefcurate.score.base import Computed, RunContext, Signal, distinct_completions, register
 
 
 @register
@@ -45,10 +45,8 @@ class RewardMargin(Signal):
 
     def __post_init__(self) -> None:
         check_dtype(self.dtype)
-        if self.max_length < 2:
-            raise ConfigError(f"--max-length must be at least 2 (got {self.max_length})")
-        if self.batch_tokens < 1:
-            raise ConfigError(f"--batch-tokens must be positive (got {self.batch_tokens})")
+        check_max_length(self.max_length)
+        check_batch_tokens(self.batch_tokens)
         self._rm: RewardModel | None = None
         self._identity: ModelIdentity | None = None
 
@@ -92,7 +90,7 @@ class RewardMargin(Signal):
 
     def compute(self, pairs: pa.Table, ctx: RunContext) -> Computed:
         rm = self.reward_model()
-        completions = distinct_completions(pairs)
+        completions = completion_texts(pairs)
         ids, tokens, lengths, truncated = [], [], [], []
         with progress_bar("tokenizing", len(completions)) as bar:
             for cid, (prompt, text) in completions.items():
@@ -152,16 +150,8 @@ class RewardMargin(Signal):
         return Computed(table, extra)
 
 
-def distinct_completions(pairs: pa.Table) -> dict[str, tuple[list[dict[str, str]], str]]:
-    """completion id -> (prompt messages, text), in order of first appearance (chosen before rejected)."""
-    out: dict[str, tuple[list[dict[str, str]], str]] = {}
+def completion_texts(pairs: pa.Table) -> dict[str, tuple[list[dict[str, str]], str]]:
+    """completion id -> (prompt messages, text), in the shared distinct-completion order."""
     prompts = pairs.column("prompt").to_pylist()
-    cols = {
-        s: (pairs.column(f"{s}_id").to_pylist(), pairs.column(s).to_pylist()) for s in ("chosen", "rejected")
-    }
-    for row, prompt in enumerate(prompts):
-        for side in ("chosen", "rejected"):
-            cid, text = cols[side][0][row], cols[side][1][row]
-            if cid not in out:
-                out[cid] = (prompt, text)
-    return out
+    texts = {side: pairs.column(side).to_pylist() for side in ("chosen", "rejected")}
+    return {c.id: (prompts[c.row], texts[c.side][c.row]) for c in distinct_completions(pairs)}

@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from prefcurate.errors import InputError
 from prefcurate.sandbox.codetests import TestSuite, build_program, lazy_suite_runner, meta_suite
-from prefcurate.score.base import Computed, RunContext, Signal, register
+from prefcurate.score.base import Computed, RunContext, Signal, distinct_completions, register
 
 SHARD_ROWS = 256  # distinct completions per resumable shard
 
@@ -43,7 +43,7 @@ class TestPass(Signal):
 
     def compute(self, pairs: pa.Table, ctx: RunContext) -> Computed:
 
-        # One job per distinct completion, in first-seen order (deterministic for resume).
+        # One job per distinct completion with tests, in the shared order (deterministic for resume).
         metas = pairs.column("meta").to_pylist()
         suites: list[TestSuite | None] = []
         parsed: dict[str, tuple[TestSuite | None, str, str | None]] = {}
@@ -62,16 +62,14 @@ class TestPass(Signal):
         order: dict[str, int] = {}
         job_meta: list[str] = []
         job_text: list[str] = []
-        sides = []
-        for side in ("chosen", "rejected"):
-            ids, texts = pairs.column(f"{side}_id").to_pylist(), pairs.column(side).to_pylist()
-            sides.append(ids)
-            for row, (cid, text) in enumerate(zip(ids, texts, strict=False)):
-                if suites[row] is None or cid in order:
-                    continue
-                order[cid] = len(job_meta)
-                job_meta.append(metas[row])
-                job_text.append(text)
+        sides = [pairs.column(f"{side}_id").to_pylist() for side in ("chosen", "rejected")]
+        texts = {side: pairs.column(side).to_pylist() for side in ("chosen", "rejected")}
+        for c in distinct_completions(pairs):
+            if suites[c.row] is None:
+                continue
+            order[c.id] = len(job_meta)
+            job_meta.append(metas[c.row])
+            job_text.append(texts[c.side][c.row])
 
         jobs = pa.table(
             {"job": pa.array(range(len(job_meta)), pa.int64()), "completion": job_text, "meta": job_meta}
@@ -83,6 +81,7 @@ class TestPass(Signal):
                 shard.column("completion").to_pylist(), shard.column("meta").to_pylist(), strict=False
             ):
                 suite, prefix, entry = parsed[meta]
+                assert suite is not None  # only completions with tests become jobs
                 work.append((build_program(text, prefix, entry), suite))
             return work
 

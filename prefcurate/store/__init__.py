@@ -13,6 +13,7 @@ from prefcurate.store.versions import (
     VersionRef,
     check_name,
     command_line,
+    parse_ref,
     write_parquet,
 )
 
@@ -25,5 +26,6 @@ __all__ = [
     "VersionRef",
     "check_name",
     "command_line",
+    "parse_ref",
     "write_parquet",
 ]

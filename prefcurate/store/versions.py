@@ -51,6 +51,16 @@ def check_name(name: str, what: str = "name") -> str:
     return name
 
 
+def parse_ref(text: str) -> tuple[str, str | None]:
+    """`NAME` or `NAME@vN` -> (NAME, "vN" or None): the one parser of version references."""
+    name, sep, version = str(text).partition("@")
+    if sep and not _VERSION_RE.match(version):
+        raise StoreError(
+            f"{text!r}: a version is written NAME@vN (e.g. {name}@v1), got {version!r} after '@'"
+        )
+    return name, version or None
+
+
 def write_parquet(table: pa.Table, path: Path) -> None:
     """Write one Parquet file deterministically, via a temporary name and a rename."""
     tmp = path.with_name(path.name + f".tmp-{uuid.uuid4().hex[:8]}")
@@ -82,6 +92,22 @@ class VersionRef:
     @property
     def label(self) -> str:
         return f"{self.kind}/{self.name}/{self.version}"
+
+    # -- typed views of the manifest (one place that knows its layout) ---------------------------
+    @property
+    def fingerprint(self) -> str:
+        """What a rerun compares for reuse; the label for versions written without one."""
+        return str(self.manifest.get("fingerprint") or self.label)
+
+    @property
+    def pairs_version(self) -> str | None:
+        """The pairs version a signal or bucket set was computed on."""
+        return ((self.manifest.get("inputs") or {}).get("pairs") or {}).get("version")
+
+    @property
+    def dropped(self) -> dict[str, int]:
+        """Rows dropped by reason (builds and partitions)."""
+        return dict((self.manifest.get("counts") or {}).get("dropped") or {})
 
     def parquet_files(self) -> list[Path]:
         """Data files in a stable order (bucket folders, then part numbers)."""
@@ -166,6 +192,18 @@ class Store:
         raise StoreError(
             f"{kind}/{name} has no version {version!r} (have: {', '.join(r.version for r in refs)})"
         )
+
+    def resolve(self, kind: str, text: str, version: str | None = None) -> VersionRef:
+        """A version by `NAME`, `NAME@vN`, or a name plus a separate version."""
+        name, at = parse_ref(text)
+        if at and version and at != version:
+            raise StoreError(f"{text!r} names version {at} but the version option says {version}")
+        return self.get(kind, name, version or at)
+
+    def reusable(self, kind: str, name: str, fingerprint: str, *, force: bool = False) -> VersionRef | None:
+        """The version a rerun reuses instead of publishing (builds, signals, partitions, runs):
+        the newest with this fingerprint, unless `force`."""
+        return None if force else self.find_fingerprint(kind, name, fingerprint)
 
     def find_fingerprint(self, kind: str, name: str, fingerprint: str) -> VersionRef | None:
         """The newest version whose manifest carries this fingerprint, if any (for reuse)."""

@@ -205,7 +205,7 @@ def _create_drops_view(con: duckdb.DuckDBPyConnection, store: Store) -> None:
     for kind in ("pairs", "buckets"):
         for name in store.names(kind):
             for ref in store.versions(kind, name):
-                dropped = ref.manifest.get("counts", {}).get("dropped") or {}
+                dropped = ref.dropped
                 rows += [
                     (kind, name, ref.version, str(reason), int(n or 0))
                     for reason, n in sorted(dropped.items())
@@ -313,11 +313,11 @@ def resolve_params(query: CannedQuery, given: dict[str, str]) -> dict[str, Any]:
         elif p.default is None:
             raise ConfigError(f"canned query {query.name!r} needs --param {p.name}=VALUE ({p.help})")
         else:
-            values[p.name] = duckdb.sql(f"SELECT {p.default}").fetchall()[0][0]
+            values[p.name] = duckdb.execute(f"SELECT {p.default}").fetchall()[0][0]
     return values
 
 
-def to_arrow(result: duckdb.DuckDBPyConnection) -> pa.Table:
+def to_arrow(result: duckdb.DuckDBPyConnection | duckdb.DuckDBPyRelation) -> pa.Table:
     """Fetch a DuckDB result as Arrow across DuckDB 1.x and 2.x method names."""
     for method in ("to_arrow_table", "fetch_arrow_table", "arrow"):
         if hasattr(result, method):
@@ -348,13 +348,13 @@ def run_named(store: Store, name_or_sql: str, given: dict[str, str] | None = Non
         return run_sql(store, q.sql, resolve_params(q, given))
     path = Path(name_or_sql)
     if name_or_sql.endswith(".sql") and path.is_file():
-        q = (
+        in_file = (
             parse_canned(path)
             if path.read_text().lstrip().startswith("--") and "-- columns:" in path.read_text()
             else None
         )
-        if q is not None:
-            return run_sql(store, q.sql, resolve_params(q, given))
+        if in_file is not None:
+            return run_sql(store, in_file.sql, resolve_params(in_file, given))
         return run_sql(store, path.read_text(), given or None)
     if re.fullmatch(r"[A-Za-z_][\w-]*", name_or_sql.strip()):
         raise ConfigError(
