@@ -43,6 +43,9 @@ def score(
     beta: Annotated[float | None, typer.Option(help="implicit-reward: DPO beta (default: 0.1).")] = None,
     timeout: Annotated[float | None, typer.Option(help="tests: wall-clock seconds per program.")] = None,
     workers: Annotated[int | None, typer.Option(help="tests: sandbox worker processes.")] = None,
+    require_isolation: Annotated[
+        bool, typer.Option("--require-isolation", help="tests: refuse to run without every OS sandbox layer.")
+    ] = False,
     pairs_version: Annotated[
         str | None, typer.Option("--pairs-version", help="Pairs version (default: latest).")
     ] = None,
@@ -64,6 +67,7 @@ def score(
         beta=beta,
         timeout=timeout,
         workers=workers,
+        require_isolation=require_isolation or None,
     )
     ref, reused = run_signal(get_store(store), dataset, signal, pairs_version=pairs_version, force=force)
     m = ref.manifest

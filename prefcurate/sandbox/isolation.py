@@ -14,6 +14,7 @@ import os
 import resource
 from typing import Any
 
+from ..errors import PrefcurateError
 from . import landlock, seccomp
 
 # Every layer `--require-isolation` asks for, in the order of the report.
@@ -35,7 +36,7 @@ NOBODY = 65534
 STACK_ROOM = 64 * 1024 * 1024
 
 
-class IsolationError(RuntimeError):
+class IsolationError(PrefcurateError):
     """Raised when --require-isolation is given and a layer is not active (one-line message)."""
 
 

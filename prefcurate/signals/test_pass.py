@@ -35,6 +35,7 @@ class TestPass(Signal):
 
     timeout: float = 5.0
     workers: int | None = None
+    require_isolation: bool = False
 
     def spec(self) -> dict:
         # The worker count does not change values: keep it out of the fingerprint so a rerun
@@ -86,7 +87,7 @@ class TestPass(Signal):
                 work.append((build_program(text, prefix, entry), suite))
             return work
 
-        with lazy_suite_runner(self.workers, self.timeout) as run:
+        with lazy_suite_runner(self.workers, self.timeout, self.require_isolation) as run:
 
             def run_shard(shard: pa.Table) -> pa.Table:
                 results = run(to_work(shard))
@@ -107,6 +108,7 @@ class TestPass(Signal):
                 rate=lambda shard, per_s: f"{per_s:,.1f} completions/s",
             )
         passed = done.column("passed").to_pylist()
+        self._isolation = run.isolation  # the OS layers the programs ran under (None: all resumed)
 
         def side_passed(ids: list[str]) -> list[int | None]:
             return [passed[order[cid]] if suites[row] is not None else None for row, cid in enumerate(ids)]
@@ -131,4 +133,9 @@ class TestPass(Signal):
         )
 
     def manifest_extra(self) -> dict:
-        return {"sandbox": {"timeout": self.timeout, "workers": self.workers}, **getattr(self, "_extra", {})}
+        sandbox = {
+            "timeout": self.timeout,
+            "workers": self.workers,
+            "isolation": getattr(self, "_isolation", None),
+        }
+        return {"sandbox": sandbox, **getattr(self, "_extra", {})}
