@@ -22,7 +22,11 @@ MAX_JOB_BYTES = 256 * 1024 * 1024
 
 
 class ChildDied(Exception):
-    """The job's process closed its end, sent too much, or sent something that is not a frame."""
+    """The job's process closed its end of the channel."""
+
+
+class Violation(Exception):
+    """The job's process sent too much, something that is not a frame, or data after the end."""
 
 
 class Deadline(Exception):
@@ -95,26 +99,26 @@ class Conn:
                 return False
             self.budget -= len(chunk)
             if self.budget < 0:
-                raise ChildDied(f"the job sent more than {MAX_RESULT_BYTES >> 20} MiB of results")
+                raise Violation(f"the job sent more than {MAX_RESULT_BYTES >> 20} MiB of results")
             self._buf += chunk
             return True
 
     def recv(self, deadline: float) -> dict:
-        """The next frame (a JSON object). Raises Deadline or ChildDied."""
+        """The next frame (a JSON object). Raises Deadline, ChildDied or Violation."""
         while True:
             if len(self._buf) >= 4:
                 size = HEADER.unpack_from(self._buf)[0]
                 if size > MAX_RESULT_BYTES:
-                    raise ChildDied("oversized frame")
+                    raise Violation("oversized frame")
                 if len(self._buf) >= 4 + size:
                     data = bytes(self._buf[4 : 4 + size])
                     del self._buf[: 4 + size]
                     try:
                         msg = json.loads(data)
                     except (ValueError, RecursionError):
-                        raise ChildDied("malformed frame") from None
+                        raise Violation("malformed frame") from None
                     if not isinstance(msg, dict):
-                        raise ChildDied("malformed frame")
+                        raise Violation("malformed frame")
                     return msg
             if not self._fill(deadline):
                 raise ChildDied("the job's process exited")
@@ -124,7 +128,7 @@ class Conn:
         while not self._buf:
             if not self._fill(deadline):
                 return
-        raise ChildDied("data after the final frame")
+        raise Violation("data after the final frame")
 
     def send(self, obj: object, deadline: float) -> None:
         view = memoryview(encode(obj))

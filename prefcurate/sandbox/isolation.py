@@ -46,6 +46,11 @@ _LIBC: list[ctypes.CDLL] = []
 _ZYGOTE_NETNS: list[tuple[bool, str]] = []
 _BASE_VM: list[int] = []
 _UNPRIVILEGED: list[bool] = []
+# TEST ONLY: layers the OS-layer tests leave out to show that each remaining one holds alone
+# (set from the zygote's command line, which only `pool._SKIP_LAYERS_FOR_TESTS` fills).
+SKIPPABLE = frozenset({"unprivileged", "network_namespace", "landlock", "seccomp"})
+SKIP: set[str] = set()
+_SKIPPED = "left out by a test"
 
 
 def libc() -> ctypes.CDLL:
@@ -65,6 +70,11 @@ def prepare_zygote() -> None:
     network namespace (it is owned by the outer one), so nobody can bring its loopback up."""
     lib = libc()
     _UNPRIVILEGED.append(os.geteuid() != 0 and os.getuid() != 0)
+    seccomp.prepared_filter()
+    _BASE_VM.append(_vm_bytes())
+    if "network_namespace" in SKIP:
+        _ZYGOTE_NETNS.append((False, _SKIPPED))
+        return
     uid, gid = os.geteuid(), os.getegid()
     lib.prctl(_PR_SET_DUMPABLE, 1, 0, 0, 0)  # after setuid /proc/self/*_map belong to root otherwise
     if lib.unshare(_CLONE_NEWUSER | _CLONE_NEWNET) == 0:
@@ -84,8 +94,6 @@ def prepare_zygote() -> None:
         _ZYGOTE_NETNS.append((True, "") if nested else (False, f"nested unshare(CLONE_NEWUSER): {_err()}"))
     else:
         _ZYGOTE_NETNS.append((False, f"unshare(CLONE_NEWUSER|CLONE_NEWNET): {_err()}"))
-    seccomp.prepared_filter()
-    _BASE_VM.append(_vm_bytes())
 
 
 def _err() -> str:
@@ -151,7 +159,7 @@ def confine(memory_mb: int, timeout: float, stack_bytes: int, nofile: int = 16) 
     why: dict[str, str] = {}
     active["unprivileged"] = _UNPRIVILEGED[0] if _UNPRIVILEGED else (os.geteuid() != 0 and os.getuid() != 0)
     if not active["unprivileged"]:
-        why["unprivileged"] = "still root"
+        why["unprivileged"] = _SKIPPED if "unprivileged" in SKIP else "still root"
     # A new user namespace lets an unprivileged process own a new network namespace: only a
     # loopback device, down; nothing of the host's network is reachable from it.
     if _ZYGOTE_NETNS:
@@ -169,11 +177,19 @@ def confine(memory_mb: int, timeout: float, stack_bytes: int, nofile: int = 16) 
     active["no_new_privs"] = lib.prctl(seccomp.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
     if not active["no_new_privs"]:
         why["no_new_privs"] = f"prctl(PR_SET_NO_NEW_PRIVS): {_err()}"
-    abi, problem = landlock.restrict_self(lib) if active["no_new_privs"] else (0, "needs no_new_privs")
+    if "landlock" in SKIP:
+        abi, problem = landlock.abi_version(lib), _SKIPPED
+    elif active["no_new_privs"]:
+        abi, problem = landlock.restrict_self(lib)
+    else:
+        abi, problem = 0, "needs no_new_privs"
     active["landlock"] = problem is None
     if problem:
         why["landlock"] = problem
-    problem = seccomp.install(lib) if active["no_new_privs"] else "needs no_new_privs"
+    if "seccomp" in SKIP:
+        problem = _SKIPPED
+    else:
+        problem = seccomp.install(lib) if active["no_new_privs"] else "needs no_new_privs"
     active["seccomp"] = problem is None
     if problem:
         why["seccomp"] = problem

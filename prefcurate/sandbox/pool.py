@@ -27,7 +27,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from . import isolation, plain
-from .channel import ChildDied, Conn, Deadline
+from .channel import ChildDied, Conn, Deadline, Violation
 from .result import (
     ERROR,
     ERRORED,
@@ -49,6 +49,8 @@ _RUN_STATUSES = {"failed", "refused", "timeout", "resource_limit", "error"}
 # the real builtins, the model of an escaped interpreter. Only the test suite sets it; it is read
 # when a zygote starts and is not reachable from the CLI or any public function.
 _ESCAPED_FOR_TESTS = False
+# TEST ONLY, likewise: isolation layers a test leaves out to show that the others hold alone.
+_SKIP_LAYERS_FOR_TESTS: frozenset[str] = frozenset()
 _ZYGOTE_START_S = 120.0
 
 
@@ -74,7 +76,7 @@ def validate_limits(timeout: float, memory_mb: float, max_steps: float, workers:
 class Zygote:
     """Handle on the zygote process: fork and reap requests, one at a time."""
 
-    def __init__(self, escaped: bool) -> None:
+    def __init__(self, escaped: bool, skip: frozenset[str] = frozenset()) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "PYTHONHASHSEED": "0"}
         try:
@@ -82,7 +84,7 @@ class Zygote:
             # not change between runs); -s -S -P and an environment built here give the same isolation.
             self.proc = subprocess.Popen(
                 [sys.executable, "-s", "-S", "-P", "-c", BOOT, _PACKAGE_ROOT, str(theirs.fileno()),
-                 "escaped" if escaped else "interpreter"],
+                 "escaped" if escaped else "interpreter", ",".join(sorted(skip)) or "-"],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -125,12 +127,15 @@ class Zygote:
             raise ZygoteDied(f"fork refused: {reply}")
         return int(reply["pid"])
 
-    def reap(self, pid: int) -> int | None:
-        """Kill (if still running) and collect `pid`; its wait status, or None."""
+    def reap(self, pid: int) -> tuple[int | None, bool]:
+        """Collect `pid` (killing it if it is still running shortly after): (wait status or None,
+        whether it had to be killed)."""
         try:
-            return self._ask({"op": "reap", "pid": pid}).get("status")
+            reply = self._ask({"op": "reap", "pid": pid})
         except ZygoteDied:
-            return None
+            return None, False
+        status = reply.get("status")
+        return (status if type(status) is int else None), reply.get("killed") is True
 
     def arm(self, pid: int, timeout: float) -> None:
         """The job is handed out: the zygote's own backstop kills the child at timeout + grace."""
@@ -270,7 +275,7 @@ class SandboxPool:
                 if self._zygote is not None:
                     self._zygote.kill()
                 self._ready = []  # children of a dead zygote are dead too
-                self._zygote = Zygote(_ESCAPED_FOR_TESTS)
+                self._zygote = Zygote(_ESCAPED_FOR_TESTS, _SKIP_LAYERS_FOR_TESTS)
             return self._zygote
 
     def _spawn(self, limit: float, deadline: float) -> _Child | RunResult:
@@ -293,13 +298,12 @@ class SandboxPool:
             ready = conn.recv(deadline)
         except Deadline:
             ready = {"t": "late"}
-        except ChildDied as exc:
+        except (ChildDied, Violation) as exc:
             ready = {"t": str(exc)}
         if ready.get("t") != "ready":
             conn.close()
-            status = zygote.reap(pid)
             job.why_dead = f"no isolation report: {ready.get('t')}"
-            return job.died(status)
+            return job.died(*zygote.reap(pid))
         report = isolation.parse_report(ready.get("isolation"))
         with self._lock:
             self._isolation = isolation.merge(self._isolation, report)
@@ -380,9 +384,9 @@ class SandboxPool:
             result = self._talk(child.conn, job, program)
             if result is None:  # the child died before its final frame: its wait status says why
                 child.conn.close()
-                status = child.zygote.reap(pid)
+                reaped = child.zygote.reap(pid)
                 pid = 0
-                result = job.died(status)
+                result = job.died(*reaped)
             return result
         finally:
             child.conn.close()
@@ -396,16 +400,20 @@ class SandboxPool:
                 result = job.take(conn.recv(job.deadline))
                 if result is not None:
                     break
+            if job.violated:
+                return result
         except Deadline:
             return job.finish(RUN_TIMEOUT, f"wall-clock deadline of {job.limit:g}s exceeded", TIMEOUT)
         except ChildDied as exc:
             job.why_dead = str(exc)
             return None
+        except Violation as exc:
+            return job._violate(str(exc))
         try:
             conn.expect_eof(job.deadline)  # the final frame is the last thing a job may send
         except Deadline:
             return job.finish(RUN_TIMEOUT, f"wall-clock deadline of {job.limit:g}s exceeded", TIMEOUT)
-        except ChildDied as exc:
+        except Violation as exc:
             return job._violate(str(exc))
         return result
 
@@ -424,6 +432,7 @@ class _Job:
         self.next = -1  # -1: the `prog` frame is due; then the index of the next unit
         self.stop: str | None = None  # a unit used up the budget: a `prog` with this status must follow
         self.why_dead = ""
+        self.violated = False
 
     def finish(self, status: str, reason: str, fill: str) -> RunResult:
         done = tuple(
@@ -433,6 +442,7 @@ class _Job:
         return RunResult(status, reason, done, "".join(self.out), time.monotonic() - self.start)
 
     def _violate(self, why: str) -> RunResult:
+        self.violated = True
         self.units = [None] * len(self.units)
         return self.finish(ERROR, f"sandbox protocol violation: {why}", ERRORED)
 
@@ -476,8 +486,12 @@ class _Job:
             return self.finish(OK, "", SKIPPED)
         return self._violate(f"unexpected frame {str(kind)[:40]!r}")
 
-    def died(self, status: int | None) -> RunResult:
+    def died(self, status: int | None, killed: bool = False) -> RunResult:
         self.units = [None] * len(self.units)  # nothing a dead child said counts
+        if killed:  # it closed its channel but went on running
+            return self.finish(
+                ERROR, f"the job's process ended its channel without a result ({self.why_dead})", ERRORED
+            )
         if status is not None and os.WIFSIGNALED(status):
             sig = os.WTERMSIG(status)
             if sig in (signal.SIGXCPU, signal.SIGKILL, signal.SIGSEGV, signal.SIGBUS):

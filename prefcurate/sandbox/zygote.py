@@ -159,12 +159,11 @@ def serve(ctrl: socket.socket, stack: int, escaped: bool) -> None:
                 deadlines[pid] = float("inf")
                 dying.add(pid)
             elif op == "reap":  # the parent waits for the wait status
-                status = None
+                status, killed = None, False
                 if known:
-                    _kill(pid)
-                    status = os.waitpid(pid, 0)[1]
+                    status, killed = _collect(pid)
                     del deadlines[pid]
-                ctrl.send(json.dumps({"status": status}).encode())
+                ctrl.send(json.dumps({"status": status, "killed": killed}).encode())
             elif op == "fork":
                 ctrl.send(json.dumps({"error": "fork needs one descriptor"}).encode())
     finally:
@@ -178,17 +177,34 @@ def serve(ctrl: socket.socket, stack: int, escaped: bool) -> None:
 
 
 def _kill(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    # The child leads its own process group (setsid): anything it might have started goes too.
+    for kill in (os.killpg, os.kill):
+        try:
+            kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _collect(pid: int) -> tuple[int, bool]:
+    """(wait status, killed): a child whose channel closed is normally exiting; give it 200 ms."""
+    end = time.monotonic() + 0.2
+    while time.monotonic() < end:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return status, False
+        time.sleep(0.002)
+    _kill(pid)
+    return os.waitpid(pid, 0)[1], True
 
 
 def main() -> None:
-    """argv: package root, control fd, "escaped" or "interpreter"."""
+    """argv: package root, control fd, "escaped" or "interpreter", layers to leave out or "-"."""
     stack = _with_big_stack(["-c", BOOT, *sys.argv[1:]])
     ctrl = socket.socket(fileno=int(sys.argv[2]))
     escaped = sys.argv[3] == "escaped"
+    from . import isolation
+
+    isolation.SKIP.update(x for x in sys.argv[4].split(",") if x in isolation.SKIPPABLE)
     sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - stray host prints go nowhere
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in a terminal: the parent decides
     import warnings
@@ -196,10 +212,9 @@ def main() -> None:
     warnings.simplefilter("ignore")
     sys.setrecursionlimit(HOST_RECURSION)
     _warm()
-    from . import isolation
-
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    isolation.drop_root()
+    if "unprivileged" not in isolation.SKIP:
+        isolation.drop_root()
     isolation.prepare_zygote()
     isolation.libc().prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE=0: no ptrace or /proc/PID/mem by peers
     # Everything alive now is the zygote's: its children's gc.collect() scans only what a job made.
