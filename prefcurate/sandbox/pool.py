@@ -170,9 +170,12 @@ class Zygote:
 
 
 class _Child:
-    """A forked, confined child that has reported its isolation and waits for its one job."""
+    """A forked child that confines itself, reports its isolation (`report`, None until read)
+    and waits for its one job."""
 
-    def __init__(self, zygote: Zygote, pid: int, conn: Conn, timeout: float, report: dict[str, Any]) -> None:
+    def __init__(
+        self, zygote: Zygote, pid: int, conn: Conn, timeout: float, report: dict[str, Any] | None
+    ) -> None:
         self.zygote, self.pid, self.conn, self.timeout, self.report = zygote, pid, conn, timeout, report
         self.proc = self  # `.proc.pid`, like a subprocess handle
 
@@ -209,6 +212,9 @@ class SandboxPool:
         self._executor: ThreadPoolExecutor | None = None
         self._isolation: dict[str, Any] | None = None
         self._ready: list[_Child] = []
+        self._cond = threading.Condition(self._lock)
+        self._pending = 0
+        self._spawner: threading.Thread | None = None
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> SandboxPool:
@@ -228,6 +234,8 @@ class SandboxPool:
                 self._ready.append(child)
         if self.require_isolation and self._isolation is not None:
             isolation.check_required(self._isolation)
+        self._spawner = threading.Thread(target=self._keep_spares, name="sandbox-spawner", daemon=True)
+        self._spawner.start()
         return self
 
     @property
@@ -260,12 +268,15 @@ class SandboxPool:
             self._closed = True
             zygote, self._zygote = self._zygote, None
             ready, self._ready = self._ready, []
+            self._cond.notify_all()
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
         for child in ready:
             child.conn.close()
         if zygote is not None:
             zygote.kill()
+        if self._spawner is not None:
+            self._spawner.join(timeout=10.0)
 
     def _get_zygote(self) -> Zygote:
         with self._lock:
@@ -274,12 +285,23 @@ class SandboxPool:
             if self._zygote is None or not self._zygote.alive():
                 if self._zygote is not None:
                     self._zygote.kill()
-                self._ready = []  # children of a dead zygote are dead too
+                for child in self._ready:  # children of a dead zygote are dead too
+                    child.conn.close()
+                self._ready = []
                 self._zygote = Zygote(_ESCAPED_FOR_TESTS, _SKIP_LAYERS_FOR_TESTS)
             return self._zygote
 
     def _spawn(self, limit: float, deadline: float) -> _Child | RunResult:
         """Fork and confine a child; wait for its isolation report. A RunResult if that failed."""
+        child = self._fork(limit)
+        if isinstance(child, _Child):
+            failed = self._await_ready(child, deadline)
+            if failed is not None:
+                return failed
+        return child
+
+    def _fork(self, limit: float) -> _Child | RunResult:
+        """Ask the zygote for a child (which confines itself and reports while we go on)."""
         job = _Job([], limit)
         try:
             zygote = self._get_zygote()
@@ -293,30 +315,71 @@ class SandboxPool:
             return job.finish(ERROR, f"sandbox zygote failed: {exc}", ERRORED)
         finally:
             theirs.close()
-        conn = Conn(ours)
+        return _Child(zygote, pid, Conn(ours), limit, None)
+
+    def _await_ready(self, child: _Child, deadline: float) -> RunResult | None:
+        """Read the child's isolation report (sent before it reads any program); None if fine."""
+        if child.report is not None:
+            return None
         try:
-            ready = conn.recv(deadline)
+            ready = child.conn.recv(deadline)
         except Deadline:
             ready = {"t": "late"}
         except (ChildDied, Violation) as exc:
             ready = {"t": str(exc)}
         if ready.get("t") != "ready":
-            conn.close()
+            child.conn.close()
+            job = _Job([], child.timeout)
             job.why_dead = f"no isolation report: {ready.get('t')}"
-            return job.died(*zygote.reap(pid))
-        report = isolation.parse_report(ready.get("isolation"))
+            return job.died(*child.zygote.reap(child.pid))
+        child.report = isolation.parse_report(ready.get("isolation"))
         with self._lock:
-            self._isolation = isolation.merge(self._isolation, report)
-        return _Child(zygote, pid, conn, limit, report)
+            self._isolation = isolation.merge(self._isolation, child.report)
+        return None
 
     def _take(self, limit: float) -> _Child | None:
-        if self._zygote is not None and not self._zygote.alive():
-            self._get_zygote()  # a new zygote; the children of the old one died with it
-        with self._lock:
-            for i, child in enumerate(self._ready):
-                if child.timeout == limit and child.zygote is self._zygote:
-                    return self._ready.pop(i)
-        return None
+        """A spare child (waiting for one, not charged to the job); None for another timeout."""
+        if limit != self.timeout:
+            return None
+        end = time.monotonic() + _ZYGOTE_START_S
+        while True:
+            zygote = self._zygote
+            if zygote is not None and not zygote.alive():
+                self._get_zygote()  # a new zygote; the children of the old one died with it
+            with self._cond:
+                for i, child in enumerate(self._ready):
+                    if child.zygote is self._zygote:
+                        self._cond.notify_all()  # the spawner makes the next one meanwhile
+                        return self._ready.pop(i)
+                if self._closed or time.monotonic() > end:
+                    return None
+                self._cond.wait(0.2)
+
+    def _keep_spares(self) -> None:
+        """The spawner thread: one spare child per slot, forked while jobs run."""
+        while True:
+            with self._cond:
+                while not self._closed and len(self._ready) + self._pending >= self.size:
+                    self._cond.wait()
+                if self._closed:
+                    return
+                self._pending += 1
+            try:
+                child = self._fork(self.timeout)  # its report is read by the job that takes it
+            except RuntimeError:  # closed meanwhile
+                child = None
+            with self._cond:
+                self._pending -= 1
+                if isinstance(child, _Child) and not self._closed and child.zygote is self._zygote:
+                    self._ready.append(child)
+                    self._cond.notify_all()
+                    continue
+            if isinstance(child, _Child):
+                child.discard()
+            elif self._closed:
+                return
+            else:
+                time.sleep(0.05)  # the zygote cannot fork right now: do not spin
 
     # -- running ---------------------------------------------------------------------
     def run(self, program: str, tests: Sequence[str] = (), *, timeout: float | None = None) -> RunResult:
@@ -326,23 +389,7 @@ class SandboxPool:
         validate_limits(limit, self.memory_mb, self.max_steps)
         self.start()
         with self._slots:
-            try:
-                return self._run_one(str(program), tests, limit)
-            finally:
-                if limit == self.timeout and not self._closed:
-                    self._refill()
-
-    def _refill(self) -> None:
-        with self._lock:
-            if len(self._ready) >= self.size:
-                return
-        child = self._spawn(self.timeout, time.monotonic() + _ZYGOTE_START_S)
-        if isinstance(child, _Child):
-            with self._lock:
-                if not self._closed:
-                    self._ready.append(child)
-                    return
-            child.discard()
+            return self._run_one(str(program), tests, limit)
 
     def map(
         self, jobs: Iterable[tuple[str, Sequence[str]]], *, timeout: float | None = None
@@ -368,8 +415,10 @@ class SandboxPool:
             yield fut.result()
 
     def _run_one(self, program: str, tests: list[str], limit: float) -> RunResult:
-        job = _Job(tests, limit)  # the deadline starts now: the job is handed out
         child = self._take(limit)
+        if child is not None and self._await_ready(child, time.monotonic() + _ZYGOTE_START_S) is not None:
+            child = None  # it died before reporting: not this job's fault
+        job = _Job(tests, limit)  # the deadline starts now: the job is handed out
         if child is None:  # none waiting (or made for another timeout): start-up is on this job
             spawned = self._spawn(limit, job.deadline)
             if isinstance(spawned, RunResult):
@@ -378,8 +427,9 @@ class SandboxPool:
         child.zygote.arm(child.pid, limit)
         pid = child.pid
         try:
-            if self.require_isolation and not child.report["all_active"]:
-                missing = ", ".join(child.report["inactive"])
+            report = child.report or {}
+            if self.require_isolation and not report.get("all_active"):
+                missing = ", ".join(report.get("inactive", {}))
                 return job.finish(ERROR, f"isolation layers not active: {missing}", ERRORED)
             result = self._talk(child.conn, job, program)
             if result is None:  # the child died before its final frame: its wait status says why
