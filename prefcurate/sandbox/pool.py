@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -234,7 +235,9 @@ class SandboxPool:
                 self._ready.append(child)
         if self.require_isolation and self._isolation is not None:
             isolation.check_required(self._isolation)
-        self._spawner = threading.Thread(target=self._keep_spares, name="sandbox-spawner", daemon=True)
+        self._spawner = threading.Thread(
+            target=_keep_spares, args=(weakref.ref(self),), name="sandbox-spawner", daemon=True
+        )
         self._spawner.start()
         return self
 
@@ -245,9 +248,22 @@ class SandboxPool:
 
     @property
     def _all(self) -> set[_Child]:
-        """The idle children, confined and waiting for a program."""
+        """The idle children, confined and waiting for a program (for tests and debugging:
+        waits until every slot has one and each has reported its isolation)."""
+        end = time.monotonic() + _ZYGOTE_START_S
+        while True:
+            with self._cond:
+                ready = list(self._ready)
+                if len(ready) >= self.size or self._closed or time.monotonic() > end:
+                    break
+                self._cond.wait(0.2)
+        for child in ready:
+            if self._await_ready(child, end) is not None:
+                with self._lock:
+                    if child in self._ready:
+                        self._ready.remove(child)
         with self._lock:
-            return set(self._ready)
+            return {c for c in self._ready if c.report is not None}
 
     def __enter__(self) -> SandboxPool:
         return self.start()
@@ -275,7 +291,7 @@ class SandboxPool:
             child.conn.close()
         if zygote is not None:
             zygote.kill()
-        if self._spawner is not None:
+        if self._spawner is not None and self._spawner is not threading.current_thread():
             self._spawner.join(timeout=10.0)
 
     def _get_zygote(self) -> Zygote:
@@ -355,31 +371,33 @@ class SandboxPool:
                     return None
                 self._cond.wait(0.2)
 
-    def _keep_spares(self) -> None:
-        """The spawner thread: one spare child per slot, forked while jobs run."""
-        while True:
-            with self._cond:
-                while not self._closed and len(self._ready) + self._pending >= self.size:
-                    self._cond.wait()
-                if self._closed:
-                    return
-                self._pending += 1
-            try:
-                child = self._fork(self.timeout)  # its report is read by the job that takes it
-            except RuntimeError:  # closed meanwhile
-                child = None
-            with self._cond:
-                self._pending -= 1
-                if isinstance(child, _Child) and not self._closed and child.zygote is self._zygote:
-                    self._ready.append(child)
-                    self._cond.notify_all()
-                    continue
-            if isinstance(child, _Child):
-                child.discard()
-            elif self._closed:
-                return
-            else:
-                time.sleep(0.05)  # the zygote cannot fork right now: do not spin
+    def _spare_one(self) -> bool:
+        """One round of the spawner thread (one spare child per slot, forked while jobs run);
+        False once the pool is closed."""
+        with self._cond:
+            if not self._closed and len(self._ready) + self._pending >= self.size:
+                self._cond.wait(1.0)
+                return True
+            if self._closed:
+                return False
+            self._pending += 1
+        try:
+            child = self._fork(self.timeout)  # its report is read by the job that takes it
+        except RuntimeError:  # closed meanwhile
+            child = None
+        with self._cond:
+            self._pending -= 1
+            if isinstance(child, _Child) and not self._closed and child.zygote is self._zygote:
+                self._ready.append(child)
+                self._cond.notify_all()
+                return True
+        if isinstance(child, _Child):
+            child.discard()
+        elif self._closed:
+            return False
+        else:
+            time.sleep(0.05)  # the zygote cannot fork right now: do not spin
+        return True
 
     # -- running ---------------------------------------------------------------------
     def run(self, program: str, tests: Sequence[str] = (), *, timeout: float | None = None) -> RunResult:
@@ -552,6 +570,12 @@ class _Job:
         code = os.WEXITSTATUS(status) if status is not None and os.WIFEXITED(status) else None
         why = f"the job's process ended without a result ({self.why_dead}; exit code {code})"
         return self.finish(ERROR, why, ERRORED)
+
+
+def _keep_spares(ref: weakref.ref[SandboxPool]) -> None:
+    # A weak reference: a pool nobody closed can still be collected (its __del__ closes it).
+    while (pool := ref()) is not None and pool._spare_one():
+        del pool
 
 
 def judge_unit(msg: dict) -> UnitResult:
