@@ -156,3 +156,18 @@ def test_limits_are_validated_by_the_library_too(kwargs: dict, message: str) -> 
     with pytest.raises(ConfigError) as err:
         SandboxPool(**kwargs)
     assert str(err.value) == message
+
+
+def test_what_is_loaded_lazily_works_in_a_confined_child(one: SandboxPool) -> None:
+    # A child can open no file: codecs and `strptime`, which CPython imports on first use, were
+    # imported by the zygote.
+    program = (
+        "import datetime, hashlib, unicodedata\n"
+        "out = ('é'.encode('cp1252'), 'a'.encode('utf-16-le'), 'x'.encode('idna'), b'\\x82'.decode('cp437'),\n"
+        "       datetime.datetime.strptime('2020-01-02', '%Y-%m-%d').year, unicodedata.name('a'),\n"
+        "       hashlib.sha256(b'a').hexdigest()[:6])\n"
+    )
+    res = one.run(
+        program, ["assert out == (b'\\xe9', b'a\\x00', b'x', 'é', 2020, 'LATIN SMALL LETTER A', 'ca9781')"]
+    )
+    assert (res.status, res.passed) == ("ok", 1), res

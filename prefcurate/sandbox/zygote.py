@@ -67,7 +67,17 @@ def _with_big_stack(argv: list[str]) -> int:
 
 def _warm() -> None:
     import _strptime  # noqa: F401 - time.strptime / datetime.strptime import it lazily
-    import encodings.idna  # noqa: F401
+    import encodings
+    import importlib
+    import pkgutil
+
+    # Codecs are imported on first use (`.encode('cp1252')`); a child can open no file, so all
+    # of them are imported here.
+    for info in pkgutil.iter_modules(encodings.__path__):
+        try:
+            importlib.import_module("encodings." + info.name)
+        except Exception:  # a codec of another platform (mbcs, oem)
+            pass
 
     from . import interpreter, isolation, worker  # noqa: F401
 
