@@ -7,6 +7,7 @@ with `json.loads` only (never pickle), and treats anything it cannot decode as a
 from __future__ import annotations
 
 import json
+import math
 import os
 import select
 import socket
@@ -81,8 +82,10 @@ class Conn:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise Deadline
-        r, w, _ = select.select([] if write else [self.fd], [self.fd] if write else [], [], remaining)
-        if not (r or w):
+        # poll, not select: a parent with many open files has descriptors above FD_SETSIZE.
+        poller = select.poll()
+        poller.register(self.fd, select.POLLOUT if write else select.POLLIN)
+        if not poller.poll(max(1, math.ceil(remaining * 1000))):
             raise Deadline
 
     def _fill(self, deadline: float) -> bool:
