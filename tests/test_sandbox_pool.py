@@ -13,6 +13,7 @@ import sys
 import pytest
 
 from prefcurate.sandbox import SandboxPool, plain, run_program
+from prefcurate.sandbox.judge import JobState, judge_unit
 from prefcurate.sandbox.result import RunResult, UnitResult
 
 
@@ -213,3 +214,65 @@ def test_evaluate_trace() -> None:
         plain.evaluate_trace(["cmp", [1], ["Eq"]])
     with pytest.raises(ValueError, match="unknown plain tag"):
         plain.decode(["ZZ", 1])
+
+
+# -- the parent's judgement of a job's frames (no processes involved) -------------------------
+
+
+def _frames(n_tests: int, *frames: dict) -> RunResult | None:
+    job = JobState(["assert True"] * n_tests, 5.0)
+    result = None
+    for frame in frames:
+        result = job.take({"out": "", **frame})
+        if result is not None:
+            return result
+    return result
+
+
+PROG_OK = {"t": "prog", "status": "ok", "reason": ""}
+
+
+def _unit(i: int, status: str = "passed") -> dict:
+    return {"t": "unit", "i": i, "status": status, "asserts": []}
+
+
+def test_judge_accepts_exactly_the_units_it_sent() -> None:
+    res = _frames(2, PROG_OK, _unit(0), _unit(1, "failed"), {"t": "done"})
+    assert res is not None and (res.status, [u.status for u in res.units]) == ("ok", ["passed", "failed"])
+
+
+@pytest.mark.parametrize(
+    ("frames", "why"),
+    [
+        ([_unit(0)], "unit 0 out of order"),  # a unit before the program's outcome
+        ([PROG_OK, _unit(1)], "unit 1 out of order"),
+        ([PROG_OK, _unit(0), _unit(0)], "unit 0 out of order"),
+        ([PROG_OK, _unit(0), _unit(1), _unit(2)], "a result for unit 2, which was never sent"),
+        ([PROG_OK, _unit(0), {"t": "done"}], "done after 1 of 2 units"),
+        ([PROG_OK, PROG_OK], "unexpected prog frame 'ok'"),
+        ([PROG_OK, {"t": "prog", "status": "passed"}], "unexpected prog frame 'passed'"),
+        ([PROG_OK, _unit(0, "timeout"), {"t": "done"}], "done after 1 of 2 units"),
+        ([PROG_OK, _unit(0, "timeout"), {"t": "prog", "status": "failed"}], "unexpected prog frame 'failed'"),
+        ([{"t": "hello"}], "unexpected frame 'hello'"),
+        ([{"t": "prog", "status": "ok", "out": 5}], "output is not text"),
+        ([PROG_OK, {"t": "unit", "i": "0", "status": "passed"}], "unit '0' out of order"),
+    ],
+)
+def test_judge_fails_any_other_sequence(frames: list[dict], why: str) -> None:
+    res = _frames(2, *frames)
+    assert res is not None and res.status == "error", res
+    assert res.reason == f"sandbox protocol violation: {why}"
+    assert [u.status for u in res.units] == ["errored", "errored"]
+
+
+def test_judge_a_budget_stop_then_its_terminal_frame() -> None:
+    res = _frames(
+        3, PROG_OK, _unit(0), _unit(1, "timeout"), {"t": "prog", "status": "timeout", "reason": "r"}
+    )
+    assert res is not None and res.status == "timeout"
+    assert [u.status for u in res.units] == ["passed", "timeout", "timeout"]
+
+
+def test_a_passed_unit_needs_its_traces() -> None:
+    assert judge_unit({"status": "passed"}).status == "failed"
+    assert judge_unit({"status": "passed", "asserts": []}).status == "passed"

@@ -115,6 +115,8 @@ def as_text(done: FileRun) -> str:
     lines = [f"status: {res.status}"]
     if res.reason:
         lines.append(f"reason: {res.reason}")
+    if done.isolation is not None and not done.isolation.get("all_active"):
+        lines.append("isolation: inactive layers: " + ", ".join(done.isolation.get("inactive", {})))
     if res.total:
         lines.append(
             f"tests: {res.passed}/{res.total} passed, {res.failed} failed, {res.errored} errored, "
