@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from prefcurate.cli import app
+from prefcurate.sandbox.isolation import LAYERS
 
 runner = CliRunner()
 
@@ -131,6 +133,10 @@ def test_json_format(tmp_path: Path) -> None:
     assert res.exit_code == 2
     data = json.loads(res.stdout)
     assert data.pop("duration_s") > 0
+    iso = data.pop("isolation")
+    assert set(iso["layers"]) == set(LAYERS) and iso["layers"]["fork_per_job"] is True
+    assert iso["all_active"] == all(iso["layers"].values())
+    assert set(iso["inactive"]) == {k for k, on in iso["layers"].items() if not on}
     assert data == {
         "status": "ok",
         "reason": "",
@@ -192,3 +198,49 @@ def test_input_errors_are_one_line(tmp_path: Path) -> None:
     res = sandbox(tmp_path, PROGRAM, "assert (\n")
     assert res.exit_code == 1
     assert res.stderr.startswith(f"Error: {tmp_path / 'tests.py'}: test file does not parse:")
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--timeout", "inf", "--timeout must be a finite number, got inf"),
+        ("--timeout", "nan", "--timeout must be a finite number, got nan"),
+        ("--timeout", "-1", "--timeout must be positive, got -1.0"),
+        ("--memory-mb", "-100000", "--memory-mb must be positive, got -100000"),
+        ("--memory-mb", "0", "--memory-mb must be positive, got 0"),
+        ("--max-steps", "0", "--max-steps must be positive, got 0"),
+    ],
+)
+def test_limits_are_validated_before_anything_runs(
+    tmp_path: Path, option: str, value: str, message: str
+) -> None:
+    marker = tmp_path / "ran"
+    res = runner.invoke(app, ["sandbox", "run", str(tmp_path / "missing.py"), option, value])
+    # One line, no traceback, and checked before the program file is even read.
+    assert res.exit_code == 1
+    assert res.output.strip().splitlines() == [f"Error: {message}"]
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "program",
+    ["x = " + "1+" * 200_000 + "1\n", "x = " + "-" * 100_000 + "1\n", "x = ((((((((((((" * 30_000 + "\n"],
+    ids=["400k_additions", "100k_unary_minus", "deep_parens"],
+)
+def test_unparseable_programs_fail_with_a_reason(tmp_path: Path, program: str) -> None:
+    res = sandbox(tmp_path, program, None, "--format", "json")
+    assert res.exit_code == 2
+    data = json.loads(res.stdout)
+    assert data["status"] == "failed"
+    assert data["reason"]
+
+
+def test_require_isolation_runs_only_when_every_layer_is_active(tmp_path: Path) -> None:
+    plain = json.loads(sandbox(tmp_path, "print('x')\n", None, "--format", "json").stdout)["isolation"]
+    res = sandbox(tmp_path, "print('x')\n", None, "--format", "json", "--require-isolation")
+    if not plain["all_active"]:  # e.g. a container without user namespaces: refused, on one line
+        assert res.exit_code == 1 and res.output.count("\n") == 1
+        assert "--require-isolation: sandbox isolation layers not active" in res.output
+        return
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["isolation"]["all_active"] is True

@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from prefcurate.sandbox import SandboxPool, plain, run_program
-from prefcurate.sandbox import pool as pool_module
+from prefcurate.sandbox.judge import JobState, judge_unit
 from prefcurate.sandbox.result import RunResult, UnitResult
 
 
@@ -61,35 +61,23 @@ def test_map_keeps_input_order_and_matches_run(pool: SandboxPool) -> None:
     assert pool.run(*jobs[3]).units == results[3].units
 
 
-def test_killed_idle_worker_is_replaced() -> None:
+def test_killed_zygote_is_replaced() -> None:
     with SandboxPool(workers=1, timeout=2.0) as one:
         assert one.run("x = 1").status == "ok"
-        (w,) = one._all
-        os.kill(w.proc.pid, signal.SIGKILL)
-        w.proc.wait()
+        old = one._zygote.proc
+        os.kill(old.pid, signal.SIGKILL)
+        old.wait()
         res = one.run("print('fresh')")
         assert (res.status, res.stdout) == ("ok", "fresh\n")
-        assert {x.proc.pid for x in one._all} != {w.proc.pid}
-
-
-def test_workers_are_recycled_after_many_runs(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pool_module, "MAX_RUNS_PER_WORKER", 2)
-    with SandboxPool(workers=1, timeout=2.0) as one:
-        pids = []
-        for _ in range(3):
-            one.run("x = 1")
-            pids.append(next(iter(one._all)).proc.pid if one._all else None)
-        res = one.run("print(1)")
-        assert res.stdout == "1\n"
-        assert len({p for p in pids if p is not None}) >= 2
+        assert one._zygote.proc.pid != old.pid
 
 
 def test_closed_pool_refuses_work() -> None:
     p = SandboxPool(workers=1)
     p.start()
-    procs = [w.proc for w in p._all]
+    proc = p._zygote.proc
     p.close()
-    assert all(proc.poll() is not None for proc in procs)
+    assert proc.poll() is not None
     with pytest.raises(RuntimeError, match="SandboxPool is closed"):
         p.run("x = 1")
 
@@ -226,3 +214,65 @@ def test_evaluate_trace() -> None:
         plain.evaluate_trace(["cmp", [1], ["Eq"]])
     with pytest.raises(ValueError, match="unknown plain tag"):
         plain.decode(["ZZ", 1])
+
+
+# -- the parent's judgement of a job's frames (no processes involved) -------------------------
+
+
+def _frames(n_tests: int, *frames: dict) -> RunResult | None:
+    job = JobState(["assert True"] * n_tests, 5.0)
+    result = None
+    for frame in frames:
+        result = job.take({"out": "", **frame})
+        if result is not None:
+            return result
+    return result
+
+
+PROG_OK = {"t": "prog", "status": "ok", "reason": ""}
+
+
+def _unit(i: int, status: str = "passed") -> dict:
+    return {"t": "unit", "i": i, "status": status, "asserts": []}
+
+
+def test_judge_accepts_exactly_the_units_it_sent() -> None:
+    res = _frames(2, PROG_OK, _unit(0), _unit(1, "failed"), {"t": "done"})
+    assert res is not None and (res.status, [u.status for u in res.units]) == ("ok", ["passed", "failed"])
+
+
+@pytest.mark.parametrize(
+    ("frames", "why"),
+    [
+        ([_unit(0)], "unit 0 out of order"),  # a unit before the program's outcome
+        ([PROG_OK, _unit(1)], "unit 1 out of order"),
+        ([PROG_OK, _unit(0), _unit(0)], "unit 0 out of order"),
+        ([PROG_OK, _unit(0), _unit(1), _unit(2)], "a result for unit 2, which was never sent"),
+        ([PROG_OK, _unit(0), {"t": "done"}], "done after 1 of 2 units"),
+        ([PROG_OK, PROG_OK], "unexpected prog frame 'ok'"),
+        ([PROG_OK, {"t": "prog", "status": "passed"}], "unexpected prog frame 'passed'"),
+        ([PROG_OK, _unit(0, "timeout"), {"t": "done"}], "done after 1 of 2 units"),
+        ([PROG_OK, _unit(0, "timeout"), {"t": "prog", "status": "failed"}], "unexpected prog frame 'failed'"),
+        ([{"t": "hello"}], "unexpected frame 'hello'"),
+        ([{"t": "prog", "status": "ok", "out": 5}], "output is not text"),
+        ([PROG_OK, {"t": "unit", "i": "0", "status": "passed"}], "unit '0' out of order"),
+    ],
+)
+def test_judge_fails_any_other_sequence(frames: list[dict], why: str) -> None:
+    res = _frames(2, *frames)
+    assert res is not None and res.status == "error", res
+    assert res.reason == f"sandbox protocol violation: {why}"
+    assert [u.status for u in res.units] == ["errored", "errored"]
+
+
+def test_judge_a_budget_stop_then_its_terminal_frame() -> None:
+    res = _frames(
+        3, PROG_OK, _unit(0), _unit(1, "timeout"), {"t": "prog", "status": "timeout", "reason": "r"}
+    )
+    assert res is not None and res.status == "timeout"
+    assert [u.status for u in res.units] == ["passed", "timeout", "timeout"]
+
+
+def test_a_passed_unit_needs_its_traces() -> None:
+    assert judge_unit({"status": "passed"}).status == "failed"
+    assert judge_unit({"status": "passed", "asserts": []}).status == "passed"

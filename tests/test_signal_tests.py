@@ -75,7 +75,7 @@ def publish_pairs(store: Store) -> pa.Table:
 
 def test_signal_registered_with_options() -> None:
     assert get_signal("tests") is TestPass and get_signal("test_pass_v1") is TestPass
-    assert TestPass.option_names() == ("timeout", "workers")
+    assert TestPass.option_names() == ("timeout", "workers", "require_isolation")
     with pytest.raises(ConfigError, match="--model does not apply to --by tests"):
         TestPass.from_options(model="x")
 

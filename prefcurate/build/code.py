@@ -111,6 +111,7 @@ class CodeBuildOptions:
     workers: int | None = None
     name: str = "code"
     force: bool = False
+    require_isolation: bool = False  # refuse to run without every OS isolation layer
 
     def validate(self) -> None:
         if self.format not in FORMATS:
@@ -353,7 +354,9 @@ def build_code(store: Store, opts: CodeBuildOptions) -> CodeBuildResult:
     opts.validate()
     fmt, problems, dropped, inputs = load_problems(opts)
     spec = {
-        k: v for k, v in asdict(opts).items() if k not in ("path", "problems", "workers", "force", "name")
+        k: v
+        for k, v in asdict(opts).items()
+        if k not in ("path", "problems", "workers", "force", "name", "require_isolation")
     }
     spec["format"] = fmt
     run_fp = fingerprint(
@@ -398,7 +401,7 @@ def build_code(store: Store, opts: CodeBuildOptions) -> CodeBuildResult:
 
     work_dir = store.work_dir("pairs", opts.name, run_fp)
     ctx = RunContext(store, opts.name, work_dir, None)  # type: ignore[arg-type]  # map_shards needs only work_dir
-    with lazy_suite_runner(opts.workers, opts.timeout) as run:
+    with lazy_suite_runner(opts.workers, opts.timeout, opts.require_isolation) as run:
 
         def run_shard(shard: pa.Table) -> pa.Table:
             results = run([jobs[i] for i in shard.column("job").to_pylist()])
@@ -472,6 +475,8 @@ def build_code(store: Store, opts: CodeBuildOptions) -> CodeBuildResult:
         "inputs": inputs,
         "counts": counts,
         "fingerprint": fp,
+        # The OS layers active for the programs this invocation ran (null: all shards resumed).
+        "sandbox_isolation": run.isolation,
     }
     with store.publish("pairs", opts.name, manifest) as pub:
         pub.write_table(table)

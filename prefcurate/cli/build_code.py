@@ -59,6 +59,10 @@ def code(
     workers: Annotated[
         int | None, typer.Option("--workers", help="Sandbox worker processes (default: CPU count).")
     ] = None,
+    require_isolation: Annotated[
+        bool,
+        typer.Option("--require-isolation", help="Refuse to run unless every OS sandbox layer is active."),
+    ] = False,
     name: Annotated[str, typer.Option("--name", help="Dataset name in the store.")] = field_default(
         CodeBuildOptions, "name"
     ),
@@ -80,6 +84,7 @@ def code(
         truncate=truncate,
         timeout=timeout,
         workers=workers,
+        require_isolation=require_isolation,
         name=name,
         force=force,
     )

@@ -52,6 +52,13 @@ def run(
     max_steps: Annotated[
         int, typer.Option("--max-steps", help="Interpreter step budget (statements and loop iterations).")
     ] = 10_000_000,
+    require_isolation: Annotated[
+        bool,
+        typer.Option(
+            "--require-isolation",
+            help="Refuse to run unless every OS isolation layer is active (see docs/sandbox.md).",
+        ),
+    ] = False,
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Run one program (and its tests) under the sandbox; print status, test counts and output.
@@ -59,10 +66,17 @@ def run(
     Status is one of: ok (the program ran; see the tests), failed (the program raised),
     refused (the sandbox policy stopped it; the reason says what), timeout (wall-clock
     deadline or step budget), resource_limit (memory), error (a sandbox fault).
-    Exit code 0 when the status is ok and every test passed, 2 otherwise.
+    Exit code 0 when the status is ok and every test passed, 2 otherwise. Each program runs in
+    its own process, confined by every OS layer the kernel allows (`--format json` lists them).
     """
     done = run_file(
-        program, tests, timeout=timeout, entry_point=entry_point, memory_mb=memory_mb, max_steps=max_steps
+        program,
+        tests,
+        timeout=timeout,
+        entry_point=entry_point,
+        memory_mb=memory_mb,
+        max_steps=max_steps,
+        require_isolation=require_isolation,
     )
     if fmt is Format.json:
         sys.stdout.write(json.dumps(as_json(done), ensure_ascii=False, indent=2) + "\n")
@@ -78,6 +92,7 @@ def run(
 def as_json(done: FileRun) -> dict:
     data = done.result.to_dict()
     data["program"] = str(done.program)
+    data["isolation"] = done.isolation
     for unit, source in zip(data["units"], done.units, strict=False):
         unit["test"] = source
     return data
@@ -100,6 +115,8 @@ def as_text(done: FileRun) -> str:
     lines = [f"status: {res.status}"]
     if res.reason:
         lines.append(f"reason: {res.reason}")
+    if done.isolation is not None and not done.isolation.get("all_active"):
+        lines.append("isolation: inactive layers: " + ", ".join(done.isolation.get("inactive", {})))
     if res.total:
         lines.append(
             f"tests: {res.passed}/{res.total} passed, {res.failed} failed, {res.errored} errored, "

@@ -79,6 +79,9 @@ def score(
     workers: Annotated[
         int | None, typer.Option(help="Sandbox worker processes (default: CPU count)." + _about("workers"))
     ] = None,
+    require_isolation: Annotated[
+        bool, typer.Option("--require-isolation", help="tests: refuse to run without every OS sandbox layer.")
+    ] = False,
     pairs_version: Annotated[
         str | None, typer.Option("--pairs-version", help="Pairs version (default: latest).")
     ] = None,
@@ -103,6 +106,7 @@ def score(
         beta=beta,
         timeout=timeout,
         workers=workers,
+        require_isolation=require_isolation or None,
     )
     ref, reused = run_signal(get_store(store), dataset, signal, pairs_version=pairs_version, force=force)
     m = ref.manifest

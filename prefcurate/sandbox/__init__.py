@@ -1,6 +1,7 @@
 """Run untrusted Python safely: a tree-walking interpreter over `ast.parse` output with its own
 policy (allowed modules and builtins only, no dunder access, step budget, recursion limit),
-inside a pool of pre-started, resource-limited worker processes with a parent-enforced deadline.
+each program in its own process forked from a warm zygote and confined by the OS (rlimits,
+no_new_privs, Landlock, seccomp, a network namespace), with a parent-enforced deadline.
 
     with SandboxPool(workers=4, timeout=5) as pool:
         result = pool.run(program, ["assert f(1) == 2", "assert f(2) == 3"])
@@ -19,7 +20,7 @@ from .result import RunResult, UnitResult
 
 
 def run_program(program: str, tests: Sequence[str] = (), **kw: Any) -> RunResult:
-    """One-shot convenience: start a one-worker pool, run, shut it down (slow: prefer a pool)."""
+    """One-shot convenience: start a one-slot pool, run, shut it down (slow: prefer a pool)."""
     timeout = kw.pop("timeout", 5.0)
     kw.setdefault("workers", 1)
     with SandboxPool(timeout=timeout, **kw) as pool:

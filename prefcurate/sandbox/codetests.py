@@ -107,6 +107,10 @@ def split_check(test: str, entry_point: str | None, *, where: str = "<test>") ->
         raise InputError(
             f"test code does not parse: {exc.msg} (line {exc.lineno})", path=where, field="test"
         ) from None
+    except (ValueError, RecursionError, MemoryError) as exc:
+        raise InputError(
+            f"test code does not parse: {type(exc).__name__}", path=where, field="test"
+        ) from None
     lines = source.split("\n")
     checks = [n for n in module.body if isinstance(n, ast.FunctionDef) and n.name == "check"]
     if not checks:
@@ -156,9 +160,8 @@ def split_asserts(
         source = _normalize(test).strip("\n")
         try:
             module = ast.parse(source)
-        except SyntaxError as exc:
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
             # Keep it as one unit: it will error when run, which is the truthful outcome.
-            del exc
             units.append(source)
             continue
         asserts = [n for n in module.body if _has_assert(n)]
@@ -282,13 +285,17 @@ def build_program(completion: str, prefix: str = "", entry_point: str | None = N
         return program
     except SyntaxError:
         pass
+    except (ValueError, RecursionError, MemoryError):
+        # Null bytes, or nesting the parser cannot take (a 400 KB `1+1+...`, 100,000 unary minus):
+        # the sandbox fails this sample with the reason; the parent goes on.
+        return program
     indent = _body_indent(prefix)
     if indent is None:
         return program
     fixed = prefix + textwrap.indent(textwrap.dedent(code.expandtabs(8)), indent)
     try:
         ast.parse(fixed)
-    except SyntaxError:
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         return program
     return fixed
 
@@ -334,22 +341,42 @@ def run_suites(
 SuiteRunner = Callable[[Sequence[tuple[str, TestSuite]]], list[CompletionResult]]
 
 
+class LazySuiteRunner:
+    """`run(jobs)` for resumable shard functions: the sandbox starts on the first call (a run whose
+    shards are all on disk starts none). `isolation` is the sandbox's isolation report once it
+    ran something (None before), for the manifest."""
+
+    def __init__(self, workers: int | None, timeout: float, require_isolation: bool = False) -> None:
+        from .sandbox.pool import validate_limits
+
+        validate_limits(timeout, 512, 10_000_000, workers)  # before anything runs
+        self.workers, self.timeout, self.require_isolation = workers, timeout, require_isolation
+        self.pool: Any = None
+        self.isolation: dict[str, Any] | None = None
+
+    def __call__(self, jobs: Sequence[tuple[str, TestSuite]]) -> list[CompletionResult]:
+        from .sandbox import SandboxPool
+
+        if self.pool is None:
+            self.pool = SandboxPool(
+                workers=self.workers, timeout=self.timeout, require_isolation=self.require_isolation
+            ).start()
+        results = run_suites(self.pool, jobs)
+        self.isolation = self.pool.isolation
+        return results
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+
+
 @contextmanager
-def lazy_suite_runner(workers: int | None, timeout: float) -> Iterator[SuiteRunner]:
-    """`run(jobs)` for resumable shard functions: the sandbox workers start on the first call (a run
-    whose shards are all on disk starts none) and stop when the block ends, also on Ctrl-C."""
-    from prefcurate.sandbox import SandboxPool
-
-    pool: Any = None
-
-    def run(jobs: Sequence[tuple[str, TestSuite]]) -> list[CompletionResult]:
-        nonlocal pool
-        if pool is None:
-            pool = SandboxPool(workers=workers, timeout=timeout).start()
-        return run_suites(pool, jobs)
-
+def lazy_suite_runner(
+    workers: int | None, timeout: float, require_isolation: bool = False
+) -> Iterator[LazySuiteRunner]:
+    """A LazySuiteRunner whose sandbox stops when the block ends, also on Ctrl-C."""
+    runner = LazySuiteRunner(workers, timeout, require_isolation)
     try:
-        yield run
+        yield runner
     finally:
-        if pool is not None:
-            pool.close()
+        runner.close()

@@ -7,17 +7,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
-from .pool import SandboxPool
+from .pool import SandboxPool, validate_limits
 from .result import RunResult
 
 
 @dataclass(frozen=True)
 class FileRun:
-    """A run of a program file: the result, plus the source of each test unit (for display)."""
+    """A run of a program file: the result, the source of each test unit (for display), and the
+    isolation layers that were active for it."""
 
     result: RunResult
     units: tuple[str, ...]
     program: Path
+    isolation: dict | None = None
 
 
 def _read(path: Path, field: str) -> str:
@@ -36,7 +38,7 @@ def _read(path: Path, field: str) -> str:
 def split_test_source(
     source: str, entry_point: str | None = None, where: str = "<tests>", program: str = ""
 ) -> tuple[str, tuple[str, ...]]:
-    """(setup, units) of a test file, split as `build code` splits tests (prefcurate.codetests).
+    """(setup, units) of a test file, split as `build code` splits tests (prefcurate.sandbox.codetests).
 
     A HumanEval-style file (`def check(candidate): ...`) is split per assert of `check`, with
     `entry_point` bound to `candidate` (default: the program's only top-level function).
@@ -48,6 +50,10 @@ def split_test_source(
         tree = ast.parse(source)
     except SyntaxError as exc:
         raise InputError(f"test file does not parse: {exc.msg} (line {exc.lineno})", path=where) from None
+    except (RecursionError, MemoryError) as exc:
+        raise InputError(
+            f"test file does not parse: {type(exc).__name__} (nested too deeply)", path=where
+        ) from None
     if any(isinstance(n, ast.FunctionDef) and n.name == "check" for n in tree.body):
         entry_point = entry_point or _only_function(program)
         if not entry_point:
@@ -65,7 +71,7 @@ def split_test_source(
 def _only_function(program: str) -> str | None:
     try:
         tree = ast.parse(program)
-    except SyntaxError:
+    except (SyntaxError, ValueError, RecursionError, MemoryError):  # the sandbox reports why
         return None
     names = [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
     return names[0] if len(names) == 1 else None
@@ -79,14 +85,23 @@ def run_file(
     entry_point: str | None = None,
     memory_mb: int = 512,
     max_steps: int = 10_000_000,
+    require_isolation: bool = False,
 ) -> FileRun:
     """Run `program` (then the units of `tests`) in a one-worker sandbox pool."""
+    validate_limits(timeout, memory_mb, max_steps)
     source = _read(program, "program")
     setup, units = ("", ())
     if tests is not None:
         setup, units = split_test_source(_read(tests, "tests"), entry_point, where=str(tests), program=source)
     if setup:
         source = source + ("" if source.endswith("\n") else "\n") + setup + "\n"
-    with SandboxPool(workers=1, timeout=timeout, memory_mb=memory_mb, max_steps=max_steps) as pool:
+    with SandboxPool(
+        workers=1,
+        timeout=timeout,
+        memory_mb=memory_mb,
+        max_steps=max_steps,
+        require_isolation=require_isolation,
+    ) as pool:
         result = pool.run(source, list(units))
-    return FileRun(result=result, units=tuple(units), program=program)
+        iso = pool.isolation
+    return FileRun(result=result, units=tuple(units), program=program, isolation=iso)

@@ -35,6 +35,7 @@ class TestPass(Signal):
 
     timeout: float = 5.0
     workers: int | None = None
+    require_isolation: bool = False
 
     def spec(self) -> dict:
         # The worker count does not change values: keep it out of the fingerprint so a rerun
@@ -85,7 +86,7 @@ class TestPass(Signal):
                 work.append((build_program(text, prefix, entry), suite))
             return work
 
-        with lazy_suite_runner(self.workers, self.timeout) as run:
+        with lazy_suite_runner(self.workers, self.timeout, self.require_isolation) as run:
 
             def run_shard(shard: pa.Table) -> pa.Table:
                 results = run(to_work(shard))
@@ -106,6 +107,7 @@ class TestPass(Signal):
                 rate=lambda shard, per_s: f"{per_s:,.1f} completions/s",
             )
         passed = done.column("passed").to_pylist()
+        isolation = run.isolation  # the OS layers the programs ran under (None: all resumed)
 
         def side_passed(ids: list[str]) -> list[int | None]:
             return [passed[order[cid]] if suites[row] is not None else None for row, cid in enumerate(ids)]
@@ -113,7 +115,7 @@ class TestPass(Signal):
         chosen, rejected = side_passed(sides[0]), side_passed(sides[1])
         total = [s.total if s is not None else None for s in suites]
         extra = {
-            "sandbox": {"timeout": self.timeout, "workers": self.workers},
+            "sandbox": {"timeout": self.timeout, "workers": self.workers, "isolation": isolation},
             "pairs_without_tests": sum(s is None for s in suites),
             "completions_run": len(job_meta),
         }
