@@ -9,7 +9,7 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-from .policy import SandboxAbort, StepLimit
+from .policy import SandboxAbort, StepLimit, check_bases, check_metaclass
 from .runtime import BREAK, CONTINUE, RETURN, Ctx, Env, Fn, _matches, _refuse
 from .scope import Scope, _contains_yield, collect_scope
 
@@ -183,7 +183,10 @@ class FunctionCompiler:
             decorators = [d(env) for d in decos]
             orig_bases = tuple(b(env) for b in bases)
             kw = {k: v(env) for k, v in kwds}
+            check_bases(orig_bases)
             resolved = types.resolve_bases(orig_bases)
+            meta = types._calculate_meta(type, resolved)  # type: ignore[attr-defined]
+            check_metaclass(meta, resolved)
             meta, ns, kw = types.prepare_class(name, resolved, kw)
             ns["__module__"] = modname
             ns["__qualname__"] = qual

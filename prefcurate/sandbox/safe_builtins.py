@@ -11,10 +11,18 @@ from typing import Any
 
 from .modules import _sys_exit
 from .policy import PolicyError, checked_getattr
-from .runtime import Ctx, Env, Fn, owned_setattr
+from .runtime import Ctx, Env, Fn, Names, owned_setattr
 
 
-def _eval(ctx: Ctx, env: Env | None, source: Any, globals_: Any = None, locals_: Any = None) -> Any:
+def _eval(
+    ctx: Ctx,
+    env: Env | None,
+    source: Any,
+    globals_: Any = None,
+    locals_: Any = None,
+    *,
+    names: Names | None = None,
+) -> Any:
     """`eval` of an expression string, by re-entering this interpreter (never host eval)."""
     if not isinstance(source, str):
         raise TypeError("eval() arg 1 must be a string in the sandbox")
@@ -25,7 +33,7 @@ def _eval(ctx: Ctx, env: Env | None, source: Any, globals_: Any = None, locals_:
     from .interpreter import Compiler  # here: the compiler's expressions call back into eval
 
     tree = ast.parse(source.lstrip(" \t"), "<string>", mode="eval")
-    code = Compiler(ctx).eval_expression(tree)
+    code = Compiler(ctx, names=names).eval_expression(tree)
     if globals_ is not None:
         e = Env(locals_ if locals_ is not None else globals_, (), globals_)
     elif env is not None:
@@ -121,7 +129,8 @@ def _refused_builtin(name: str) -> Fn:
     return refused
 
 
-def make_builtins(ctx: Ctx) -> dict[str, Any]:
+def make_builtins(ctx: Ctx, names: Names | None = None) -> dict[str, Any]:
+    """Fresh builtins; `names` is the mapping they will live in (what `eval` compiles with)."""
     b: dict[str, Any] = {name: getattr(_host_builtins, name) for name in _SAFE_BUILTINS}
     for name in dir(_host_builtins):
         obj = getattr(_host_builtins, name)
@@ -167,7 +176,7 @@ def make_builtins(ctx: Ctx) -> dict[str, Any]:
         owned_setattr(ctx, obj, name, None, delete=True)
 
     def eval_(source: Any, globals_: Any = None, locals_: Any = None) -> Any:
-        return _eval(ctx, None, source, globals_, locals_)
+        return _eval(ctx, None, source, globals_, locals_, names=names)
 
     def dir_(*args: Any) -> list:
         if not args:

@@ -9,7 +9,7 @@ from typing import Any
 
 from .expressions import INPLACE
 from .policy import PolicyError, SandboxAbort, StepLimit, checked_getattr, is_dunder
-from .runtime import BREAK, CONTINUE, RETURN, Ctx, Env, Fn, _matches, _refuse, owned_setattr
+from .runtime import BREAK, CONTINUE, RETURN, Ctx, Env, Fn, Names, _matches, _refuse, owned_setattr
 from .scope import Scope
 
 _SPECIAL_CLASS_MATCH = (bool, bytearray, bytes, dict, float, frozenset, int, list, set, str, tuple)
@@ -19,6 +19,7 @@ class StatementCompiler:
     """Mixin of `Compiler`: `s_<Node>` methods, blocks and match patterns."""
 
     ctx: Ctx
+    names: Names
     scope: Scope
 
     def block(self, stmts: list[ast.stmt]) -> Fn:
@@ -398,7 +399,7 @@ class StatementCompiler:
         return try_finally
 
     def s_Import(self, node: ast.Import) -> Fn:
-        ctx = self.ctx
+        import_module = self.names.import_module
         items = []
         for alias in node.names:
             top = alias.name.split(".")[0]
@@ -407,8 +408,8 @@ class StatementCompiler:
 
         def import_(env: Env) -> None:
             for full, top, has_as, store in items:
-                mod = ctx.import_module(full)
-                store(env, mod if has_as else ctx.import_module(top))
+                mod = import_module(full)
+                store(env, mod if has_as else import_module(top))
 
         return import_
 
@@ -418,13 +419,13 @@ class StatementCompiler:
         module = node.module or ""
         if module == "__future__":
             return lambda env: None
-        ctx = self.ctx
+        import_module = self.names.import_module
         if any(a.name == "*" for a in node.names):
             if self.scope.kind != "module":
                 raise _refuse(node, "'import *' is only allowed at module level")
 
             def import_star(env: Env) -> None:
-                mod = ctx.import_module(module)
+                mod = import_module(module)
                 for k, v in vars(mod).items():
                     if not k.startswith("_"):
                         env.g[k] = v
@@ -433,7 +434,7 @@ class StatementCompiler:
         items = [(a.name, self.store_name(a.asname or a.name)) for a in node.names]
 
         def import_from(env: Env) -> None:
-            mod = ctx.import_module(module)
+            mod = import_module(module)
             for name, store in items:
                 if is_dunder(name) or name.startswith("_"):
                     raise PolicyError(
