@@ -10,10 +10,11 @@ Scoping follows CPython: a symbol pass finds each function's locals, `global`/`n
 declarations, comprehension scopes and walrus targets; names resolve at compile time to local,
 enclosing (by depth), class-body or global lookups. Private names in class bodies are mangled.
 
-Generators: a generator function's body is compiled a second way, into Python generator
-functions (`yield from` between nested statements), so a call returns a real Python generator
-and `send`/`throw`/`close`/`yield from` behave exactly as in CPython, including `finally` blocks
-on close. `yield` is supported as a statement, as the value of an assignment or `return`;
+Generators: in a generator function, the statements that hold a `yield` are compiled by the
+same statement methods into Python generator functions (`yield from` between nested
+statements; each statement's closure factory is written once and made both ways, see
+twofold.py), so a call returns a real Python generator and `send`/`throw`/`close`/`yield from`
+behave exactly as in CPython, including `finally` blocks on close. `yield` is supported as a statement, as the value of an assignment or `return`;
 elsewhere inside an expression it is refused with a clear message.
 
 Objects are real Python objects: interpreted functions are host functions (so they bind as
@@ -40,15 +41,16 @@ from .asserts import AssertCompiler
 from .expressions import ExpressionCompiler, frozen_constants
 from .functions import FunctionCompiler
 from .modules import ModuleProxy, refuse_module
+from .patterns import PatternCompiler
 from .runtime import Ctx, Env, Fn, Names, _refuse
 from .safe_builtins import _current_globals, _eval, make_builtins
 from .scope import Scope, _Mangler
-from .statements import StatementCompiler
+from .statements import GEN_STATEMENTS, StatementCompiler
 
 __all__ = ["Compiler", "Ctx", "Env", "Interpreter"]
 
 
-class Compiler(ExpressionCompiler, StatementCompiler, AssertCompiler, FunctionCompiler):
+class Compiler(ExpressionCompiler, StatementCompiler, PatternCompiler, AssertCompiler, FunctionCompiler):
     """AST -> closures. Each part of the language lives in its mixin's module."""
 
     def __init__(
@@ -62,6 +64,7 @@ class Compiler(ExpressionCompiler, StatementCompiler, AssertCompiler, FunctionCo
         self.trusted = trusted_asserts
         self.scope: Scope = Scope("module", None)
         self.in_class_body = False
+        self.gen_body = False
         self.qual: list[str] = []
 
     # -- entry points ------------------------------------------------------------------------
@@ -85,10 +88,15 @@ class Compiler(ExpressionCompiler, StatementCompiler, AssertCompiler, FunctionCo
             raise _refuse(node, f"the expression '{type(node).__name__}' is not supported by the sandbox")
         return method(node)
 
-    def stmt(self, node: ast.stmt) -> Fn:
-        method = getattr(self, "s_" + type(node).__name__, None)
+    def stmt(self, node: ast.stmt, gen: bool = False) -> Fn:
+        kind = type(node).__name__
+        method = getattr(self, "s_" + kind, None)
         if method is None:
-            raise _refuse(node, f"the statement '{type(node).__name__}' is not supported by the sandbox")
+            raise _refuse(node, f"the statement '{kind}' is not supported by the sandbox")
+        if gen:  # holds a `yield` of the generator function being compiled
+            if kind not in GEN_STATEMENTS:
+                raise _refuse(node, f"'yield' inside a '{kind}' statement is not supported by the sandbox")
+            return method(node, gen=True)
         return method(node)
 
 

@@ -115,6 +115,25 @@ class Env:
         self.cls = cls
 
 
+class StopCarrier(Exception):  # noqa: N818 - carries, is not an error of its own
+    """A StopIteration on its way out of one of the interpreter's generator closures.
+
+    Python turns a StopIteration that leaves a generator frame into RuntimeError (PEP 479);
+    the interpreter's statement closures inside an interpreted generator are generator frames
+    of their own, so an interpreted `next(it)` inside `try: ... except StopIteration:` would
+    be seen as RuntimeError. The closures carry it out in this wrapper instead; handlers see
+    the StopIteration itself (`unstop`), and the interpreted generator's own frame raises
+    it, where Python makes it the RuntimeError CPython gives."""
+
+    def __init__(self, stop: StopIteration) -> None:
+        super().__init__()
+        self.stop = stop
+
+
+def unstop(exc: BaseException) -> BaseException:
+    return exc.stop if type(exc) is StopCarrier else exc
+
+
 def _refuse(node: ast.AST | None, what: str) -> PolicyError:
     line = getattr(node, "lineno", None)
     where = f" (line {line})" if line else ""
