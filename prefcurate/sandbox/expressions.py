@@ -614,6 +614,30 @@ class ExpressionCompiler:
             def over() -> None:
                 raise StepLimit(f"step budget of {ctx.max_steps:,} exceeded")
 
+            gen0 = node.generators[0]
+            if isinstance(gen0.target, ast.Name) and len(ifs) <= 1:
+                # `[elt for name in it if cond]`: the name is stored straight into the
+                # comprehension's own scope, the one condition called directly.
+                name = gen0.target.id
+                cond = ifs[0] if ifs else None
+
+                def listcomp_name(env: Env) -> list:
+                    it = iter(first(env))
+                    cenv = make_env(env)
+                    loc = cenv.l
+                    out = []
+                    append = out.append
+                    for x in it:
+                        ctx.steps -= 1
+                        if ctx.steps < 0:
+                            over()
+                        loc[name] = x
+                        if cond is None or cond(cenv):
+                            append(elt(cenv))
+                    return out
+
+                return listcomp_name
+
             def listcomp1(env: Env) -> list:
                 it = iter(first(env))
                 cenv = make_env(env)

@@ -98,6 +98,8 @@ class FunctionCompiler:
             if isinstance(body[0].value.value, str):
                 doc = body[0].value.value
         binder_factory = _binder(qual, args)  # CPython names the qualified name in call errors
+        pos_names = tuple(a.arg for a in args.args)
+        simple_sig = not (args.posonlyargs or args.kwonlyargs or args.vararg or args.kwarg)
         parent_fn_like = outer.fn_like
         max_depth = ctx.max_depth
         modname = ctx.module_name
@@ -123,6 +125,23 @@ class FunctionCompiler:
 
                 def fn(*a: Any, **k: Any) -> Any:
                     return gen_run(Env(bind(a, k), up, g, cls))
+
+            elif simple_sig:
+                npos = len(pos_names)
+
+                def fn(*a: Any, **k: Any) -> Any:
+                    # The binder's fast path, inlined: plain positional calls are the hot case.
+                    loc = dict(zip(pos_names, a, strict=False)) if not k and len(a) == npos else bind(a, k)
+                    e = Env(loc, up, g, cls)
+                    ctx.depth += 1
+                    if ctx.depth > max_depth:
+                        ctx.depth -= 1
+                        raise RecursionError("maximum recursion depth exceeded")
+                    try:
+                        r = code(e)
+                    finally:
+                        ctx.depth -= 1
+                    return e.ret if r is RETURN else None
 
             else:
 

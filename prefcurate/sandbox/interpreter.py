@@ -39,6 +39,7 @@ from typing import Any
 from . import policy
 from .asserts import AssertCompiler
 from .expressions import ExpressionCompiler, frozen_constants
+from .fastexpr import ROOTS, compile_fast
 from .functions import FunctionCompiler
 from .modules import ModuleProxy, refuse_module
 from .patterns import PatternCompiler
@@ -83,6 +84,10 @@ class Compiler(ExpressionCompiler, StatementCompiler, PatternCompiler, AssertCom
 
     # -- dispatch ----------------------------------------------------------------------------
     def expr(self, node: ast.expr) -> Fn:
+        if isinstance(node, ROOTS):  # one host function for the whole expression, when it can
+            fast = compile_fast(node, self.scope.resolve, self.names)
+            if fast is not None:
+                return fast
         method = getattr(self, "e_" + type(node).__name__, None)
         if method is None:
             raise _refuse(node, f"the expression '{type(node).__name__}' is not supported by the sandbox")

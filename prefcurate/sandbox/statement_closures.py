@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .policy import SandboxAbort, checked_getattr
+from .policy import SandboxAbort, StepLimit, checked_getattr
 from .runtime import BREAK, CONTINUE, RETURN, Ctx, Env, Fn, StopCarrier, _matches, owned_setattr, unstop
 from .twofold import step, twofold
 
@@ -102,7 +102,27 @@ def _if_factory(test: Fn, body: Fn, orelse: Fn | None) -> Fn:
     return if_else
 
 
-def _while_factory(test: Fn, body: Fn, orelse: Fn | None) -> Fn:
+def _while_factory(test: Fn, body: Fn, orelse: Fn | None, single: Fn | None, ctx: Ctx) -> Fn:
+    if single is not None:  # a one-statement body, inlined as in `for_name1`
+
+        def while1(env: Env) -> Any:
+            while test(env):
+                ctx.steps -= 1
+                if ctx.steps < 0:
+                    over_budget(ctx)
+                r = step(single, env)
+                if r is not None:
+                    if r is BREAK:
+                        return None
+                    if r is CONTINUE:
+                        continue
+                    return r
+            if orelse is not None:
+                return step(orelse, env)
+            return None
+
+        return while1
+
     def while_(env: Env) -> Any:
         while test(env):
             r = step(body, env)
@@ -119,7 +139,43 @@ def _while_factory(test: Fn, body: Fn, orelse: Fn | None) -> Fn:
     return while_
 
 
-def _for_factory(it: Fn, assign: Fn, body: Fn, orelse: Fn | None, name: str | None, in_globals: bool) -> Fn:
+def over_budget(ctx: Ctx) -> None:
+    raise StepLimit(f"step budget of {ctx.max_steps:,} exceeded")
+
+
+def _for_factory(
+    it: Fn,
+    assign: Fn,
+    body: Fn,
+    orelse: Fn | None,
+    name: str | None,
+    in_globals: bool,
+    single: Fn | None,
+    ctx: Ctx,
+) -> Fn:
+    if name is not None and single is not None:
+        # `for name in ...:` with a one-statement body: the body's block (its step charge and
+        # the call of its one statement) is inlined, a call less per iteration.
+
+        def for_name1(env: Env) -> Any:
+            ns = env.g if in_globals else env.l
+            for x in it(env):
+                ns[name] = x
+                ctx.steps -= 1
+                if ctx.steps < 0:
+                    over_budget(ctx)
+                r = step(single, env)
+                if r is not None:
+                    if r is BREAK:
+                        return None
+                    if r is CONTINUE:
+                        continue
+                    return r
+            if orelse is not None:
+                return step(orelse, env)
+            return None
+
+        return for_name1
     if name is not None:
         # The common `for name in ...`: bind straight into the namespace dict.
 

@@ -74,6 +74,7 @@ class StatementCompiler:
                     over()
                 return s0(env)
 
+            run1.single = s0  # type: ignore[attr-defined]
             return run1
         if n == 2:
             s0, s1 = fns
@@ -213,10 +214,15 @@ class StatementCompiler:
         orelse = self.block(node.orelse, gen) if node.orelse else None
         return IF[gen](test, body, orelse)
 
+    def _single(self, body: Fn, gen: bool) -> Fn | None:
+        """The closure of a loop body's one statement (from `block`), for loops that inline
+        the body's block."""
+        return None if gen else getattr(body, "single", None)
+
     def s_While(self, node: ast.While, gen: bool = False) -> Fn:
         test, body = self.expr(node.test), self.block(node.body, gen)
         orelse = self.block(node.orelse, gen) if node.orelse else None
-        return WHILE[gen](test, body, orelse)
+        return WHILE[gen](test, body, orelse, self._single(body, gen), self.ctx)
 
     def s_For(self, node: ast.For, gen: bool = False) -> Fn:
         it = self.iter_expr(node.iter)
@@ -226,7 +232,8 @@ class StatementCompiler:
         target = node.target
         kind = self.scope.resolve(target.id)[0] if isinstance(target, ast.Name) else None
         name = target.id if kind in ("local", "class", "dynamic", "global") else None  # type: ignore[union-attr]
-        return FOR[gen](it, assign, body, orelse, name, kind == "global")
+        single = self._single(body, gen) if name is not None else None
+        return FOR[gen](it, assign, body, orelse, name, kind == "global", single, self.ctx)
 
     def s_AsyncFor(self, node: ast.AST) -> Fn:
         raise _refuse(node, "async code is not supported by the sandbox")

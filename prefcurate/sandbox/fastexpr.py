@@ -1,0 +1,210 @@
+"""Fast paths for expressions the policy has nothing to say about: one host function per
+expression instead of one closure per node.
+
+An expression built only of operators (`n % j == 0`, `i * j * k == a`, `not x or y < 3`),
+constants, local and global names, subscripts and slices, calls of a name or a plain
+attribute, and attribute reads the policy passes unchanged (public, non-dunder names other
+than `format`, `format_map`, `register`) is evaluated by these nodes exactly as the closures
+would: the closures call `operator.mod(a, b)`, `getattr(o, name)`, `f(*args)`, which is what
+the host's `a % b`, `o.name`, `f(a)` do. So such an expression is compiled once into a
+small host function whose code is fixed by the expression's *shape*: every name, constant
+and attribute value is a parameter (the attribute names are identifiers, the only program
+text in the generated source), and a shape is compiled once per process and cached.
+Names read as the closures read them: a missing local raises UnboundLocalError, a missing
+global falls back to the unit's builtins, then NameError, with CPython's messages.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .policy import BLOCKED_ATTRS, BLOCKED_ON_HOST_TYPES, is_dunder, is_private
+
+_BIN = {
+    ast.Add: "+",
+    ast.Sub: "-",
+    ast.Mult: "*",
+    ast.Div: "/",
+    ast.FloorDiv: "//",
+    ast.Mod: "%",
+    ast.Pow: "**",
+    ast.LShift: "<<",
+    ast.RShift: ">>",
+    ast.BitOr: "|",
+    ast.BitXor: "^",
+    ast.BitAnd: "&",
+}
+_CMP = {
+    ast.Eq: "==",
+    ast.NotEq: "!=",
+    ast.Lt: "<",
+    ast.LtE: "<=",
+    ast.Gt: ">",
+    ast.GtE: ">=",
+    ast.Is: "is",
+    ast.IsNot: "is not",
+    ast.In: "in",
+    ast.NotIn: "not in",
+}
+_UNARY = {ast.UAdd: "+", ast.USub: "-", ast.Invert: "~", ast.Not: "not "}
+_CONST_TYPES = (int, float, complex, str, bytes, bool, type(None))
+MAX_NODES = 60  # larger expressions keep the closures (and the generated code stays small)
+ROOTS = (ast.BinOp, ast.UnaryOp, ast.Compare, ast.BoolOp, ast.Subscript, ast.Call, ast.IfExp)
+
+_SHAPES: dict[str, Callable[..., Callable[[Any], Any]]] = {}
+
+
+def plain_attribute(name: str) -> bool:
+    """An attribute read the policy passes unchanged (`getattr(obj, name)` in e_Attribute)."""
+    return not (
+        is_dunder(name)
+        or name in BLOCKED_ATTRS
+        or name in ("format", "format_map")
+        or name in BLOCKED_ON_HOST_TYPES
+        or is_private(name)
+    )
+
+
+class _Shape:
+    """Generated source for one expression, its parameters in order."""
+
+    def __init__(self, resolve: Callable[[str], tuple]) -> None:
+        self.resolve = resolve
+        self.params: list[Any] = []
+        self.uses_l = self.uses_g = False
+        self.up: set[int] = set()  # depths of the enclosing scopes read
+        self.nodes = 0
+
+    def _param(self, value: Any) -> str:
+        self.params.append(value)
+        return f"p{len(self.params) - 1}"
+
+    def gen(self, node: ast.expr) -> str | None:
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            return None
+        if isinstance(node, ast.Constant):
+            if type(node.value) not in _CONST_TYPES:
+                return None
+            return self._param(node.value)
+        if isinstance(node, ast.Name):
+            kind = self.resolve(node.id)[0]
+            p = self._param(node.id)
+            if kind == "local":
+                self.uses_l = True
+                return f"(l[{p}] if {p} in l else U({p}))"
+            if kind == "global":
+                self.uses_g = True
+                return f"(g[{p}] if {p} in g else G({p}))"
+            if kind == "free":
+                d = self.resolve(node.id)[1]
+                self.up.add(d)
+                return f"(u{d}[{p}] if {p} in u{d} else F({p}))"
+            return None
+        if isinstance(node, ast.BinOp):
+            op = _BIN.get(type(node.op))
+            return self._join(op, node.left, node.right)
+        if isinstance(node, ast.UnaryOp):
+            operand = self.gen(node.operand)
+            return None if operand is None else f"({_UNARY[type(node.op)]}{operand})"
+        if isinstance(node, ast.BoolOp):
+            parts = [self.gen(v) for v in node.values]
+            if any(p is None for p in parts):
+                return None
+            word = " and " if isinstance(node.op, ast.And) else " or "
+            return "(" + word.join(parts) + ")"  # type: ignore[arg-type]
+        if isinstance(node, ast.Compare):
+            parts = [self.gen(node.left)]
+            for op, right in zip(node.ops, node.comparators, strict=True):
+                parts += [_CMP[type(op)], self.gen(right)]
+            if any(p is None for p in parts):
+                return None
+            return "(" + " ".join(parts) + ")"  # type: ignore[arg-type]
+        if isinstance(node, ast.IfExp):
+            test, body, orelse = self.gen(node.test), self.gen(node.body), self.gen(node.orelse)
+            if test is None or body is None or orelse is None:
+                return None
+            return f"({body} if {test} else {orelse})"
+        if isinstance(node, ast.Subscript):
+            value = self.gen(node.value)
+            index = self._slice(node.slice)
+            return None if value is None or index is None else f"{value}[{index}]"
+        if isinstance(node, ast.Attribute):
+            if not plain_attribute(node.attr):
+                return None
+            value = self.gen(node.value)
+            return None if value is None else f"{value}.{node.attr}"
+        if isinstance(node, ast.Call):
+            if node.keywords or any(isinstance(a, ast.Starred) for a in node.args):
+                return None
+            if isinstance(node.func, ast.Name) and node.func.id in ("super", "eval"):
+                return None  # they need the caller's scope (e_Call's special path)
+            func = self.gen(node.func)
+            args = [self.gen(a) for a in node.args]
+            if func is None or any(a is None for a in args):
+                return None
+            return f"{func}({', '.join(args)})"  # type: ignore[arg-type]
+        return None
+
+    def _join(self, op: str | None, left: ast.expr, right: ast.expr) -> str | None:
+        if op is None:
+            return None
+        a, b = self.gen(left), self.gen(right)
+        return None if a is None or b is None else f"({a} {op} {b})"
+
+    def _slice(self, node: ast.expr) -> str | None:
+        if isinstance(node, ast.Slice):
+            parts = []
+            for part in (node.lower, node.upper, node.step):
+                if part is None:
+                    parts.append("")
+                else:
+                    p = self.gen(part)
+                    if p is None:
+                        return None
+                    parts.append(p)
+            return ":".join(parts)
+        return self.gen(node)
+
+
+def _unbound(name: str) -> Any:
+    raise UnboundLocalError(f"cannot access local variable '{name}' where it is not associated with a value")
+
+
+def _unbound_free(name: str) -> Any:
+    raise NameError(
+        f"cannot access free variable '{name}' where it is not associated with a value in enclosing scope"
+    )
+
+
+def compile_fast(node: ast.expr, resolve: Callable[[str], tuple], builtins: Mapping[str, Any]) -> Any:
+    """A host function `f(env)` for `node`, or None when the node is not of the kinds above."""
+    shape = _Shape(resolve)
+    src = shape.gen(node)
+    if src is None:
+        return None
+    key = f"{int(shape.uses_l)}{int(shape.uses_g)}{sorted(shape.up)}{len(shape.params)}:{src}"
+    factory = _SHAPES.get(key)
+    if factory is None:
+        params = "".join(f"p{i}, " for i in range(len(shape.params)))
+        lines = [f"def make({params}U, G, F):", "    def f(env):"]
+        if shape.uses_l:
+            lines.append("        l = env.l")
+        if shape.uses_g:
+            lines.append("        g = env.g")
+        for d in sorted(shape.up):
+            lines.append(f"        u{d} = env.up[{d}]")
+        lines += [f"        return {src}", "    return f"]
+        namespace: dict[str, Any] = {}
+        exec(compile("\n".join(lines), "<sandbox expression>", "exec"), {"__builtins__": {}}, namespace)  # noqa: S102
+        factory = _SHAPES[key] = namespace["make"]
+
+    def glob(name: str) -> Any:
+        try:
+            return builtins[name]
+        except KeyError:
+            raise NameError(f"name '{name}' is not defined") from None
+
+    return factory(*shape.params, _unbound, glob, _unbound_free)
