@@ -624,6 +624,45 @@ SNIPPETS: dict[str, str] = {
         except RuntimeError as e:
             print(type(e).__name__, e)
     """,
+    "fast_expression_paths": """
+        class V:
+            def __init__(self, v):
+                self.v = v
+            def __mod__(self, o):
+                print("mod", self.v, o)
+                return V(self.v % o)
+            def __eq__(self, o):
+                return self.v == o
+        def f(n, items):
+            a = n % 3 == 0 or n < 0 < 1 and not items
+            b = [x * 2 for x in items if x % 2] + sorted({y for y in items})
+            c = V(n) % 4 == n % 4
+            d = items[1:][::-1][0] if items else len(str(n))
+            e = [[p + q for q in range(2)] for p in range(2)]
+            return a, b, c, d, e, abs(-n), n // 2 ** 2
+        print(f(9, [3, 1, 2]), f(-4, []))
+        def unbound(flag):
+            if flag:
+                late = 1
+            return flag and late + 1
+        print(unbound(False), unbound(True))
+        def free():
+            def inner():
+                return missing_later * 2
+            r = inner()
+            missing_later = 3
+            return r
+        try:
+            free()
+        except NameError as exc:
+            print(exc)
+        print([q for q in range(3) if undefined_name] if False else "skipped")
+        try:
+            print([q for q in range(3) if undefined_name])
+        except NameError as exc:
+            print(exc)
+        print(f(1, [1]) + None)
+    """,
     "system_exit_is_failure": """
         print("before")
         raise SystemExit(0)
@@ -750,6 +789,7 @@ def test_snippets_exercise_both_outcomes(results: dict) -> None:
         "comprehension_class_scope_error",
         "del_and_names",
         "exception_name_unbound_after_except",
+        "fast_expression_paths",
         "fast_paths_for_locals_and_loops",
         "raise_from_and_bare_raise",
         "star_args",
@@ -757,6 +797,23 @@ def test_snippets_exercise_both_outcomes(results: dict) -> None:
         "unbound_local",
         "with_statement",
     }
+
+
+def test_native_comprehensions_charge_the_step_budget_like_the_closures() -> None:
+    # One step per statement and per comprehension item, whichever way it is compiled: the
+    # native comprehension (`fastexpr`) and the closures (an element that is a lambda call).
+    from prefcurate.sandbox.interpreter import Interpreter
+    from prefcurate.sandbox.policy import StepLimit
+
+    for source, cost in (
+        ("x = [i for i in range(100)]", 101),
+        ("x = [i for i in range(100) if (lambda: 1)()]", 201),
+    ):
+        ok = Interpreter(max_steps=cost)
+        ok.run(source)
+        assert ok.ctx.steps == 0
+        with pytest.raises(StepLimit):
+            Interpreter(max_steps=cost - 1).run(source)
 
 
 def test_refused_construct_says_so() -> None:

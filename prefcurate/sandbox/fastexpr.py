@@ -17,10 +17,12 @@ global falls back to the unit's builtins, then NameError, with CPython's message
 from __future__ import annotations
 
 import ast
+import itertools
+import operator
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .policy import BLOCKED_ATTRS, BLOCKED_ON_HOST_TYPES, is_dunder, is_private
+from .policy import BLOCKED_ATTRS, BLOCKED_ON_HOST_TYPES, StepLimit, is_dunder, is_private
 
 _BIN = {
     ast.Add: "+",
@@ -51,7 +53,17 @@ _CMP = {
 _UNARY = {ast.UAdd: "+", ast.USub: "-", ast.Invert: "~", ast.Not: "not "}
 _CONST_TYPES = (int, float, complex, str, bytes, bool, type(None))
 MAX_NODES = 60  # larger expressions keep the closures (and the generated code stays small)
-ROOTS = (ast.BinOp, ast.UnaryOp, ast.Compare, ast.BoolOp, ast.Subscript, ast.Call, ast.IfExp)
+ROOTS = (
+    ast.BinOp,
+    ast.UnaryOp,
+    ast.Compare,
+    ast.BoolOp,
+    ast.Subscript,
+    ast.Call,
+    ast.IfExp,
+    ast.ListComp,
+    ast.SetComp,
+)
 
 _SHAPES: dict[str, Callable[..., Callable[[Any], Any]]] = {}
 
@@ -75,6 +87,7 @@ class _Shape:
         self.params: list[Any] = []
         self.uses_l = self.uses_g = False
         self.up: set[int] = set()  # depths of the enclosing scopes read
+        self.native: dict[str, str] = {}  # comprehension variables, native locals here
         self.nodes = 0
 
     def _param(self, value: Any) -> str:
@@ -90,6 +103,8 @@ class _Shape:
                 return None
             return self._param(node.value)
         if isinstance(node, ast.Name):
+            if node.id in self.native:
+                return self.native[node.id]
             kind = self.resolve(node.id)[0]
             p = self._param(node.id)
             if kind == "local":
@@ -103,6 +118,8 @@ class _Shape:
                 self.up.add(d)
                 return f"(u{d}[{p}] if {p} in u{d} else F({p}))"
             return None
+        if isinstance(node, (ast.ListComp, ast.SetComp)):
+            return self._comprehension(node)
         if isinstance(node, ast.BinOp):
             op = _BIN.get(type(node.op))
             return self._join(op, node.left, node.right)
@@ -148,6 +165,35 @@ class _Shape:
             return f"{func}({', '.join(args)})"  # type: ignore[arg-type]
         return None
 
+    def _comprehension(self, node: ast.ListComp | ast.SetComp) -> str | None:
+        """`[elt for name in it if cond]` as a native comprehension; each iteration is
+        charged one step by a C iterator zipped with `it` (`charged`), as the closures
+        charge it: the item is taken, then the step, then the condition and element run."""
+        if len(node.generators) != 1:
+            return None
+        comp = node.generators[0]
+        if comp.is_async or not isinstance(comp.target, ast.Name):
+            return None
+        it = self.gen(comp.iter)  # evaluated in the enclosing scope, as in CPython
+        if it is None:
+            return None
+        var = f"v{len(self.native)}"
+        saved = self.native.get(comp.target.id)
+        self.native[comp.target.id] = var
+        try:
+            conds = [self.gen(c) for c in comp.ifs]
+            elt = self.gen(node.elt)
+        finally:
+            if saved is None:
+                del self.native[comp.target.id]
+            else:
+                self.native[comp.target.id] = saved
+        if elt is None or any(c is None for c in conds):
+            return None
+        ifs = "".join(f" if {c}" for c in conds)
+        opening, closing = ("[", "]") if isinstance(node, ast.ListComp) else ("{", "}")
+        return f"K(lambda steps: {opening}{elt} for {var}, _ in zip({it}, steps){ifs}{closing})"
+
     def _join(self, op: str | None, left: ast.expr, right: ast.expr) -> str | None:
         if op is None:
             return None
@@ -179,7 +225,33 @@ def _unbound_free(name: str) -> Any:
     )
 
 
-def compile_fast(node: ast.expr, resolve: Callable[[str], tuple], builtins: Mapping[str, Any]) -> Any:
+def _charger(ctx: Any) -> Callable[[Callable[[Any], Any]], Any]:
+    """Runs a native comprehension with a step iterator: one step per item, as many as the
+    budget has left, then a StepLimit. Steps are settled when the comprehension ends (an
+    element that calls interpreted code charges its own steps meanwhile; an overrun that
+    only shows when both are added is raised then)."""
+
+    def over() -> Any:
+        raise StepLimit(f"step budget of {ctx.max_steps:,} exceeded")
+        yield  # a generator: raises when the comprehension asks for the step past the budget
+
+    def charged(run: Callable[[Any], Any]) -> Any:
+        budget = max(ctx.steps, 0)
+        steps = itertools.repeat(None, budget)
+        try:
+            result = run(itertools.chain(steps, over()))
+        finally:
+            ctx.steps -= budget - operator.length_hint(steps)
+        if ctx.steps < 0:
+            over().send(None)
+        return result
+
+    return charged
+
+
+def compile_fast(
+    node: ast.expr, resolve: Callable[[str], tuple], builtins: Mapping[str, Any], ctx: Any
+) -> Any:
     """A host function `f(env)` for `node`, or None when the node is not of the kinds above."""
     shape = _Shape(resolve)
     src = shape.gen(node)
@@ -189,7 +261,7 @@ def compile_fast(node: ast.expr, resolve: Callable[[str], tuple], builtins: Mapp
     factory = _SHAPES.get(key)
     if factory is None:
         params = "".join(f"p{i}, " for i in range(len(shape.params)))
-        lines = [f"def make({params}U, G, F):", "    def f(env):"]
+        lines = [f"def make({params}U, G, F, K, zip):", "    def f(env):"]
         if shape.uses_l:
             lines.append("        l = env.l")
         if shape.uses_g:
@@ -207,4 +279,4 @@ def compile_fast(node: ast.expr, resolve: Callable[[str], tuple], builtins: Mapp
         except KeyError:
             raise NameError(f"name '{name}' is not defined") from None
 
-    return factory(*shape.params, _unbound, glob, _unbound_free)
+    return factory(*shape.params, _unbound, glob, _unbound_free, _charger(ctx), zip)

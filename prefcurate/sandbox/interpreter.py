@@ -85,7 +85,7 @@ class Compiler(ExpressionCompiler, StatementCompiler, PatternCompiler, AssertCom
     # -- dispatch ----------------------------------------------------------------------------
     def expr(self, node: ast.expr) -> Fn:
         if isinstance(node, ROOTS):  # one host function for the whole expression, when it can
-            fast = compile_fast(node, self.scope.resolve, self.names)
+            fast = compile_fast(node, self.scope.resolve, self.names, self.ctx)
             if fast is not None:
                 return fast
         method = getattr(self, "e_" + type(node).__name__, None)
