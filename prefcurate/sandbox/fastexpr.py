@@ -66,6 +66,20 @@ ROOTS = (
 )
 
 _SHAPES: dict[str, Callable[..., Callable[[Any], Any]]] = {}
+_INPLACE = {
+    ast.Add: operator.iadd,
+    ast.Sub: operator.isub,
+    ast.Mult: operator.imul,
+    ast.Div: operator.itruediv,
+    ast.FloorDiv: operator.ifloordiv,
+    ast.Mod: operator.imod,
+    ast.Pow: operator.ipow,
+    ast.LShift: operator.ilshift,
+    ast.RShift: operator.irshift,
+    ast.BitOr: operator.ior,
+    ast.BitXor: operator.ixor,
+    ast.BitAnd: operator.iand,
+}
 
 
 def plain_attribute(name: str) -> bool:
@@ -88,6 +102,8 @@ class _Shape:
         self.uses_l = self.uses_g = False
         self.up: set[int] = set()  # depths of the enclosing scopes read
         self.native: dict[str, str] = {}  # comprehension variables, native locals here
+        self.signals: tuple[str, ...] = ()  # parameters holding RETURN, BREAK, CONTINUE
+        self.charge: tuple[str, str] = ("", "")  # parameters holding the Ctx and its overrun
         self.nodes = 0
 
     def _param(self, value: Any) -> str:
@@ -194,6 +210,70 @@ class _Shape:
         opening, closing = ("[", "]") if isinstance(node, ast.ListComp) else ("{", "}")
         return f"K(lambda steps: {opening}{elt} for {var}, _ in zip({it}, steps){ifs}{closing})"
 
+    def _store(self, name: str) -> str | None:
+        kind = self.resolve(name)
+        p = self._param(name)
+        if kind[0] == "local":
+            self.uses_l = True
+            return f"l[{p}]"
+        if kind[0] == "global":
+            self.uses_g = True
+            return f"g[{p}]"
+        if kind[0] == "free":
+            self.up.add(kind[1])
+            return f"u{kind[1]}[{p}]"
+        return None
+
+    def stmt(self, node: ast.stmt) -> list[str] | None:
+        """Lines of a simple statement (see `compile_fast_stmt`), or None."""
+        ret, brk, cnt = self.signals
+        if isinstance(node, ast.Pass):
+            return []
+        if isinstance(node, ast.Break):
+            return [f"return {brk}"]
+        if isinstance(node, ast.Continue):
+            return [f"return {cnt}"]
+        if isinstance(node, ast.Return):
+            value = "None" if node.value is None else self.gen(node.value)
+            return None if value is None else [f"env.ret = {value}", f"return {ret}"]
+        if isinstance(node, ast.Expr):
+            value = self.gen(node.value)
+            return None if value is None else [value]
+        if isinstance(node, ast.Assign):
+            if len(node.targets) != 1 or not isinstance(node.targets[0], ast.Name):
+                return None
+            value = self.gen(node.value)
+            target = self._store(node.targets[0].id) if value is not None else None
+            return None if target is None else [f"{target} = {value}"]
+        if isinstance(node, ast.AugAssign):
+            if not isinstance(node.target, ast.Name) or type(node.op) not in _INPLACE:
+                return None
+            load = self.gen(node.target)  # read first, as in CPython
+            value = self.gen(node.value)
+            op = self._param(_INPLACE[type(node.op)])
+            target = self._store(node.target.id) if load is not None and value is not None else None
+            return None if target is None else [f"{target} = {op}({load}, {value})"]
+        if isinstance(node, ast.If):
+            test = self.gen(node.test)
+            branches = [self._branch(b) for b in (node.body, node.orelse) if b]
+            if test is None or any(b is None for b in branches):
+                return None
+            lines = [f"if {test}:", *branches[0]]  # type: ignore[misc]
+            if len(branches) == 2:
+                lines += ["else:", *branches[1]]  # type: ignore[misc]
+            return lines
+        return None
+
+    def _branch(self, block: list[ast.stmt]) -> list[str] | None:
+        """A one-statement block: its step charge (as `block` charges it), then the statement."""
+        if len(block) != 1:
+            return None
+        inner = self.stmt(block[0])
+        if inner is None:
+            return None
+        c, over = self.charge
+        return ["    " + x for x in (f"{c}.steps -= 1", f"if {c}.steps < 0:", f"    {over}({c})", *inner)]
+
     def _join(self, op: str | None, left: ast.expr, right: ast.expr) -> str | None:
         if op is None:
             return None
@@ -257,7 +337,30 @@ def compile_fast(
     src = shape.gen(node)
     if src is None:
         return None
-    key = f"{int(shape.uses_l)}{int(shape.uses_g)}{sorted(shape.up)}{len(shape.params)}:{src}"
+    return _build(shape, [f"return {src}"], builtins, ctx)
+
+
+def compile_fast_stmt(
+    node: ast.stmt, resolve: Callable[[str], tuple], builtins: Mapping[str, Any], ctx: Any, signals: tuple
+) -> Any:
+    """A host function for a simple statement (`x = e`, `x += e`, `e`, `return e`, `break`,
+    `continue`, `pass`, and `if e:` whose branches are one such statement each), with the
+    step each branch's block charges; None for any other statement."""
+    shape = _Shape(resolve)
+    shape.signals = tuple(shape._param(s) for s in signals)
+    shape.charge = (shape._param(ctx), shape._param(_over_budget))
+    lines = shape.stmt(node)
+    if lines is None or (isinstance(node, ast.Expr) and not isinstance(node.value, ROOTS)):
+        return None
+    return _build(shape, [*lines, "return None"], builtins, ctx)
+
+
+def _over_budget(ctx: Any) -> None:
+    raise StepLimit(f"step budget of {ctx.max_steps:,} exceeded")
+
+
+def _build(shape: _Shape, body: list[str], builtins: Mapping[str, Any], ctx: Any) -> Any:
+    key = f"{int(shape.uses_l)}{int(shape.uses_g)}{sorted(shape.up)}{len(shape.params)}:" + "\n".join(body)
     factory = _SHAPES.get(key)
     if factory is None:
         params = "".join(f"p{i}, " for i in range(len(shape.params)))
@@ -268,7 +371,8 @@ def compile_fast(
             lines.append("        g = env.g")
         for d in sorted(shape.up):
             lines.append(f"        u{d} = env.up[{d}]")
-        lines += [f"        return {src}", "    return f"]
+        lines += ["        " + line for line in body]
+        lines.append("    return f")
         namespace: dict[str, Any] = {}
         exec(compile("\n".join(lines), "<sandbox expression>", "exec"), {"__builtins__": {}}, namespace)  # noqa: S102
         factory = _SHAPES[key] = namespace["make"]

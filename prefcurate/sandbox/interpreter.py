@@ -39,16 +39,19 @@ from typing import Any
 from . import policy
 from .asserts import AssertCompiler
 from .expressions import ExpressionCompiler, frozen_constants
-from .fastexpr import ROOTS, compile_fast
+from .fastexpr import ROOTS, compile_fast, compile_fast_stmt
 from .functions import FunctionCompiler
 from .modules import ModuleProxy, refuse_module
 from .patterns import PatternCompiler
-from .runtime import Ctx, Env, Fn, Names, _refuse
+from .runtime import BREAK, CONTINUE, RETURN, Ctx, Env, Fn, Names, _refuse
 from .safe_builtins import _current_globals, _eval, make_builtins
 from .scope import Scope, _Mangler
 from .statements import GEN_STATEMENTS, StatementCompiler
 
 __all__ = ["Compiler", "Ctx", "Env", "Interpreter"]
+
+# Simple statements that may run as one host function (fastexpr.compile_fast_stmt).
+_FAST_STATEMENTS = frozenset({"Assign", "AugAssign", "Expr", "Return", "If", "Break", "Continue"})
 
 
 class Compiler(ExpressionCompiler, StatementCompiler, PatternCompiler, AssertCompiler, FunctionCompiler):
@@ -98,6 +101,12 @@ class Compiler(ExpressionCompiler, StatementCompiler, PatternCompiler, AssertCom
         method = getattr(self, "s_" + kind, None)
         if method is None:
             raise _refuse(node, f"the statement '{kind}' is not supported by the sandbox")
+        if not gen and kind in _FAST_STATEMENTS:
+            fast = compile_fast_stmt(
+                node, self.scope.resolve, self.names, self.ctx, (RETURN, BREAK, CONTINUE)
+            )
+            if fast is not None:
+                return fast
         if gen:  # holds a `yield` of the generator function being compiled
             if kind not in GEN_STATEMENTS:
                 raise _refuse(node, f"'yield' inside a '{kind}' statement is not supported by the sandbox")
