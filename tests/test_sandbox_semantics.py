@@ -799,21 +799,28 @@ def test_snippets_exercise_both_outcomes(results: dict) -> None:
     }
 
 
-def test_native_comprehensions_charge_the_step_budget_like_the_closures() -> None:
-    # One step per statement and per comprehension item, whichever way it is compiled: the
-    # native comprehension (`fastexpr`) and the closures (an element that is a lambda call).
+# Steps each program costs in the closure compiler (one per statement run, one per loop or
+# comprehension item), measured before the fast paths existed; they must cost the same.
+STEP_COSTS = {
+    "x = [i for i in range(100)]": 101,
+    "x = [i for i in range(100) if (lambda: 1)()]": 201,
+    "for i in range(10):\n    if i % 2:\n        x = i\n    else:\n        pass\n": 21,
+    "def f():\n    for i in range(10):\n        if i % 2:\n            x = i\n        else:\n            pass\nf()\n": 23,
+    "i = 0\nwhile i < 10:\n    i += 1\n    if i > 100:\n        break\n": 22,
+}
+
+
+@pytest.mark.parametrize("source", sorted(STEP_COSTS))
+def test_fast_paths_charge_the_step_budget_like_the_closures(source: str) -> None:
     from prefcurate.sandbox.interpreter import Interpreter
     from prefcurate.sandbox.policy import StepLimit
 
-    for source, cost in (
-        ("x = [i for i in range(100)]", 101),
-        ("x = [i for i in range(100) if (lambda: 1)()]", 201),
-    ):
-        ok = Interpreter(max_steps=cost)
-        ok.run(source)
-        assert ok.ctx.steps == 0
-        with pytest.raises(StepLimit):
-            Interpreter(max_steps=cost - 1).run(source)
+    cost = STEP_COSTS[source]
+    ok = Interpreter(max_steps=cost)
+    ok.run(source)
+    assert ok.ctx.steps == 0
+    with pytest.raises(StepLimit):
+        Interpreter(max_steps=cost - 1).run(source)
 
 
 def test_refused_construct_says_so() -> None:
