@@ -377,10 +377,20 @@ def _build(shape: _Shape, body: list[str], builtins: Mapping[str, Any], ctx: Any
         exec(compile("\n".join(lines), "<sandbox expression>", "exec"), {"__builtins__": {}}, namespace)  # noqa: S102
         factory = _SHAPES[key] = namespace["make"]
 
+    # The global loader and step charger of this unit's names: made once per Names (the
+    # program's, or a test unit's), not once per expression.
+    helpers = getattr(builtins, "fast_helpers", None)
+    if helpers is None:
+        helpers = (_global_loader(builtins), _charger(ctx))
+        builtins.fast_helpers = helpers  # type: ignore[attr-defined]
+    return factory(*shape.params, _unbound, helpers[0], _unbound_free, helpers[1], zip)
+
+
+def _global_loader(builtins: Mapping[str, Any]) -> Callable[[str], Any]:
     def glob(name: str) -> Any:
         try:
             return builtins[name]
         except KeyError:
             raise NameError(f"name '{name}' is not defined") from None
 
-    return factory(*shape.params, _unbound, glob, _unbound_free, _charger(ctx), zip)
+    return glob

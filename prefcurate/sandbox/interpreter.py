@@ -69,6 +69,7 @@ class Compiler(ExpressionCompiler, StatementCompiler, PatternCompiler, AssertCom
         self.scope: Scope = Scope("module", None)
         self.in_class_body = False
         self.gen_body = False
+        self.loop_depth = 0
         self.qual: list[str] = []
 
     # -- entry points ------------------------------------------------------------------------
@@ -86,8 +87,14 @@ class Compiler(ExpressionCompiler, StatementCompiler, PatternCompiler, AssertCom
         return self.expr(tree.body)
 
     # -- dispatch ----------------------------------------------------------------------------
+    def _hot(self) -> bool:
+        """Code that may run many times: function bodies, comprehensions, loop bodies. Code run
+        once (a module's or a test unit's top level) keeps the closures, which cost less to
+        make than a fast path (`fastexpr`) saves on one run."""
+        return self.loop_depth > 0 or self.scope.kind in ("function", "comp")
+
     def expr(self, node: ast.expr) -> Fn:
-        if isinstance(node, ROOTS):  # one host function for the whole expression, when it can
+        if isinstance(node, ROOTS) and self._hot():  # one host function for the expression
             fast = compile_fast(node, self.scope.resolve, self.names, self.ctx)
             if fast is not None:
                 return fast
@@ -101,7 +108,7 @@ class Compiler(ExpressionCompiler, StatementCompiler, PatternCompiler, AssertCom
         method = getattr(self, "s_" + kind, None)
         if method is None:
             raise _refuse(node, f"the statement '{kind}' is not supported by the sandbox")
-        if not gen and kind in _FAST_STATEMENTS:
+        if not gen and kind in _FAST_STATEMENTS and self._hot():
             fast = compile_fast_stmt(
                 node, self.scope.resolve, self.names, self.ctx, (RETURN, BREAK, CONTINUE)
             )

@@ -129,8 +129,7 @@ def _refused_builtin(name: str) -> Fn:
     return refused
 
 
-def make_builtins(ctx: Ctx, names: Names | None = None) -> dict[str, Any]:
-    """Fresh builtins; `names` is the mapping they will live in (what `eval` compiles with)."""
+def _static_builtins() -> dict[str, Any]:
     b: dict[str, Any] = {name: getattr(_host_builtins, name) for name in _SAFE_BUILTINS}
     for name in dir(_host_builtins):
         obj = getattr(_host_builtins, name)
@@ -138,6 +137,15 @@ def make_builtins(ctx: Ctx, names: Names | None = None) -> dict[str, Any]:
             b[name] = obj
     for name in _REFUSED_BUILTINS:
         b[name] = _refused_builtin(name)
+    return b
+
+
+_STATIC = _static_builtins()
+
+
+def make_builtins(ctx: Ctx, names: Names | None = None) -> dict[str, Any]:
+    """Fresh builtins; `names` is the mapping they will live in (what `eval` compiles with)."""
+    b = dict(_STATIC)  # the host's own harmless builtins and the refusals (never per-run state)
 
     def print_(*args: Any, sep: Any = " ", end: Any = "\n", file: Any = None, flush: bool = False) -> None:
         if sep is None:

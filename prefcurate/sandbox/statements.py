@@ -52,6 +52,7 @@ class StatementCompiler:
     names: Names
     scope: Scope
     gen_body: bool  # compiling the statements of a generator function
+    loop_depth: int  # compiling inside a loop body (code that runs many times)
 
     def block(self, stmts: list[ast.stmt], gen: bool = False) -> Fn:
         """A statement list; inside a generator function, a generator closure when it holds a
@@ -219,15 +220,27 @@ class StatementCompiler:
         the body's block."""
         return None if gen else getattr(body, "single", None)
 
+    def _loop_body(self, stmts: list[ast.stmt], gen: bool) -> Fn:
+        self.loop_depth += 1
+        try:
+            return self.block(stmts, gen)
+        finally:
+            self.loop_depth -= 1
+
     def s_While(self, node: ast.While, gen: bool = False) -> Fn:
-        test, body = self.expr(node.test), self.block(node.body, gen)
+        self.loop_depth += 1  # the test runs once per iteration too
+        try:
+            test = self.expr(node.test)
+        finally:
+            self.loop_depth -= 1
+        body = self._loop_body(node.body, gen)
         orelse = self.block(node.orelse, gen) if node.orelse else None
         return WHILE[gen](test, body, orelse, self._single(body, gen), self.ctx)
 
     def s_For(self, node: ast.For, gen: bool = False) -> Fn:
         it = self.iter_expr(node.iter)
         assign = self.assign_target(node.target)
-        body = self.block(node.body, gen)
+        body = self._loop_body(node.body, gen)
         orelse = self.block(node.orelse, gen) if node.orelse else None
         target = node.target
         kind = self.scope.resolve(target.id)[0] if isinstance(target, ast.Name) else None
