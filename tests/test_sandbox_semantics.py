@@ -3,10 +3,16 @@
 Every snippet runs twice: in plain CPython (in-process `exec`: the snippets are ours, so
 trusted) and in the sandbox pool. The printed output must be identical, and where CPython
 raises, the sandbox run must fail with the same exception type and message.
+
+Each snippet runs in three contexts, the three kinds of body the statement compiler
+compiles: at module level, as the body of a function, and as the body of a generator
+function with a `yield` first in every block (so every compound statement is compiled the
+generator way).
 """
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import io
 import subprocess
@@ -572,6 +578,91 @@ SNIPPETS: dict[str, str] = {
             print("empty else")
         print(m)
     """,
+    "yield_as_value_in_every_statement": """
+        def g():
+            total = 0
+            x = yield "first"
+            total += yield x
+            y: int = yield total
+            for i in range(2):
+                try:
+                    next(iter([]))
+                except StopIteration:
+                    sent = yield ("stop", i)
+                    total += sent or 0
+            with open_ctx() as c:
+                match c:
+                    case [a, b]:
+                        got = yield from inner(a, b)
+            return (yield (y, got))
+
+        class open_ctx:
+            def __enter__(self):
+                return [1, 2]
+            def __exit__(self, *exc):
+                print("exit", exc[0])
+                return False
+
+        def inner(a, b):
+            r = yield a
+            yield b
+            return r
+
+        it = g()
+        out = [next(it)]
+        for v in (10, 20, 30, None, 5, "ri", None, "fin"):
+            try:
+                out.append(it.send(v))
+            except StopIteration as e:
+                out.append(("returned", e.value))
+        print(out)
+        def stops():
+            yield 1
+            next(iter([]))
+        try:
+            list(stops())
+        except RuntimeError as e:
+            print(type(e).__name__, e)
+    """,
+    "fast_expression_paths": """
+        class V:
+            def __init__(self, v):
+                self.v = v
+            def __mod__(self, o):
+                print("mod", self.v, o)
+                return V(self.v % o)
+            def __eq__(self, o):
+                return self.v == o
+        def f(n, items):
+            a = n % 3 == 0 or n < 0 < 1 and not items
+            b = [x * 2 for x in items if x % 2] + sorted({y for y in items})
+            c = V(n) % 4 == n % 4
+            d = items[1:][::-1][0] if items else len(str(n))
+            e = [[p + q for q in range(2)] for p in range(2)]
+            return a, b, c, d, e, abs(-n), n // 2 ** 2
+        print(f(9, [3, 1, 2]), f(-4, []))
+        def unbound(flag):
+            if flag:
+                late = 1
+            return flag and late + 1
+        print(unbound(False), unbound(True))
+        def free():
+            def inner():
+                return missing_later * 2
+            r = inner()
+            missing_later = 3
+            return r
+        try:
+            free()
+        except NameError as exc:
+            print(exc)
+        print([q for q in range(3) if undefined_name] if False else "skipped")
+        try:
+            print([q for q in range(3) if undefined_name])
+        except NameError as exc:
+            print(exc)
+        print(f(1, [1]) + None)
+    """,
     "system_exit_is_failure": """
         print("before")
         raise SystemExit(0)
@@ -617,17 +708,66 @@ def _cpython(source: str) -> tuple[str, str | None]:
     return buf.getvalue(), error
 
 
+CONTEXTS = ("module", "function", "generator")
+_BLOCKS = ("body", "orelse", "finalbody")
+
+
+class _YieldFirst(ast.NodeTransformer):
+    """A `yield` first in every block of the snippet's own statements (not in the bodies of
+    the functions and classes it defines)."""
+
+    def generic_visit(self, node: ast.AST) -> ast.AST:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
+            return node
+        super().generic_visit(node)
+        if isinstance(node, ast.stmt) or isinstance(node, (ast.excepthandler, ast.match_case)):
+            for field in _BLOCKS:
+                block = getattr(node, field, None)
+                if isinstance(block, list) and block and isinstance(block[0], ast.stmt):
+                    block.insert(0, ast.Expr(ast.Yield(None)))
+        return node
+
+
+def in_context(source: str, context: str) -> str | None:
+    """The snippet as a module, a function body or a generator body; None where CPython does
+    not compile it there (`import *` inside a function)."""
+    if context == "module":
+        return source
+    tree = ast.parse(source)
+    body = tree.body
+    if context == "generator":
+        body = [ast.Expr(ast.Yield(None)), *(_YieldFirst().visit(stmt) for stmt in body)]
+    fn = ast.FunctionDef(
+        name="snippet_body", args=ast.arguments([], [], None, [], [], None, []), body=body, decorator_list=[]
+    )
+    run = "snippet_body()" if context == "function" else "for _ in snippet_body():\n    pass"
+    wrapped = ast.unparse(ast.fix_missing_locations(ast.Module([fn], []))) + "\n" + run + "\n"
+    try:
+        compile(wrapped, "<snippet>", "exec")
+    except SyntaxError:
+        return None
+    return wrapped
+
+
 @pytest.fixture(scope="module")
 def results() -> dict:
-    sources = {k: textwrap.dedent(v).strip() + "\n" for k, v in SNIPPETS.items()}
+    sources = {}
+    for k, v in SNIPPETS.items():
+        for context in CONTEXTS:
+            src = in_context(textwrap.dedent(v).strip() + "\n", context)
+            if src is not None:
+                sources[k, context] = src
     with SandboxPool(workers=2, timeout=10) as pool:
         ran = list(pool.map((src, []) for src in sources.values()))
     return {k: (src, res) for (k, src), res in zip(sources.items(), ran, strict=False)}
 
 
+@pytest.mark.parametrize("context", CONTEXTS)
 @pytest.mark.parametrize("name", sorted(SNIPPETS))
-def test_same_as_cpython(name: str, results: dict) -> None:
-    source, res = results[name]
+def test_same_as_cpython(name: str, context: str, results: dict) -> None:
+    if (name, context) not in results:
+        pytest.skip(f"CPython does not compile this snippet as a {context} body")
+    source, res = results[name, context]
     expected_out, expected_err = _cpython(source)
     assert res.stdout == expected_out
     if expected_err is None:
@@ -636,14 +776,20 @@ def test_same_as_cpython(name: str, results: dict) -> None:
         assert (res.status, res.reason) == ("failed", expected_err)
 
 
+def test_most_snippets_run_in_every_context(results: dict) -> None:
+    for context in CONTEXTS:
+        assert sum(1 for _, c in results if c == context) >= len(SNIPPETS) - 3, context
+
+
 def test_snippets_exercise_both_outcomes(results: dict) -> None:
     # The harness compares failures too: these snippets must raise in CPython.
-    failing = {k for k, (src, _) in results.items() if _cpython(src)[1] is not None}
+    failing = {k for (k, c), (src, _) in results.items() if c == "module" and _cpython(src)[1] is not None}
     assert failing == {
         "call_errors",
         "comprehension_class_scope_error",
         "del_and_names",
         "exception_name_unbound_after_except",
+        "fast_expression_paths",
         "fast_paths_for_locals_and_loops",
         "raise_from_and_bare_raise",
         "star_args",
@@ -651,6 +797,30 @@ def test_snippets_exercise_both_outcomes(results: dict) -> None:
         "unbound_local",
         "with_statement",
     }
+
+
+# Steps each program costs in the closure compiler (one per statement run, one per loop or
+# comprehension item), measured before the fast paths existed; they must cost the same.
+STEP_COSTS = {
+    "x = [i for i in range(100)]": 101,
+    "x = [i for i in range(100) if (lambda: 1)()]": 201,
+    "for i in range(10):\n    if i % 2:\n        x = i\n    else:\n        pass\n": 21,
+    "def f():\n    for i in range(10):\n        if i % 2:\n            x = i\n        else:\n            pass\nf()\n": 23,
+    "i = 0\nwhile i < 10:\n    i += 1\n    if i > 100:\n        break\n": 22,
+}
+
+
+@pytest.mark.parametrize("source", sorted(STEP_COSTS))
+def test_fast_paths_charge_the_step_budget_like_the_closures(source: str) -> None:
+    from prefcurate.sandbox.interpreter import Interpreter
+    from prefcurate.sandbox.policy import StepLimit
+
+    cost = STEP_COSTS[source]
+    ok = Interpreter(max_steps=cost)
+    ok.run(source)
+    assert ok.ctx.steps == 0
+    with pytest.raises(StepLimit):
+        Interpreter(max_steps=cost - 1).run(source)
 
 
 def test_refused_construct_says_so() -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from . import policy
 from .policy import PolicyError, StepLimit, checked_getattr, is_dunder
-from .runtime import Ctx, Env, Fn, _refuse, _unpack, owned_setattr
+from .runtime import Ctx, Env, Fn, Names, _refuse, _unpack, owned_setattr
 from .safe_builtins import _eval
 from .scope import Scope, _target_names
 
@@ -69,13 +69,14 @@ class ExpressionCompiler:
     """Mixin of `Compiler`: `e_<Node>` methods, names, comprehensions, assignment targets."""
 
     ctx: Ctx
+    names: Names
     scope: Scope
     frozen: dict
 
     # -- names -------------------------------------------------------------------------------
     def load_name(self, name: str, node: ast.AST | None = None) -> Fn:
         res = self.scope.resolve(name)
-        B = self.ctx.builtins
+        B = self.names
         kind = res[0]
         if kind == "local":
             msg = f"cannot access local variable '{name}' where it is not associated with a value"
@@ -138,7 +139,7 @@ class ExpressionCompiler:
         return load_dynamic
 
     def _fallback_loader(self, name: str, res: tuple) -> Fn:
-        B = self.ctx.builtins
+        B = self.names
         if res[0] == "free":
             d = res[1]
 
@@ -506,7 +507,7 @@ class ExpressionCompiler:
         kws = tuple((k.arg, self.expr(k.value)) for k in node.keywords)
         ctx = self.ctx
         firstarg = self.scope.firstarg
-        B = ctx.builtins
+        B = self.names
 
         def args_of(env: Env) -> tuple[list, dict]:
             kwargs: dict = {}
@@ -528,7 +529,7 @@ class ExpressionCompiler:
                     raise RuntimeError("super(): no arguments")
                 return super(cell[0], env.l[firstarg])
             if name == "eval" and f is B.get("eval"):
-                return _eval(ctx, env, *args, **kwargs)
+                return _eval(ctx, env, *args, names=B, **kwargs)
             return f(*args, **kwargs)
 
         return special
@@ -612,6 +613,30 @@ class ExpressionCompiler:
 
             def over() -> None:
                 raise StepLimit(f"step budget of {ctx.max_steps:,} exceeded")
+
+            gen0 = node.generators[0]
+            if isinstance(gen0.target, ast.Name) and len(ifs) <= 1:
+                # `[elt for name in it if cond]`: the name is stored straight into the
+                # comprehension's own scope, the one condition called directly.
+                name = gen0.target.id
+                cond = ifs[0] if ifs else None
+
+                def listcomp_name(env: Env) -> list:
+                    it = iter(first(env))
+                    cenv = make_env(env)
+                    loc = cenv.l
+                    out = []
+                    append = out.append
+                    for x in it:
+                        ctx.steps -= 1
+                        if ctx.steps < 0:
+                            over()
+                        loc[name] = x
+                        if cond is None or cond(cenv):
+                            append(elt(cenv))
+                    return out
+
+                return listcomp_name
 
             def listcomp1(env: Env) -> list:
                 it = iter(first(env))

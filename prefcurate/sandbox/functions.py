@@ -1,6 +1,6 @@
 """Compiling functions (argument binding with CPython's rules and messages, the recursion
-limit), classes (real classes, made by the real metaclass) and generator bodies (compiled
-into Python generators so send/throw/close/yield from behave as in CPython)."""
+limit; a generator function's body is a generator closure, see statements.py) and classes
+(real classes, made by the host's metaclasses)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-from .policy import SandboxAbort, StepLimit
-from .runtime import BREAK, CONTINUE, RETURN, Ctx, Env, Fn, _matches, _refuse
+from .policy import check_bases, check_metaclass
+from .runtime import RETURN, Ctx, Env, Fn, StopCarrier, _refuse
 from .scope import Scope, _contains_yield, collect_scope
 
 
@@ -21,6 +21,7 @@ class FunctionCompiler:
     scope: Scope
     qual: list[str]
     in_class_body: bool
+    gen_body: bool
 
     # -- functions and classes ---------------------------------------------------------------
     def s_FunctionDef(self, node: ast.FunctionDef) -> Fn:
@@ -78,15 +79,15 @@ class FunctionCompiler:
         self.scope = scope
         self.qual.append(name if is_lambda else name)
         self.qual.append("<locals>")
-        in_class = self.in_class_body
-        self.in_class_body = False
+        in_class, in_gen = self.in_class_body, self.gen_body
+        self.in_class_body, self.gen_body = False, is_gen
         try:
-            code = self.gen_block(body) if is_gen else self.block(body)
+            code = self.block(body, gen=is_gen)
         finally:
             self.scope = outer
             self.qual.pop()
             self.qual.pop()
-            self.in_class_body = in_class
+            self.in_class_body, self.gen_body = in_class, in_gen
         doc = None
         if (
             not is_lambda
@@ -96,7 +97,9 @@ class FunctionCompiler:
         ):
             if isinstance(body[0].value.value, str):
                 doc = body[0].value.value
-        binder_factory = _binder(name, args)
+        binder_factory = _binder(qual, args)  # CPython names the qualified name in call errors
+        pos_names = tuple(a.arg for a in args.args)
+        simple_sig = not (args.posonlyargs or args.kwonlyargs or args.vararg or args.kwarg)
         parent_fn_like = outer.fn_like
         max_depth = ctx.max_depth
         modname = ctx.module_name
@@ -114,11 +117,31 @@ class FunctionCompiler:
             if is_gen:
 
                 def gen_run(e: Env) -> Any:
-                    r = yield from code(e)
+                    try:
+                        r = yield from code(e)
+                    except StopCarrier as c:
+                        raise c.stop from None  # here Python makes it CPython's RuntimeError
                     return e.ret if r is RETURN else None
 
                 def fn(*a: Any, **k: Any) -> Any:
                     return gen_run(Env(bind(a, k), up, g, cls))
+
+            elif simple_sig:
+                npos = len(pos_names)
+
+                def fn(*a: Any, **k: Any) -> Any:
+                    # The binder's fast path, inlined: plain positional calls are the hot case.
+                    loc = dict(zip(pos_names, a, strict=False)) if not k and len(a) == npos else bind(a, k)
+                    e = Env(loc, up, g, cls)
+                    ctx.depth += 1
+                    if ctx.depth > max_depth:
+                        ctx.depth -= 1
+                        raise RecursionError("maximum recursion depth exceeded")
+                    try:
+                        r = code(e)
+                    finally:
+                        ctx.depth -= 1
+                    return e.ret if r is RETURN else None
 
             else:
 
@@ -163,14 +186,14 @@ class FunctionCompiler:
         qual = ".".join([*self.qual, name])
         self.scope = scope
         self.qual.append(name)
-        in_class = self.in_class_body
-        self.in_class_body = True
+        in_class, in_gen = self.in_class_body, self.gen_body
+        self.in_class_body, self.gen_body = True, False
         try:
             body = self.block(node.body)
         finally:
             self.scope = outer
             self.qual.pop()
-            self.in_class_body = in_class
+            self.in_class_body, self.gen_body = in_class, in_gen
         doc = None
         if node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant):
             if isinstance(node.body[0].value.value, str):
@@ -183,7 +206,10 @@ class FunctionCompiler:
             decorators = [d(env) for d in decos]
             orig_bases = tuple(b(env) for b in bases)
             kw = {k: v(env) for k, v in kwds}
+            check_bases(orig_bases)
             resolved = types.resolve_bases(orig_bases)
+            meta = types._calculate_meta(type, resolved)  # type: ignore[attr-defined]
+            check_metaclass(meta, resolved)
             meta, ns, kw = types.prepare_class(name, resolved, kw)
             ns["__module__"] = modname
             ns["__qualname__"] = qual
@@ -204,206 +230,6 @@ class FunctionCompiler:
             store(env, cls)
 
         return class_
-
-    # -- generator bodies --------------------------------------------------------------------
-    def gen_block(self, stmts: list[ast.stmt]) -> Fn:
-        """Compile statements into a Python generator function; statements that contain no
-        yield run as ordinary closures inside it."""
-        items = tuple(
-            (_contains_yield([s]), self.gen_stmt(s) if _contains_yield([s]) else self.stmt(s)) for s in stmts
-        )
-        ctx = self.ctx
-        n = len(items)
-
-        def run(env: Env) -> Any:
-            ctx.steps -= n
-            if ctx.steps < 0:
-                raise StepLimit(f"step budget of {ctx.max_steps:,} exceeded")
-            for is_gen, s in items:
-                if is_gen:
-                    r = yield from s(env)
-                else:
-                    r = s(env)
-                if r is not None:
-                    return r
-            return None
-
-        return run
-
-    def gen_value(self, node: ast.expr) -> Fn:
-        """A generator closure producing the value of a yield / yield from expression."""
-        if isinstance(node, ast.Yield):
-            value = self.expr(node.value) if node.value is not None else None
-
-            def yield_(env: Env) -> Any:
-                sent = yield (value(env) if value is not None else None)
-                return sent
-
-            return yield_
-        if isinstance(node, ast.YieldFrom):
-            source = self.expr(node.value)
-
-            def yield_from(env: Env) -> Any:
-                return (yield from source(env))
-
-            return yield_from
-        raise _refuse(
-            node,
-            "'yield' inside a larger expression is not supported by the sandbox "
-            "(use it as a statement, an assignment value or a return value)",
-        )
-
-    def gen_stmt(self, node: ast.stmt) -> Fn:
-        if isinstance(node, ast.Expr):
-            value = self.gen_value(node.value)
-
-            def expr_stmt(env: Env) -> Any:
-                yield from value(env)
-                return None
-
-            return expr_stmt
-        if isinstance(node, ast.Assign):
-            value = self.gen_value(node.value)
-            targets = tuple(self.assign_target(t) for t in node.targets)
-
-            def assign(env: Env) -> Any:
-                v = yield from value(env)
-                for t in targets:
-                    t(env, v)
-                return None
-
-            return assign
-        if isinstance(node, ast.Return) and node.value is not None:
-            value = self.gen_value(node.value)
-
-            def ret(env: Env) -> Any:
-                env.ret = yield from value(env)
-                return RETURN
-
-            return ret
-        if isinstance(node, ast.If):
-            test = self.expr(node.test)
-            body = self.gen_block(node.body)
-            orelse = self.gen_block(node.orelse) if node.orelse else None
-
-            def if_(env: Env) -> Any:
-                if test(env):
-                    return (yield from body(env))
-                if orelse is not None:
-                    return (yield from orelse(env))
-                return None
-
-            return if_
-        if isinstance(node, (ast.For, ast.While)):
-            is_for = isinstance(node, ast.For)
-            head = self.iter_expr(node.iter) if is_for else self.expr(node.test)  # type: ignore[union-attr]
-            assign = self.assign_target(node.target) if is_for else None  # type: ignore[union-attr]
-            body = self.gen_block(node.body)
-            orelse = self.gen_block(node.orelse) if node.orelse else None
-
-            def loop(env: Env) -> Any:
-                if is_for:
-                    for x in head(env):
-                        assign(env, x)  # type: ignore[misc]
-                        r = yield from body(env)
-                        if r is not None:
-                            if r is BREAK:
-                                return None
-                            if r is CONTINUE:
-                                continue
-                            return r
-                else:
-                    while head(env):
-                        r = yield from body(env)
-                        if r is not None:
-                            if r is BREAK:
-                                return None
-                            if r is CONTINUE:
-                                continue
-                            return r
-                if orelse is not None:
-                    return (yield from orelse(env))
-                return None
-
-            return loop
-        if isinstance(node, ast.Try):
-            body = self.gen_block(node.body)
-            handlers = tuple(
-                (
-                    self.expr(h.type) if h.type is not None else None,
-                    self.store_name(h.name) if h.name else None,
-                    self.gen_block(h.body),
-                )
-                for h in node.handlers
-            )
-            orelse = self.gen_block(node.orelse) if node.orelse else None
-            final = self.gen_block(node.finalbody) if node.finalbody else None
-
-            def try_(env: Env) -> Any:
-                try:
-                    r = yield from body(env)
-                except SandboxAbort:
-                    raise
-                except BaseException as e:
-                    for typ, store, hbody in handlers:
-                        if typ is None or _matches(e, typ(env)):
-                            if store is not None:
-                                store(env, e)
-                            return (yield from hbody(env))
-                    raise
-                if r is not None:
-                    return r
-                if orelse is not None:
-                    return (yield from orelse(env))
-                return None
-
-            if final is None:
-                return try_
-
-            def try_finally(env: Env) -> Any:
-                try:
-                    r = yield from try_(env)
-                except SandboxAbort:
-                    raise
-                except BaseException:
-                    f = yield from final(env)  # type: ignore[misc]
-                    if f is not None:
-                        return f
-                    raise
-                f = yield from final(env)  # type: ignore[misc]
-                return f if f is not None else r
-
-            return try_finally
-        if isinstance(node, ast.With):
-            if len(node.items) != 1:
-                raise _refuse(node, "'yield' inside a multi-item 'with' is not supported by the sandbox")
-            item = node.items[0]
-            mgr_fn = self.expr(item.context_expr)
-            target = self.assign_target(item.optional_vars) if item.optional_vars is not None else None
-            body = self.gen_block(node.body)
-
-            def with_(env: Env) -> Any:
-                mgr = mgr_fn(env)
-                t = type(mgr)
-                enter, exit_ = t.__enter__, t.__exit__
-                v = enter(mgr)
-                if target is not None:
-                    target(env, v)
-                try:
-                    r = yield from body(env)
-                except SandboxAbort:
-                    raise
-                except BaseException as e:
-                    if not exit_(mgr, type(e), e, None):
-                        raise
-                    return None
-                exit_(mgr, None, None, None)
-                return r
-
-            return with_
-        raise _refuse(
-            node, f"'yield' inside a '{type(node).__name__}' statement is not supported by the sandbox"
-        )
 
 
 def _binder(fname: str, args: ast.arguments) -> Callable[[tuple, dict], Callable[[tuple, dict], dict]]:

@@ -41,7 +41,7 @@ import unicodedata
 from collections.abc import Callable
 from typing import Any
 
-from . import policy
+from . import policy, safe_library
 from .policy import PolicyError, checked_getattr
 
 
@@ -334,9 +334,14 @@ def build_factories(ctx: Any) -> dict[str, Callable[[], ModuleProxy]]:
         )
 
     def simple(
-        module: Any, names: list[str] | None = None, drop: tuple[str, ...] = ()
+        module: Any,
+        names: list[str] | None = None,
+        drop: tuple[str, ...] = (),
+        safe: dict[str, Any] | None = None,
     ) -> Callable[[], ModuleProxy]:
-        attrs = _public(module, names, drop)
+        attrs = dict(_public(module, names, drop))
+        if safe:
+            attrs.update(safe)  # the library function replaced by its safe version
         name = module.__name__
         # Mutable module-level values (`hashlib.algorithms_guaranteed` is a set) are copied
         # per run, so one program cannot change what the next one sees.
@@ -352,7 +357,7 @@ def build_factories(ctx: Any) -> dict[str, Callable[[], ModuleProxy]]:
         "itertools": simple(itertools),
         "bisect": simple(bisect),
         "array": simple(array, ["array", "typecodes", "ArrayType"]),
-        "copy": simple(copy, ["copy", "deepcopy", "Error"]),
+        "copy": simple(copy, ["Error"], safe={"copy": safe_library.copy, "deepcopy": safe_library.deepcopy}),
         "functools": simple(
             functools,
             [
@@ -369,6 +374,12 @@ def build_factories(ctx: Any) -> dict[str, Callable[[], ModuleProxy]]:
                 "WRAPPER_ASSIGNMENTS",
                 "WRAPPER_UPDATES",
             ],
+            drop=("wraps", "update_wrapper", "total_ordering"),
+            safe={
+                "wraps": safe_library.wraps,
+                "update_wrapper": safe_library.update_wrapper,
+                "total_ordering": safe_library.total_ordering,
+            },
         ),
         "statistics": simple(
             statistics,
@@ -477,3 +488,16 @@ def refuse_module(name: str) -> BaseException:
             f"import of module '{name}' is not allowed in the sandbox (allowed: {', '.join(ALLOWED_MODULES)})"
         )
     return ModuleNotFoundError(f"No module named '{name}' (the sandbox has no third-party packages)")
+
+
+def _register_host_classes() -> None:
+    import builtins
+
+    values: list[Any] = [getattr(builtins, n) for n in dir(builtins)]
+    for name in ALLOWED_MODULES:
+        module = sys.modules[name]
+        values.extend(getattr(module, n) for n in dir(module) if not n.startswith("__"))
+    safe_library.register_host_classes(values)
+
+
+_register_host_classes()

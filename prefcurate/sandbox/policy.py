@@ -8,6 +8,8 @@ candidate code cannot swallow a refusal or an exhausted step budget.
 from __future__ import annotations
 
 import _string
+import types
+import weakref
 from typing import Any
 
 # Dunder names that may be read, by any route. Everything else dunder (`__class__`, `__dict__`,
@@ -93,13 +95,21 @@ def _mro(cls: type) -> tuple[type, ...]:
     return type.__dict__["__mro__"].__get__(cls)
 
 
+def _among(x: Any, items: Any) -> bool:
+    """`x in items` by identity: `in` would call a program class's `__eq__`."""
+    for item in items:
+        if item is x:
+            return True
+    return False
+
+
 def is_str_like(obj: Any) -> bool:
     """True for str instances, str subclasses' instances, and the str type or its subclasses,
     decided from the true type (never from a candidate-defined `__class__`)."""
     t = type(obj)
-    if str in _mro(t):
+    if _among(str, _mro(t)):
         return True
-    return type in _mro(t) and str in _mro(obj)
+    return _among(type, _mro(t)) and _among(str, _mro(obj))
 
 
 def is_private(name: str) -> bool:
@@ -118,7 +128,7 @@ def owns(obj: Any) -> bool:
     for c in _mro(t):
         if c in classes:
             return True
-    if type in _mro(t):
+    if _among(type, _mro(t)):
         for c in _mro(obj):
             if c in classes:
                 return True
@@ -164,6 +174,35 @@ def safe_format_map(self: Any, mapping: Any) -> str:
     return str.format_map(self, mapping)
 
 
+def _user_string_format(self: Any, *args: Any, **kwargs: Any) -> str:
+    return safe_format(self.data, *args, **kwargs)
+
+
+def _user_string_format_map(self: Any, mapping: Any) -> str:
+    return safe_format_map(self.data, mapping)
+
+
+def safe_format_function(value: Any) -> Any:
+    """`value`, or its safe version when it is a format function of the library (`str.format`
+    bound or not, `UserString.format`), however it was reached."""
+    import collections
+
+    if value is str.format:
+        return safe_format
+    if value is str.format_map:
+        return safe_format_map
+    if type(value) is types.BuiltinMethodType and value.__name__ in ("format", "format_map"):
+        self = value.__self__
+        if is_str_like(self):
+            return (safe_format if value.__name__ == "format" else safe_format_map).__get__(self)
+    func = value.__func__ if type(value) is types.MethodType else value
+    user = collections.UserString
+    for lib, safe in ((user.format, _user_string_format), (user.format_map, _user_string_format_map)):
+        if func is lib:
+            return safe.__get__(value.__self__) if func is not value else safe
+    return value
+
+
 def checked_getattr(obj: Any, name: str, *default: Any) -> Any:
     """`getattr` under the policy: what `obj.name` does in interpreted code."""
     if type(name) is not str:
@@ -171,11 +210,14 @@ def checked_getattr(obj: Any, name: str, *default: Any) -> Any:
     check_read(name)
     if is_private(name):
         check_private(obj, name)
-    if name in ("format", "format_map") and is_str_like(obj):
-        bound = safe_format if name == "format" else safe_format_map
-        if isinstance(obj, type):
-            return bound
-        return bound.__get__(obj)
+    if name in ("format", "format_map"):
+        if is_str_like(obj):
+            bound = safe_format if name == "format" else safe_format_map
+            if isinstance(obj, type):
+                return bound
+            return bound.__get__(obj)
+        # `super().format`, `UserString(...).format`: decided by the function resolved.
+        return safe_format_function(getattr(obj, name, *default))
     if name in BLOCKED_ON_HOST_TYPES and isinstance(obj, type) and not getattr_static_owned(obj):
         raise PolicyError(f"'{name}' on built-in or library classes is not allowed in the sandbox")
     if default:
@@ -183,11 +225,78 @@ def checked_getattr(obj: Any, name: str, *default: Any) -> Any:
     return getattr(obj, name)
 
 
+class Owned:
+    """A set of objects decided by identity, never by `__hash__`/`__eq__` (a WeakSet asks the
+    object, and a program class can make its instances hash and compare equal to `type`).
+    Entries are weak: an object the program dropped is forgotten when it dies."""
+
+    __slots__ = ("_refs", "__weakref__")
+
+    def __init__(self) -> None:
+        self._refs: dict[int, weakref.ref] = {}
+
+    def add(self, obj: Any) -> None:
+        key = id(obj)
+        refs = self._refs
+        # The callback runs while the object dies, before its id can be reused.
+        refs[key] = weakref.ref(obj, lambda _r, key=key, refs=refs: refs.pop(key, None))
+
+    def __contains__(self, obj: Any) -> bool:
+        ref = self._refs.get(id(obj))
+        return ref is not None and ref() is obj
+
+    def __len__(self) -> int:
+        return len(self._refs)
+
+
+def _host_metaclasses() -> frozenset:
+    import abc
+    import enum
+    import typing
+
+    names = ("_ProtocolMeta", "NamedTupleMeta", "_TypedDictMeta", "_AnyMeta")
+    return frozenset(
+        {type, abc.ABCMeta, enum.EnumMeta, *(getattr(typing, n) for n in names if hasattr(typing, n))}
+    )
+
+
+# The metaclasses a class statement may end up calling: the host's own. A class statement
+# calls `type(base)(name, bases, ns)`, so an instance or a program-made metaclass as a base
+# would hand the class body to whatever its type is.
+HOST_METACLASSES = _host_metaclasses()
+
+
+def is_class(obj: Any) -> bool:
+    """A real class, decided from the true type (never from `__class__` or `isinstance`)."""
+    return _among(type, _mro(type(obj)))
+
+
+def check_bases(bases: tuple) -> None:
+    """Bases of a class statement: classes, or the host's `__mro_entries__` objects
+    (`Generic[T]`, `typing.NamedTuple`), never an instance of the program's classes."""
+    for b in bases:
+        if is_class(b):
+            if _among(type, _mro(b)):
+                raise PolicyError("a class deriving from 'type' (a metaclass) is not allowed in the sandbox")
+        elif owns(b) or not hasattr(b, "__mro_entries__"):
+            raise PolicyError(
+                f"a base class must be a class, not a {type(b).__name__} object, in the sandbox"
+            )
+
+
+def check_metaclass(meta: Any, resolved: tuple) -> None:
+    for b in resolved:
+        if not is_class(b) or _among(type, _mro(b)):
+            raise PolicyError("a base class must be a class (not a metaclass) in the sandbox")
+    if not _among(meta, HOST_METACLASSES):
+        raise PolicyError(f"the metaclass '{getattr(meta, '__name__', '?')}' is not allowed in the sandbox")
+
+
 class _Current:
     """What the running program owns; set by the interpreter before it runs code."""
 
-    classes: Any = None  # WeakSet of classes made by `class` statements
-    functions: Any = ()  # WeakSet of the program's functions
+    classes: Any = None  # Owned: classes made by `class` statements
+    functions: Any = ()  # Owned: the program's functions
     proxy_type: Any = None  # the ModuleProxy class
 
 

@@ -7,13 +7,12 @@ from __future__ import annotations
 import ast
 import decimal
 import itertools
-import weakref
 from collections.abc import Callable
 from typing import Any
 
 from . import plain
 from .modules import ModuleProxy, _StdStream, build_factories, refuse_module
-from .policy import PolicyError, is_dunder
+from .policy import Owned, PolicyError, is_dunder
 
 BREAK = ("break",)
 CONTINUE = ("continue",)
@@ -51,14 +50,14 @@ class Ctx:
         self.out: list[str] = []
         self.out_len = 0
         self.truncated = False
-        self.classes: weakref.WeakSet = weakref.WeakSet()
-        self.functions: weakref.WeakSet = weakref.WeakSet()
+        self.classes = Owned()
+        self.functions = Owned()
         self.modules: dict[str, ModuleProxy] = {}
         self.asserts: list = []
         self.module_name = module_name
         self.stdout_stream = _StdStream(self.write)
         self.factories = build_factories(self)
-        self.builtins: dict[str, Any] = {}
+        self.builtins = Names(self.import_module)
 
     def write(self, text: str) -> None:
         if self.out_len >= plain.MAX_STDOUT:
@@ -84,6 +83,24 @@ class Ctx:
         return mod
 
 
+class Names(dict):
+    """The builtins a compilation unit sees (a dict: `B[name]` in the hot name loads), with the
+    importer its `import` statements use. Test code gets its own (`Interpreter.test_names`):
+    fresh builtins and module proxies the program never touched, then the program's globals."""
+
+    def __init__(
+        self, import_module: Callable[[str], Any], fallback: Callable[[str], Any] | None = None
+    ) -> None:
+        super().__init__()
+        self.import_module = import_module
+        self.fallback = fallback
+
+    def __missing__(self, name: str) -> Any:
+        if self.fallback is None:
+            raise KeyError(name)
+        return self.fallback(name)
+
+
 class Env:
     """One activation: locals dict, enclosing function scopes (innermost first), globals, the
     return value slot and the `super()` class cell."""
@@ -96,6 +113,25 @@ class Env:
         self.g = g
         self.ret = None
         self.cls = cls
+
+
+class StopCarrier(Exception):  # noqa: N818 - carries, is not an error of its own
+    """A StopIteration on its way out of one of the interpreter's generator closures.
+
+    Python turns a StopIteration that leaves a generator frame into RuntimeError (PEP 479);
+    the interpreter's statement closures inside an interpreted generator are generator frames
+    of their own, so an interpreted `next(it)` inside `try: ... except StopIteration:` would
+    be seen as RuntimeError. The closures carry it out in this wrapper instead; handlers see
+    the StopIteration itself (`unstop`), and the interpreted generator's own frame raises
+    it, where Python makes it the RuntimeError CPython gives."""
+
+    def __init__(self, stop: StopIteration) -> None:
+        super().__init__()
+        self.stop = stop
+
+
+def unstop(exc: BaseException) -> BaseException:
+    return exc.stop if type(exc) is StopCarrier else exc
 
 
 def _refuse(node: ast.AST | None, what: str) -> PolicyError:
@@ -114,26 +150,18 @@ def _unpack(value: Any, n: int) -> list:
     return vals
 
 
-# Host objects a program may set attributes on: its module proxies, and decimal contexts
-# (`getcontext().prec = 50`; the worker gives every run a fresh context).
-_SETTABLE_HOST_TYPES = (ModuleProxy, decimal.Context)
-
-
 def owned_setattr(ctx: Ctx, obj: Any, name: str, value: Any, delete: bool = False) -> None:
     """Attribute writes: only on objects this program created (its classes, their instances,
-    its functions) and on its module proxies; never dunders; never on host classes or modules."""
+    its functions), its module proxies and decimal contexts (`getcontext().prec = 50`; each run
+    has a fresh one); never dunders; never on host classes or modules. Ownership is decided by
+    identity (`Owned`), never by the object's `__hash__`/`__eq__`."""
     if type(name) is not str:
         raise TypeError("attribute name must be string")
     if is_dunder(name):
         raise PolicyError(f"setting dunder attribute '{name}' is not allowed in the sandbox")
     t = type(obj)
     owned = ctx.classes
-    if not (
-        t in owned
-        or obj in ctx.functions
-        or t in _SETTABLE_HOST_TYPES
-        or (isinstance(obj, type) and obj in owned)
-    ):
+    if not (t in owned or obj in ctx.functions or t is ModuleProxy or t is decimal.Context or obj in owned):
         kind = obj.__name__ if isinstance(obj, type) else t.__name__
         raise PolicyError(
             f"setting attribute '{name}' on a {kind} object is not allowed in the sandbox "

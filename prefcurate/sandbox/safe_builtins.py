@@ -11,10 +11,18 @@ from typing import Any
 
 from .modules import _sys_exit
 from .policy import PolicyError, checked_getattr
-from .runtime import Ctx, Env, Fn, owned_setattr
+from .runtime import Ctx, Env, Fn, Names, owned_setattr
 
 
-def _eval(ctx: Ctx, env: Env | None, source: Any, globals_: Any = None, locals_: Any = None) -> Any:
+def _eval(
+    ctx: Ctx,
+    env: Env | None,
+    source: Any,
+    globals_: Any = None,
+    locals_: Any = None,
+    *,
+    names: Names | None = None,
+) -> Any:
     """`eval` of an expression string, by re-entering this interpreter (never host eval)."""
     if not isinstance(source, str):
         raise TypeError("eval() arg 1 must be a string in the sandbox")
@@ -25,7 +33,7 @@ def _eval(ctx: Ctx, env: Env | None, source: Any, globals_: Any = None, locals_:
     from .interpreter import Compiler  # here: the compiler's expressions call back into eval
 
     tree = ast.parse(source.lstrip(" \t"), "<string>", mode="eval")
-    code = Compiler(ctx).eval_expression(tree)
+    code = Compiler(ctx, names=names).eval_expression(tree)
     if globals_ is not None:
         e = Env(locals_ if locals_ is not None else globals_, (), globals_)
     elif env is not None:
@@ -121,7 +129,7 @@ def _refused_builtin(name: str) -> Fn:
     return refused
 
 
-def make_builtins(ctx: Ctx) -> dict[str, Any]:
+def _static_builtins() -> dict[str, Any]:
     b: dict[str, Any] = {name: getattr(_host_builtins, name) for name in _SAFE_BUILTINS}
     for name in dir(_host_builtins):
         obj = getattr(_host_builtins, name)
@@ -129,6 +137,15 @@ def make_builtins(ctx: Ctx) -> dict[str, Any]:
             b[name] = obj
     for name in _REFUSED_BUILTINS:
         b[name] = _refused_builtin(name)
+    return b
+
+
+_STATIC = _static_builtins()
+
+
+def make_builtins(ctx: Ctx, names: Names | None = None) -> dict[str, Any]:
+    """Fresh builtins; `names` is the mapping they will live in (what `eval` compiles with)."""
+    b = dict(_STATIC)  # the host's own harmless builtins and the refusals (never per-run state)
 
     def print_(*args: Any, sep: Any = " ", end: Any = "\n", file: Any = None, flush: bool = False) -> None:
         if sep is None:
@@ -167,7 +184,7 @@ def make_builtins(ctx: Ctx) -> dict[str, Any]:
         owned_setattr(ctx, obj, name, None, delete=True)
 
     def eval_(source: Any, globals_: Any = None, locals_: Any = None) -> Any:
-        return _eval(ctx, None, source, globals_, locals_)
+        return _eval(ctx, None, source, globals_, locals_, names=names)
 
     def dir_(*args: Any) -> list:
         if not args:
