@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 try:  # the module moves into the sandbox package (issue 10)
     from prefcurate.sandbox.codetests import build_program, join_program, suite_from_spec  # type: ignore
 except ImportError:
-    from prefcurate.codetests import build_program, join_program, suite_from_spec  # noqa: E402
+    from prefcurate.sandbox.codetests import build_program, join_program, suite_from_spec  # noqa: E402
 
 from prefcurate.sandbox.interpreter import Interpreter  # noqa: E402
 from prefcurate.sandbox.policy import SandboxAbort  # noqa: E402
