@@ -23,6 +23,7 @@ _COMMANDS = (
     "buckets",
     "report",
     "train",
+    "eval",
     "demo",
 )
 for _module in _COMMANDS:

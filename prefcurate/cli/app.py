@@ -32,6 +32,7 @@ COMMAND_ORDER = (
     "export",
     "report",
     "train",
+    "eval",
     "sql",
     "ls",
     "info",

