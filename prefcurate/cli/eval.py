@@ -98,3 +98,54 @@ def code_cmd(
         out.print(f"pass@{','.join(map(str, result.omitted_k))} omitted: a task has only {fewest} samples")
     for e in result.excluded:
         out.print(f"excluded {e['task_id']}: reference {e['status']} ({e['reason']})", soft_wrap=True)
+
+
+@eval_app.command("compare")
+def compare_cmd(
+    results: Annotated[
+        list[Path],
+        typer.Argument(help="Eval result folders (summary.json inside), or folders holding one per stage."),
+    ],
+    control: Annotated[
+        str | None,
+        typer.Option(
+            "--control", help="The control arm (name or path): differences and tests are against it."
+        ),
+    ] = None,
+    resamples: Annotated[int, typer.Option("--resamples", help="Bootstrap resamples per interval.")] = 10_000,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap and permutation draws.")] = 0,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """One row per arm, stage and metric with its 95% paired bootstrap interval; with --control, the
+    difference at the same global step, its interval, a paired test (exact McNemar for greedy pass@1,
+    sign-flip permutation otherwise) and Holm-adjusted p. Flags rows whose steps or epochs differ."""
+    from ..evaluate.compare import compare
+
+    if resamples < 100:
+        raise ConfigError(f"--resamples must be at least 100, got {resamples}")
+    rows = compare([str(r) for r in results], control=control, n_resamples=resamples, seed=seed)
+    if fmt is not Format.table:
+        render(pa.Table.from_pylist(rows), fmt)
+        return
+    shown = [
+        {
+            "arm": r["arm"],
+            "stage": r["stage"],
+            "step": r["step"],
+            "epochs": r["epochs"],
+            "metric": r["metric"],
+            "n": r["n"],
+            "value [95% CI]": f"{r['value']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]",
+            "diff [95% CI]": ""
+            if r["diff"] is None
+            else f"{r['diff']:+.3f} [{r['diff_low']:+.3f}, {r['diff_high']:+.3f}]",
+            "test": r["test"] or "",
+            "p_holm": None if r["diff"] is None else r["p_holm"],
+            "verdict": r["verdict"],
+            "flag": r["flag"],
+        }
+        for r in rows
+    ]
+    render(
+        pa.Table.from_pylist(shown), fmt, title="eval compare" + (f" (control: {control})" if control else "")
+    )
