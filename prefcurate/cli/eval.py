@@ -11,7 +11,7 @@ import pyarrow as pa
 import typer
 
 from ..errors import ConfigError
-from .app import Format, FormatOpt, _typer, app, out, parse_key_values, render
+from .app import Format, FormatOpt, StoreOpt, _typer, app, get_store, out, parse_key_values, render
 
 eval_app = _typer("Evaluate models and orderings: pass@k in the sandbox, win rates, paired comparisons.")
 app.add_typer(eval_app, name="eval")
@@ -203,4 +203,59 @@ def generate_cmd(
         f"{out_file}: {res.written} samples written, {res.skipped} already there; "
         f"{res.new_tokens} new tokens in {res.seconds:.1f}s ({res.tokens_per_s:.1f} tok/s)",
         soft_wrap=True,
+    )
+
+
+@eval_app.command("winrate")
+def winrate_cmd(
+    candidate: Annotated[
+        Path, typer.Argument(help="Candidate responses JSONL: prompt_id, prompt, completion.")
+    ],
+    baseline: Annotated[
+        Path, typer.Option("--baseline", help="Baseline responses (e.g. the start model's).")
+    ],
+    judge_model: Annotated[
+        str, typer.Option("--judge", help="Reward model: folder or hub id (one-output head).")
+    ],
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            "--dataset", help="Training dataset: refuse a judge that scored its pairs.", show_default=False
+        ),
+    ] = None,
+    allow_circular: Annotated[
+        bool, typer.Option("--allow-circular", help="Judge even if it scored the training pairs.")
+    ] = False,
+    dtype: Annotated[str, typer.Option("--dtype", help="fp32, bf16 or auto.")] = "auto",
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", help="Folder for summary.json and prompts.jsonl.", show_default=False),
+    ] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="KEY=VALUE for `eval compare`.")] = None,
+    store: StoreOpt = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Reward-model win rate of candidate vs baseline: win (ties 0.5), soft win (sigmoid of the reward
+    difference), length-controlled win rate (alpaca_eval's minimal formula) and mean lengths."""
+    from ..evaluate.winrate import judge
+
+    res = judge(
+        candidate,
+        baseline,
+        judge_model,
+        store=get_store(store) if dataset else None,
+        dataset=dataset,
+        allow_circular=allow_circular,
+        dtype=dtype,
+        tags=parse_key_values(tag, "--tag"),
+    )
+    if out_dir is not None:
+        res.write(out_dir)
+    if fmt is Format.json:
+        sys.stdout.write(json.dumps(res.summary(), indent=2) + "\n")
+        return
+    render(
+        pa.Table.from_pylist([{"metric": k, "value": v} for k, v in res.metrics.items()]),
+        fmt,
+        title="win rate",
     )
