@@ -259,3 +259,58 @@ def winrate_cmd(
         fmt,
         title="win rate",
     )
+
+
+@eval_app.command("run")
+def run_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A `prefcurate train` run folder (run.json inside).")],
+    suite: Annotated[str, typer.Option("--suite", help="humaneval, mbpp, or mbpp:train|validation|all.")],
+    n: Annotated[int, typer.Option("--n", help="Samples per task.")] = 1,
+    temperature: Annotated[float, typer.Option("--temperature", help="0 = greedy.")] = 0.0,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = 384,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 16,
+    backend: Annotated[str, typer.Option("--backend", help="transformers or vllm.")] = "transformers",
+    dtype: Annotated[str, typer.Option("--dtype", help="fp32, bf16 or auto.")] = "fp32",
+    timeout: Annotated[float, typer.Option("--timeout", help="Sandbox seconds per sample.")] = 5.0,
+    workers: Annotated[int | None, typer.Option("--workers", show_default=False)] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", help="Only the first N tasks.", show_default=False)
+    ] = None,
+    stage: Annotated[
+        list[str] | None, typer.Option("--stage", help="Only these checkpoints (start, stage-1, ...).")
+    ] = None,
+    data: Annotated[Path | None, typer.Option("--data", show_default=False)] = None,
+    store: StoreOpt = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Evaluate the start model and every finished stage of a train run; publish evals/<run>/<version>.
+
+    Result folders land in RUN_DIR/evals/<suite>/<stage>/ (read them with `eval compare`); the
+    store entry is queryable as the DuckDB view `evals` (`prefcurate sql evals`)."""
+    from ..evaluate.run import evaluate_run
+
+    ref, table = evaluate_run(
+        get_store(store),
+        run_dir,
+        suite,
+        n=n,
+        temperature=temperature,
+        seed=seed,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        backend=backend,
+        dtype=dtype,
+        timeout=timeout,
+        workers=workers,
+        limit=limit,
+        data_dir=str(data) if data is not None else None,
+        stages=stage,
+    )
+    summary = (
+        table.group_by(["stage", "step", "epochs", "pairs_seen"])
+        .aggregate([("pass_at_1", "mean"), ("task_id", "count")])
+        .rename_columns(["stage", "step", "epochs", "pairs_seen", "pass@1", "tasks"])
+        .sort_by("step")
+    )
+    render(summary, fmt, title=f"{ref.label}: {ref.manifest.get('suite')}")
