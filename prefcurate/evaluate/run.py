@@ -68,6 +68,21 @@ def checkpoints(run_dir: Path) -> tuple[str, list[Checkpoint]]:
         epochs += float(res.get("epochs") or plan.get("epochs") or 0)
         pairs += int(res.get("pairs") or 0) * int(res.get("epochs") or plan.get("epochs") or 1)
         out.append(Checkpoint(f"stage-{t}", str(run_dir / f"stage-{t}" / "model"), step, epochs, pairs))
+    # `train --save-at-steps`: extra checkpoints at given global steps (a plain arm at stage boundaries).
+    for done in run_dir.glob("step-*/DONE"):
+        info = json.loads(done.read_text())
+        at = int(info["step"])
+        if any(c.step == at for c in out):
+            continue  # a stage boundary is already there
+        ckpt = Checkpoint(
+            f"step-{at}",
+            str(done.parent / "model"),
+            at,
+            float(info.get("epochs") or 0),
+            int(info.get("pairs_seen") or 0),
+        )
+        out.append(ckpt)
+    out.sort(key=lambda c: c.step)
     return name, out
 
 
