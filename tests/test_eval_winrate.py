@@ -180,3 +180,34 @@ def test_circular_judge_is_refused(tmp_path: Path, tiny_rm: str) -> None:
     )
     assert res.exit_code == 0, res.output
     assert set(json.loads(res.stdout)) >= {"win_rate", "soft_win_rate", "lc_win_rate", "mean_len_candidate"}
+
+
+def test_holdout_prompts_generate_then_winrate(tmp_path: Path, tiny_rm: str, make_tiny_model) -> None:
+    """holdout:<dataset> prompts (the pairs `split` held out) -> two models' responses -> win rate."""
+    from prefcurate.evaluate.generate import GenerateOptions, generate
+    from prefcurate.evaluate.suites import load_holdout_suite
+
+    from .test_partition import rich_store
+
+    store = rich_store(tmp_path / "store")
+    suite = load_holdout_suite(store, "uf")
+    assert suite.problems and all(p.messages and p.chat for p in suite.problems)
+    assert len({p.task_id for p in suite.problems}) == len(suite.problems)
+    outs = []
+    for seed in (1, 2):
+        out = tmp_path / f"m{seed}.jsonl"
+        generate(
+            GenerateOptions(
+                model=make_tiny_model(seed=seed),
+                suite="holdout:uf",
+                out=str(out),
+                max_new_tokens=5,
+                store=str(tmp_path / "store"),
+            )
+        )
+        outs.append(out)
+    first = json.loads(outs[0].read_text().splitlines()[0])
+    assert first["prompt"][0]["role"] == "user" and first["task_id"] == suite.problems[0].task_id
+    res = judge(outs[1], outs[0], tiny_rm, dtype="fp32")
+    assert res.metrics["prompts"] == len(suite.problems)
+    assert 0.0 <= res.metrics["win_rate"] <= 1.0

@@ -157,7 +157,9 @@ def generate_cmd(
         str,
         typer.Argument(help="Model: a checkpoint folder, a .gguf file, a hub id, or 'bundled' (SmolLM2)."),
     ],
-    suite: Annotated[str, typer.Option("--suite", help="humaneval, mbpp, or mbpp:train|validation|all.")],
+    suite: Annotated[
+        str, typer.Option("--suite", help="humaneval, mbpp, mbpp:train|validation|all, or holdout:<dataset>.")
+    ],
     out_file: Annotated[Path, typer.Option("--out", help="Samples JSONL to write (resumed when rerun).")],
     n: Annotated[int, typer.Option("--n", help="Samples per task.")] = 1,
     temperature: Annotated[float, typer.Option("--temperature", help="0 = greedy.")] = 0.0,
@@ -175,6 +177,7 @@ def generate_cmd(
     data: Annotated[
         Path | None, typer.Option("--data", help="Folder holding the suite's file.", show_default=False)
     ] = None,
+    store: StoreOpt = None,
 ) -> None:
     """Generate samples for a suite's prompts in human-eval's format (task_id, completion per line).
 
@@ -197,6 +200,7 @@ def generate_cmd(
         dtype=dtype,
         limit=limit,
         data_dir=str(data) if data is not None else None,
+        store=str(store) if store is not None else None,
     )
     res = generate(opts)
     out.print(

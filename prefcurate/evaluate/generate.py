@@ -25,7 +25,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..extras import require
 from ..progress import progress_bar
-from .suites import HUMANEVAL_STOP, MBPP_STOP, Problem, load_suite
+from .suites import HUMANEVAL_STOP, MBPP_STOP, Problem, load_holdout_suite, load_suite
 
 BACKENDS = ("transformers", "vllm")
 
@@ -45,6 +45,7 @@ class GenerateOptions:
     dtype: str = "fp32"
     limit: int | None = None  # first N problems
     data_dir: str | None = None
+    store: str | None = None  # for holdout:<dataset>
 
     def validate(self) -> None:
         if self.n < 1:
@@ -70,6 +71,7 @@ class Job:
     seed: int
     text: str  # the exact prompt text given to the model (chat template applied when chat)
     stop: tuple[str, ...]
+    messages: tuple[dict[str, str], ...] = ()  # kept in the row for conversation prompts (winrate)
 
 
 @dataclass
@@ -96,7 +98,7 @@ def job_seed(seed: int, task_id: str, sample: int) -> int:
 def prompt_text(problem: Problem, tokenizer: Any) -> tuple[str, tuple[str, ...]]:
     """What the model is given, and where to stop (see the module doc)."""
     if problem.chat and getattr(tokenizer, "chat_template", None):
-        messages = [{"role": "user", "content": problem.prompt}]
+        messages = list(problem.messages) or [{"role": "user", "content": problem.prompt}]
         return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False), ()
     return problem.prompt, (HUMANEVAL_STOP if not problem.chat else MBPP_STOP)
 
@@ -131,7 +133,9 @@ def _drop_partial_line(out: Path) -> None:
 
 
 def _meta(opts: GenerateOptions, fingerprint: dict[str, Any]) -> dict[str, Any]:
-    keep = {k: v for k, v in asdict(opts).items() if k not in ("out", "batch_size", "limit", "data_dir")}
+    keep = {
+        k: v for k, v in asdict(opts).items() if k not in ("out", "batch_size", "limit", "data_dir", "store")
+    }
     return {"generation": keep, "model_fingerprint": fingerprint}
 
 
@@ -140,7 +144,12 @@ def generate(opts: GenerateOptions) -> GenerateResult:
     opts.validate()
     from ..models import model_fingerprint
 
-    suite = load_suite(opts.suite, opts.data_dir)
+    if opts.suite.startswith("holdout:"):
+        from ..store import Store
+
+        suite = load_holdout_suite(Store(opts.store), opts.suite.split(":", 1)[1])
+    else:
+        suite = load_suite(opts.suite, opts.data_dir)
     problems = list(suite.problems[: opts.limit] if opts.limit else suite.problems)
     fingerprint = model_fingerprint(opts.model)
     out = Path(opts.out)
@@ -163,7 +172,7 @@ def generate(opts: GenerateOptions) -> GenerateResult:
         text, stop = prompt_text(p, engine.tokenizer)
         for j in range(opts.n):
             if (p.task_id, j) not in done:
-                jobs.append(Job(p.task_id, j, job_seed(opts.seed, p.task_id, j), text, stop))
+                jobs.append(Job(p.task_id, j, job_seed(opts.seed, p.task_id, j), text, stop, p.messages))
     result = GenerateResult(out, 0, len(done), meta=meta)
     start = time.perf_counter()
     with (
@@ -195,6 +204,7 @@ def _open_backend(opts: GenerateOptions) -> Any:
 
 def finish_row(job: Job, text: str, reason: str, prompt_tokens: int, new_tokens: int) -> dict[str, Any]:
     completion, stopped = cut_at_stop(text, job.stop)
+    extra = {"prompt": list(job.messages)} if job.messages else {}
     return {
         "task_id": job.task_id,
         "sample": job.sample,
@@ -203,6 +213,7 @@ def finish_row(job: Job, text: str, reason: str, prompt_tokens: int, new_tokens:
         "finish": "stop" if stopped else reason,
         "prompt_tokens": prompt_tokens,
         "completion_tokens": new_tokens,
+        **extra,
     }
 
 

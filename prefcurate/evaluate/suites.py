@@ -44,6 +44,7 @@ class Problem:
     suite: TestSuite
     entry_point: str | None = None
     chat: bool = False  # True when the prompt is an instruction (MBPP), False for a code prefix
+    messages: tuple[dict[str, str], ...] = ()  # a conversation prompt (holdout:<dataset>), else empty
 
 
 @dataclass(frozen=True)
@@ -188,3 +189,34 @@ def load_suite(name: str, data_dir: str | Path | None = None) -> Suite:
                 problems.append(mbpp_problem(row, where))
     label = base if base == "humaneval" else f"mbpp:{split}"
     return Suite(label if label != "mbpp:test" else "mbpp", source, tuple(problems))
+
+
+def load_holdout_suite(store: Any, dataset: str, limit: int | None = None) -> Suite:
+    """`holdout:<dataset>`: the distinct prompts of the pairs `prefcurate split` held out, as
+    conversation prompts without tests (for `eval generate` and then `eval winrate`)."""
+    import pyarrow.compute as pc
+
+    from ..signals import load_signal_columns
+
+    if not store.versions("scores", f"{dataset}/split_v1"):
+        raise ConfigError(
+            f"dataset {dataset!r} has no held-out split: run `prefcurate split {dataset} --holdout 0.05`"
+        )
+    ref = store.get("pairs", dataset)
+    pairs = ref.read(["pair_id", "prompt_id", "prompt"])
+    split = load_signal_columns(store, dataset, ["split_v1__split"])
+    held = set(
+        split.filter(pc.equal(split.column("split_v1__split"), "holdout")).column("pair_id").to_pylist()
+    )
+    problems: list[Problem] = []
+    seen: set[str] = set()
+    for row in pairs.to_pylist():
+        if row["pair_id"] not in held or row["prompt_id"] in seen:
+            continue
+        seen.add(row["prompt_id"])
+        msgs = tuple({"role": m["role"], "content": m["content"]} for m in row["prompt"])
+        text = "\n\n".join(m["content"] for m in msgs)
+        problems.append(Problem(row["prompt_id"], text, "", "", TestSuite(()), None, True, msgs))
+        if limit is not None and len(problems) >= limit:
+            break
+    return Suite(f"holdout:{dataset}", ref.label, tuple(problems))
