@@ -99,6 +99,17 @@ def test_eval_run_publishes_and_compares(tmp_path: Path, make_tiny_model) -> Non
     # The result folders are `eval compare` input: start vs stage-1 of the same arm.
     cmp = compare([run_dir / "evals" / "humaneval"], n_resamples=200)
     assert {(r["arm"], r["stage"], r["step"]) for r in cmp} == {("cur", "start", 0), ("cur", "stage-1", 3)}
+    # The run report's section: the table and one plot per suite and metric.
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from prefcurate.evaluate.report import eval_section
+    from trainers.report import _png
+
+    section = eval_section(run_dir, plt, _png)
+    assert "Outcome evaluation" in section and "<td>stage-1</td><td>3</td>" in section
+    assert section.count("data:image/png;base64,") == 1
 
 
 def test_eval_run_rejects_a_folder_without_run_json(tmp_path: Path) -> None:
