@@ -94,3 +94,25 @@ def test_cli_table_and_json(tmp_path: Path) -> None:
     assert res.exit_code == 1 and "--control 'zzz'" in res.stderr
     res = runner.invoke(app, ["eval", "compare", str(tmp_path / "missing")])
     assert res.exit_code == 1 and "no eval results" in res.stderr
+
+
+def test_win_rates_compare_per_prompt_with_sign_flip(tmp_path: Path) -> None:
+    def write(folder: Path, arm: str, wins: list[float]) -> None:
+        folder.mkdir()
+        (folder / "summary.json").write_text(
+            json.dumps({"suite": "winrate", "tags": {"arm": arm, "step": 4}})
+        )
+        (folder / "prompts.jsonl").write_text(
+            "".join(
+                json.dumps({"prompt_id": f"p{i}", "win": w, "soft_win": 0.5 + (w - 0.5) / 2}) + "\n"
+                for i, w in enumerate(wins)
+            )
+        )
+
+    write(tmp_path / "a", "a", [1, 0.5, 0, 1, 1, 0])
+    write(tmp_path / "b", "b", [0, 0.5, 0, 1, 0, 0])
+    rows = compare([tmp_path / "a", tmp_path / "b"], control="b", n_resamples=500)
+    win = next(r for r in rows if r["arm"] == "a" and r["metric"] == "win")
+    assert win["test"] == "sign-flip" and win["diff"] == pytest.approx(2 / 6)
+    assert win["p"] == pytest.approx(sign_flip_test([1, 0, 0, 0, 1, 0]))
+    assert {r["metric"] for r in rows} == {"win", "soft_win"}

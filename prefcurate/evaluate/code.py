@@ -11,7 +11,7 @@ reference fails in the sandbox is excluded and listed, never counted as a model 
 from __future__ import annotations
 
 import json
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -274,12 +274,3 @@ def summarize(
         tags=dict(tags or {}),
         omitted_k=[k for k in ks if f"pass@{k}" not in metrics],
     )
-
-
-def per_task_counts(samples: Iterable[dict[str, Any]]) -> dict[str, tuple[int, int]]:
-    """(n, c) per task from samples.jsonl rows."""
-    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for s in samples:
-        counts[s["task_id"]][0] += 1
-        counts[s["task_id"]][1] += int(bool(s["passed"]))
-    return {t: (v[0], v[1]) for t, v in counts.items()}

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..extras import require
 from ..progress import progress_bar
 from .suites import HUMANEVAL_STOP, MBPP_STOP, Problem, load_holdout_suite, load_suite
 
@@ -215,7 +214,3 @@ def finish_row(job: Job, text: str, reason: str, prompt_tokens: int, new_tokens:
         "completion_tokens": new_tokens,
         **extra,
     }
-
-
-def require_torch() -> Any:
-    return require("torch", "eval generate")

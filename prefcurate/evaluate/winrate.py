@@ -36,9 +36,11 @@ class WinRateResult:
     prompts: list[dict[str, Any]]
     judge: dict[str, Any] = field(default_factory=dict)
     tags: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)  # candidate and baseline responses
 
     def summary(self) -> dict[str, Any]:
-        return {**self.metrics, "judge": self.judge, "tags": self.tags, "prompts": "holdout"}
+        # `suite` names what was measured, so `eval compare` pairs win rates only with win rates.
+        return {**self.metrics, "suite": "winrate", "judge": self.judge, "tags": self.tags, **self.files}
 
     def write(self, out: str | Path) -> Path:
         folder = Path(out)
@@ -215,7 +217,8 @@ def judge(
         for i, p in enumerate(common)
     ]
     info = {"spec": judge_model, "fingerprint": fp, "dtype": rm.dtype, "allow_circular": allow_circular}
-    return WinRateResult(metrics, rows, info, dict(tags or {}))
+    files = {"candidate": str(candidate), "baseline": str(baseline)}
+    return WinRateResult(metrics, rows, info, dict(tags or {}), files)
 
 
 __all__ = ["judge", "length_controlled", "win_stats"]
