@@ -94,14 +94,22 @@ def test_evaluate_scores_samples_and_excludes_a_failing_reference(tmp_path: Path
             {"task_id": "HumanEval/1", "completion": "    return 1\n"},
         ],
     )
-    result = evaluate_samples(samples, "humaneval", ks=[1, 2, 10], data_dir=data_dir, timeout=2, workers=2)
+    # The endless loop ends at the step budget (deterministic), not at the wall clock: a generous
+    # deadline keeps a loaded machine from timing out the passing samples.
+    result = evaluate_samples(
+        samples, "humaneval", ks=[1, 2, 10], data_dir=data_dir, timeout=120, workers=2, max_steps=200_000
+    )
     assert [e["task_id"] for e in result.excluded] == ["HumanEval/1"]
     assert result.excluded_samples == 1
     assert [(t.task_id, t.n, t.c) for t in result.tasks] == [("HumanEval/0", 4, 2)]
     assert result.metrics == {"pass@1": pytest.approx(0.5), "pass@2": pytest.approx(1 - 1 / 6)}
     assert result.omitted_k == [10]
     statuses = [s.status for s in result.samples]
-    assert statuses[2] == "timeout" and [s.passed for s in result.samples] == [True, False, False, True]
+    assert (
+        statuses[2] == "timeout"
+        and "step budget" in result.samples[2].reason
+        and [s.passed for s in result.samples] == [True, False, False, True]
+    )
     folder = result.write(tmp_path / "out")
     assert len((folder / "samples.jsonl").read_text().splitlines()) == 4
     assert json.loads((folder / "tasks.jsonl").read_text())["c"] == 2
@@ -113,7 +121,19 @@ def test_cli_json_output(tmp_path: Path, data_dir: Path) -> None:
     )
     res = CliRunner().invoke(
         app,
-        ["eval", "code", str(samples), "--suite", "humaneval", "--data", str(data_dir), "--format", "json"],
+        [
+            "eval",
+            "code",
+            str(samples),
+            "--suite",
+            "humaneval",
+            "--data",
+            str(data_dir),
+            "--format",
+            "json",
+            "--timeout",
+            "60",
+        ],
     )
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
@@ -185,7 +205,7 @@ def test_real_suites_and_all_humaneval_references_pass() -> None:
     from prefcurate.evaluate.code import check_references
     from prefcurate.sandbox import SandboxPool
 
-    with SandboxPool(workers=2, timeout=10) as pool:
+    with SandboxPool(workers=2, timeout=120) as pool:  # generous: the step budget is what binds
         excluded = check_references(lambda jobs: run_suites(pool, jobs), humaneval.problems)
     assert excluded == []
 
@@ -200,7 +220,7 @@ def test_mbpp_exclusions_are_sandbox_limits_not_broken_references() -> None:
     from prefcurate.sandbox import SandboxPool
 
     mbpp = load_suite("mbpp")
-    with SandboxPool(workers=2, timeout=10) as pool:
+    with SandboxPool(workers=2, timeout=120) as pool:
         excluded = check_references(lambda jobs: run_suites(pool, jobs), mbpp.problems)
     assert len(excluded) < 10
     by_id = mbpp.by_id()

@@ -143,7 +143,19 @@ def test_cli_generate_then_eval_code(tmp_path: Path, data_dir: Path, make_tiny_m
     assert "3 samples written" in res.stdout
     res = runner.invoke(
         app,
-        ["eval", "code", str(samples), "--suite", "humaneval", "--data", str(data_dir), "--format", "json"],
+        [
+            "eval",
+            "code",
+            str(samples),
+            "--suite",
+            "humaneval",
+            "--data",
+            str(data_dir),
+            "--format",
+            "json",
+            "--timeout",
+            "60",
+        ],
     )
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["tasks"] == 3

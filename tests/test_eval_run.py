@@ -72,6 +72,8 @@ def test_eval_run_publishes_and_compares(tmp_path: Path, make_tiny_model) -> Non
             "4",
             "--workers",
             "1",
+            "--timeout",
+            "60",
             "--format",
             "json",
         ],

@@ -24,6 +24,9 @@ from .passk import mean_pass_at_k, pass_at_k
 from .suites import Problem, Suite, load_suite
 
 DEFAULT_KS = (1, 10, 100)
+# References get a long deadline: only a real sandbox failure (a refusal, the step budget), not a
+# busy machine, should exclude a task.
+REFERENCE_TIMEOUT = 60.0
 CHUNK = 256  # programs per sandbox batch (progress granularity)
 
 
@@ -197,6 +200,7 @@ def evaluate_samples(
     workers: int | None = None,
     data_dir: str | Path | None = None,
     references: bool = True,
+    max_steps: int | None = None,
     tags: dict[str, Any] | None = None,
 ) -> CodeEvalResult:
     """pass@k of a samples file over a suite, references checked first (see the module doc)."""
@@ -212,12 +216,16 @@ def evaluate_samples(
 
     from ..sandbox import SandboxPool
 
-    with SandboxPool(workers=workers, timeout=timeout) as pool:
+    limits = {"max_steps": max_steps} if max_steps is not None else {}  # else the sandbox's default
+    with SandboxPool(workers=workers, timeout=timeout, **limits) as pool:
 
         def run(jobs: Sequence[tuple[str, TestSuite]]) -> list[CompletionResult]:
             return run_suites(pool, jobs)
 
-        excluded = check_references(run, present) if references else []
+        def run_refs(jobs: Sequence[tuple[str, TestSuite]]) -> list[CompletionResult]:
+            return run_suites(pool, jobs, timeout=max(timeout, REFERENCE_TIMEOUT))
+
+        excluded = check_references(run_refs, present) if references else []
         dropped = {e["task_id"] for e in excluded}
         scored = [s for s in lines if s.task_id not in dropped]
         jobs = [(program_for(problems[s.task_id], s.completion), problems[s.task_id].suite) for s in scored]

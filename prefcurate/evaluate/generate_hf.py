@@ -18,6 +18,8 @@ class HFGenerator:
         # transformers 5.x renamed the cache argument (`past_key_values` -> `cache`); accept both.
         params = inspect.signature(model.forward).parameters
         self.cache_arg = "cache" if "cache" in params else "past_key_values"
+        # Only the last position's logits are needed: skip the [batch, prompt, vocab] prefill logits.
+        self.last_only = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
 
     @classmethod
     def open(cls, spec: str | None, dtype: str = "fp32") -> HFGenerator:
@@ -78,6 +80,7 @@ class HFGenerator:
                     position_ids=positions,
                     use_cache=True,
                     **{self.cache_arg: past},
+                    **self.last_only,
                 )
                 past = res.cache if hasattr(res, "cache") else res.past_key_values
                 logits = res.logits[:, -1, :].float()
