@@ -28,7 +28,35 @@ FILES = sorted(sql_dir().glob("*.sql"))
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
-    return rich_store(tmp_path_factory.mktemp("sql") / "store")
+    store = rich_store(tmp_path_factory.mktemp("sql") / "store")
+    add_evals(store)
+    return store
+
+
+def add_evals(store: Store) -> None:
+    """Two stages of an `eval run` entry, so the `evals` view and query have rows."""
+    import pyarrow as pa
+
+    from prefcurate.evaluate.run import EVAL_SCHEMA
+
+    rows = [
+        {
+            "run": "r",
+            "stage": s,
+            "step": step,
+            "epochs": float(step > 0),
+            "pairs_seen": 4 * step,
+            "suite": "humaneval",
+            "task_id": t,
+            "n": 1,
+            "c": c,
+            "pass_at_1": float(c),
+        }
+        for s, step in (("start", 0), ("stage-1", 2))
+        for t, c in (("HumanEval/0", 1), ("HumanEval/1", 0))
+    ]
+    with store.publish("evals", "r", {"suite": "humaneval", "counts": {"rows": len(rows)}}) as pub:
+        pub.write_table(pa.Table.from_pylist(rows, schema=EVAL_SCHEMA))
 
 
 def run(store: Store, query: str, **params: str) -> list[dict]:

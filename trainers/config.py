@@ -65,6 +65,22 @@ class LrScheduler(str, Enum):
 LR_SCHEDULERS = tuple(m.value for m in LrScheduler)
 
 
+def parse_steps(value: str | int | list[int] | tuple[int, ...] | None) -> tuple[int, ...]:
+    """`--save-at-steps 10,20,30` -> (10, 20, 30): distinct global steps >= 1, sorted."""
+    if value is None or value == "" or value == ():
+        return ()
+    parts = (
+        value.split(",") if isinstance(value, str) else ([value] if isinstance(value, int) else list(value))
+    )
+    try:
+        steps = sorted({int(str(p).strip()) for p in parts if str(p).strip()})
+    except ValueError:
+        raise ConfigError(f"--save-at-steps takes whole numbers separated by commas, got {value!r}") from None
+    if steps and steps[0] < 1:
+        raise ConfigError(f"--save-at-steps takes global steps >= 1, got {value!r}")
+    return tuple(steps)
+
+
 def parse_epochs(value: str | int | list[int] | tuple[int, ...] | None) -> tuple[int, ...]:
     """`"1,5,5"` or `3` or `[1, 5, 5]` -> `(1, 5, 5)`; every value a positive whole number."""
     if value is None:
@@ -126,9 +142,11 @@ class TrainConfig:
     ref_logps: str = "auto"
     eval_max_pairs: int | None = None
     eval_batch_tokens: int = 4096
+    save_at_steps: tuple[int, ...] = ()  # extra checkpoints at these global steps (RUN_DIR/step-<N>/)
 
     def __post_init__(self) -> None:
         self.epochs_per_stage = parse_epochs(self.epochs_per_stage)
+        self.save_at_steps = parse_steps(self.save_at_steps)
         self._choice("schedule", SCHEDULES)
         self._choice("order", ORDERS)
         self._choice("dtype", DTYPES)
@@ -192,6 +210,11 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["epochs_per_stage"] = list(self.epochs_per_stage)
+        # Left out when unused, so runs started before the option existed still resume.
+        if data["save_at_steps"]:
+            data["save_at_steps"] = list(self.save_at_steps)
+        else:
+            del data["save_at_steps"]
         return data
 
     @classmethod

@@ -105,3 +105,4 @@ class StageContext:
     callbacks: list[Any] = field(default_factory=list)
     dtype: str = "fp32"  # resolved from config.dtype ("auto")
     start_logps: tuple[list[float], list[float]] | None = None
+    steps_before: int = 0  # optimizer steps of the finished stages (global step = this + stage step)

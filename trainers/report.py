@@ -127,6 +127,9 @@ def write_run_report(run_dir: str | Path, out_html: str | Path) -> Path:
         f"<h2>{html.escape(t)}</h2><img alt='{html.escape(t)}' src='data:image/png;base64,{b}'>"
         for t, b in images
     )
+    from prefcurate.evaluate.report import eval_section  # `eval run` results, when there are any
+
+    body += eval_section(run_dir, plt, _png)
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>run {html.escape(meta.get("name", run_dir.name))}</title>
 <style>body{{font-family:sans-serif;max-width:1150px;margin:2em auto;color:#222}} img{{max-width:100%}}
 table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}} pre{{background:#f6f6f6;padding:8px}}</style>

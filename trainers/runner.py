@@ -11,6 +11,7 @@ Run folder:
     RUN_DIR/stage-<t>/ref_logps.parquet  the reference log-probs the stage trained against
     RUN_DIR/stage-<t>/metrics.parquet    this stage's rows of metrics.parquet
     RUN_DIR/stage-<t>/DONE      written last: a stage without it is redone on resume
+    RUN_DIR/step-<N>/model/     with --save-at-steps: the model at global step N (DONE: step, stage, epochs)
 
 Schedules (stage t = 1..T, model 0 = the starting model):
     plain       one stage over all buckets; start = reference = model 0
@@ -230,6 +231,7 @@ def run(
                 f"stage {plan.stage}/{len(plans)}: unfinished folder from an interrupted run, redoing the stage"
             )
             shutil.rmtree(stage_dir)
+        ctx.steps_before = sum(r.steps for r in results)
         results.append(train_stage(ctx, plan, len(plans)))
         gc.collect()
 

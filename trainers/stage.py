@@ -293,6 +293,8 @@ def _train_stage(ctx: StageContext, plan: StagePlan, n_stages: int, transformers
     collector = _Collector(ctx, plan, bucket_of)
     trainer.remove_callback(transformers.PrinterCallback)
     trainer.add_callback(collector)
+    if c.save_at_steps:
+        trainer.add_callback(_SaveAtSteps(ctx, plan, tokenizer))
     for cb in ctx.callbacks:
         trainer.add_callback(cb)
     with progress_bar(f"{head} training", None, rate_field="rate") as bar:
@@ -427,6 +429,32 @@ class _Collector(_collector_base()):  # type: ignore[misc]
         self.rows.append(row)
         if self.bar is not None:
             self.bar.advance(1, rate=f"loss {row['loss']:.4f}")
+
+
+class _SaveAtSteps(_collector_base()):  # type: ignore[misc]
+    """`--save-at-steps`: a checkpoint at given global steps (e.g. a plain arm saved at the
+    curriculum's stage boundaries, for equal-step comparisons), in RUN_DIR/step-<N>/."""
+
+    def __init__(self, ctx: StageContext, plan: StagePlan, tokenizer: Any) -> None:
+        self.ctx, self.plan, self.tokenizer = ctx, plan, tokenizer
+        self.steps = set(ctx.config.save_at_steps)
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        step = self.ctx.steps_before + state.global_step
+        folder = self.ctx.run_dir / f"step-{step}"
+        if step not in self.steps or kwargs.get("model") is None:
+            return
+        shutil.rmtree(folder, ignore_errors=True)  # a redone stage replaces its earlier checkpoint
+        save_checkpoint(kwargs["model"], self.tokenizer, folder / "model")
+        c = self.ctx.config
+        info = {
+            "step": step,
+            "stage": self.plan.stage,
+            "epochs": float(state.epoch or 0.0),
+            "pairs_seen": step * c.batch_size * c.grad_accum,
+        }
+        (folder / "DONE").write_text(json.dumps(info) + "\n")
+        self.ctx.log(f"stage {self.plan.stage}: checkpoint at global step {step} saved to {folder}")
 
 
 __all__ = ["StageContext", "evaluate_start", "train_stage"]

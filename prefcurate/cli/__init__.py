@@ -13,6 +13,7 @@ from . import (  # noqa: E402, F401
     build,
     build_code,
     demo,
+    eval,
     rank,
     report,
     sandbox,

