@@ -95,7 +95,7 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_the_graph_sees_real_imports() -> None:
     graph = _graph()
-    assert "prefcurate.store" in graph["prefcurate.score"]
+    assert "prefcurate.store" in graph["prefcurate.score.base"]
     assert "prefcurate.cli.app" in graph["prefcurate.cli.score"]
 
 

@@ -227,5 +227,5 @@ def test_input_errors_name_file_line_field(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such file"):
         build_code(store, CodeBuildOptions(path=str(tmp_path / "missing.jsonl")))
     bad.write_text("{not json\n")
-    with pytest.raises(InputError, match=r"bad.jsonl:1: not valid JSON"):
+    with pytest.raises(InputError, match=r"bad.jsonl:1: malformed JSON"):
         build_code(store, CodeBuildOptions(path=str(bad)))

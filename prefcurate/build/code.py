@@ -29,8 +29,10 @@ from typing import Any
 
 import pyarrow as pa
 
+from prefcurate.build import check_empty
 from prefcurate.errors import ConfigError, InputError
 from prefcurate.ids import completion_id, file_fingerprint, fingerprint, pair_id, prompt_id
+from prefcurate.readers import iter_json_lines
 from prefcurate.sandbox.codetests import (
     TestSuite,
     build_program,
@@ -40,7 +42,7 @@ from prefcurate.sandbox.codetests import (
 )
 from prefcurate.schema import PAIR_SCHEMA
 from prefcurate.score import RunContext
-from prefcurate.store import Store, VersionRef
+from prefcurate.store import Store, VersionRef, check_name
 
 FORMATS = ("auto", "codet", "generic")
 PAIRINGS = ("best-vs-worst", "pass-vs-fail")
@@ -92,8 +94,10 @@ class CodeBuildOptions:
     workers: int | None = None
     name: str = "code"
     force: bool = False
+    fail_on_empty: bool = False  # refuse to publish a build that kept no pair
 
     def validate(self) -> None:
+        check_name(self.name, "dataset name")  # before any test runs or work file is written
         if self.format not in FORMATS:
             raise ConfigError(f"--format {self.format!r} is not one of {', '.join(FORMATS)}")
         if self.pairing not in PAIRINGS:
@@ -120,17 +124,7 @@ class CodeBuildResult:
 
 
 def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    with open(path, encoding="utf-8") as fh:
-        for line_no, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"not valid JSON ({exc.msg})", path=path, line=line_no) from None
-            if not isinstance(row, dict):
-                raise InputError(f"expected a JSON object, got {type(row).__name__}", path=path, line=line_no)
-            yield line_no, row
+    return iter_json_lines(path)
 
 
 def detect_format(path: str | Path) -> str:
@@ -344,11 +338,17 @@ SHARD_ROWS = 256  # samples per resumable shard
 
 def build_code(store: Store, opts: CodeBuildOptions) -> CodeBuildResult:
     """Read samples, run their tests in the sandbox (resumable), pair them and publish."""
-
     opts.validate()
+    with store.lock("pairs", opts.name):  # a second build of this name waits, then reuses
+        return _build_code(store, opts)
+
+
+def _build_code(store: Store, opts: CodeBuildOptions) -> CodeBuildResult:
     fmt, problems, dropped, inputs = load_problems(opts)
     spec = {
-        k: v for k, v in asdict(opts).items() if k not in ("path", "problems", "workers", "force", "name")
+        k: v
+        for k, v in asdict(opts).items()
+        if k not in ("path", "problems", "workers", "force", "name", "fail_on_empty")
     }
     spec["format"] = fmt
     run_fp = fingerprint(
@@ -468,6 +468,7 @@ def build_code(store: Store, opts: CodeBuildOptions) -> CodeBuildResult:
         "counts": counts,
         "fingerprint": fp,
     }
+    check_empty(counts, opts.fail_on_empty)
     with store.publish("pairs", opts.name, manifest) as pub:
         pub.write_table(table)
     store.clear_work_dir("pairs", opts.name, run_fp)

@@ -10,6 +10,7 @@ import typer
 from prefcurate.build.code import CodeBuildOptions, build_code
 
 from .app import StoreOpt, build_app, get_store, out
+from .build import FailOnEmptyOpt, warn_if_empty
 
 
 @build_app.command("code")
@@ -61,6 +62,7 @@ def code(
         typer.Option("--force", help="Rebuild even if a version with the same inputs and options exists."),
     ] = False,
     store: StoreOpt = None,
+    fail_on_empty: FailOnEmptyOpt = False,
 ) -> None:
     """Run every sample's unit tests in the sandbox and pair samples by pass count (resumable: rerun to continue)."""
     opts = CodeBuildOptions(
@@ -76,6 +78,7 @@ def code(
         workers=workers,
         name=name,
         force=force,
+        fail_on_empty=fail_on_empty,
     )
     result = build_code(get_store(store), opts)
     c = result.counts
@@ -87,3 +90,4 @@ def code(
     dropped = c.get("dropped", {})
     if dropped:
         out.print("  dropped: " + ", ".join(f"{k}={v:,}" for k, v in dropped.items()))
+    warn_if_empty(result.ref.label, c)

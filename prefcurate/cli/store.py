@@ -8,7 +8,7 @@ from typing import Annotated
 import pyarrow as pa
 import typer
 
-from prefcurate.store import KINDS
+from prefcurate.store import KINDS, kinds_for
 
 from ..errors import StoreError
 from .app import Format, FormatOpt, StoreOpt, app, get_store, out, render
@@ -54,7 +54,7 @@ def info(
 ) -> None:
     """Show a version's manifest: command, options, inputs (lineage), counts kept and dropped."""
     st = get_store(store)
-    for kind in KINDS:
+    for kind in kinds_for(name):
         if st.versions(kind, name):
             ref = st.get(kind, name, version)
             break

@@ -12,7 +12,9 @@ from prefcurate.store.versions import (
     Store,
     VersionRef,
     check_name,
+    check_ref_name,
     command_line,
+    kinds_for,
     write_parquet,
 )
 
@@ -24,6 +26,8 @@ __all__ = [
     "Store",
     "VersionRef",
     "check_name",
+    "check_ref_name",
+    "kinds_for",
     "command_line",
     "write_parquet",
 ]
