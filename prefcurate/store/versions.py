@@ -58,6 +58,10 @@ def check_name(name: str, what: str = "name") -> str:
         raise StoreError(
             f"invalid {what} {name!r}: use letters, digits, '.', '_' or '-', starting with a letter or digit"
         )
+    if "__" in name:
+        raise StoreError(
+            f"invalid {what} {name!r}: '__' separates the parts of SQL view names and signal columns"
+        )
     if len(name) > MAX_NAME:
         raise StoreError(f"invalid {what} {name[:20]!r}...: {len(name)} characters (at most {MAX_NAME})")
     return name
@@ -72,6 +76,14 @@ def check_ref_name(kind: str, name: str) -> str:
     for part in parts:
         check_name(part, what)
     return name
+
+
+def _valid(kind: str, name: str) -> bool:
+    try:
+        check_ref_name(kind, name)
+    except StoreError:
+        return False
+    return True
 
 
 def kinds_for(name: str) -> tuple[str, ...]:
@@ -175,7 +187,7 @@ class Store:
             for p in base.rglob("manifest.json")
             if _VERSION_RE.match(p.parent.name) and p.parent.parent != base
         }
-        return sorted(found)
+        return sorted(n for n in found if _valid(kind, n))  # a folder made by hand with a bad name: skipped
 
     def versions(self, kind: str, name: str) -> list[VersionRef]:
         base = self._base(kind, name)
