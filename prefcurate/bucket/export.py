@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from prefcurate import render
 from prefcurate.errors import ConfigError
 from prefcurate.ids import fingerprint
 from prefcurate.progress import progress_bar
@@ -192,8 +193,7 @@ def write_jsonl(table: pa.Table, path: Path) -> None:
     """One JSON object per line, keys in column order (deterministic bytes)."""
     tmp = path.with_name(path.name + f".tmp-{uuid.uuid4().hex[:8]}")
     with tmp.open("w", encoding="utf-8") as fh:
-        for row in table.to_pylist():
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        render.write_jsonl(table, fh)  # strict JSON: NaN/Inf as null
     os.replace(tmp, path)
 
 
