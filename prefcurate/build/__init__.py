@@ -54,10 +54,10 @@ def empty_message(counts: dict[str, Any]) -> str:
     return f"0 pairs from {counts.get('read', 0):,} rows: every row was dropped ({detail})"
 
 
-def check_empty(counts: dict[str, Any], fail_on_empty: bool) -> None:
+def check_empty(counts: dict[str, Any], fail_on_empty: bool, source: str) -> None:
     """With `fail_on_empty`, refuse to publish a build that kept no pair (exit 1, nothing published)."""
     if fail_on_empty and not counts.get("kept"):
-        raise InputError(empty_message(counts) + "; nothing published (--fail-on-empty)")
+        raise InputError(empty_message(counts) + "; nothing published (--fail-on-empty)", path=source)
 
 
 def reuse(store: Store, dataset: str, fp: str, force: bool) -> BuildResult | None:
@@ -152,14 +152,14 @@ def _run_build(
         if fps is not None:
             found = reuse(store, dataset, build_fingerprint(command, options, fps), force)
             if found is not None:
-                check_empty(found.counts, fail_on_empty)
+                check_empty(found.counts, fail_on_empty, source)
                 return found
     loaded = load()
     loaded.start_fingerprints()
     tables, counts = build(loaded)
     loaded.finish_fingerprints()
     fp = build_fingerprint(command, options, [f"{i.source}:{i.fingerprint}" for i in loaded.inputs])
-    check_empty(counts, fail_on_empty)
+    check_empty(counts, fail_on_empty, source)
     found = reuse(store, dataset, fp, force)
     if found is not None:
         return found

@@ -468,7 +468,7 @@ def _build_code(store: Store, opts: CodeBuildOptions) -> CodeBuildResult:
         "counts": counts,
         "fingerprint": fp,
     }
-    check_empty(counts, opts.fail_on_empty)
+    check_empty(counts, opts.fail_on_empty, opts.path)
     with store.publish("pairs", opts.name, manifest) as pub:
         pub.write_table(table)
     store.clear_work_dir("pairs", opts.name, run_fp)

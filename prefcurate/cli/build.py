@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
@@ -10,13 +11,14 @@ from prefcurate.build import BuildResult, empty_message
 from prefcurate.build.pairs import build_pairs
 from prefcurate.build.ultrafeedback import DEFAULT_HUB_ID, build_ultrafeedback
 
-from .app import StoreOpt, build_app, err, get_store, out
+from .app import StoreOpt, build_app, get_store, out
 
 
 def warn_if_empty(label: str, counts: dict) -> None:
     """A loud line on stderr when a build kept nothing (the version exists, but trains nothing)."""
     if not counts.get("kept"):
-        err.print(f"[bold red]Warning:[/bold red] {label}: {empty_message(counts)}", highlight=False)
+        # One unwrapped line on stderr, so scripts and logs see it whole.
+        print(f"Warning: {label}: {empty_message(counts)}", file=sys.stderr)
 
 
 def summary(result: BuildResult) -> None:

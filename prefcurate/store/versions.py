@@ -72,9 +72,11 @@ def check_ref_name(kind: str, name: str) -> str:
     parts = name.split("/") if kind == "scores" else [name]
     if kind == "scores" and len(parts) != 2:
         raise StoreError(f"invalid signal name {name!r}: expected <dataset>/<signal>")
-    what = {"pairs": "dataset name", "buckets": "bucket set name", "runs": "run name"}.get(kind, "name")
-    for part in parts:
-        check_name(part, what)
+    what = {"pairs": "dataset name", "buckets": "bucket set name", "runs": "run name"}.get(
+        kind, "dataset name"
+    )
+    for part, label in zip(parts, (what, "signal name"), strict=False):
+        check_name(part, label)
     return name
 
 
