@@ -45,6 +45,7 @@ _DEPTH_CHUNK = 1 << 22
 _DELTA = np.zeros(256, np.int8)
 _DELTA[[ord("["), ord("{")]] = 1
 _DELTA[[ord("]"), ord("}")]] = -1
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}\n")  # dropped before counting depth
 _UNREADABLE = (OSError, EOFError, zlib.error)  # truncated or non-gzip `.gz`, unreadable files
 
 
@@ -161,7 +162,10 @@ def _too_deep(path: Path) -> bool:
     carry = 0  # depth at the chunk start, relative to the last newline
     with _open_binary(path) as fh:
         while block := fh.read(_DEPTH_CHUNK):
-            a = np.frombuffer(block, np.uint8)
+            # Keep only brackets and newlines (bytes.translate runs at memory speed), then count.
+            a = np.frombuffer(block.translate(None, _NOT_BRACKETS), np.uint8)
+            if a.size == 0:
+                continue
             depth = np.cumsum(_DELTA[a], dtype=np.int32) + carry
             newline = a == 10
             last = np.maximum.accumulate(np.where(newline, np.arange(a.size), -1))
