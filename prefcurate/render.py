@@ -82,6 +82,11 @@ def to_json(table: pa.Table) -> str:
     return json.dumps(rows, ensure_ascii=False, allow_nan=False, indent=2) + "\n"
 
 
+def json_text(obj: Any) -> str:
+    """One JSON document (a manifest, a result) as strict JSON: NaN/Inf as null, Decimal as a number."""
+    return json.dumps(_json_value(obj), ensure_ascii=False, allow_nan=False, indent=2, default=str) + "\n"
+
+
 def write_jsonl(table: pa.Table, stream: TextIO) -> None:
     """JSON Lines: one strict JSON object per row (keys in column order; NaN/Inf as null)."""
     for row in table.to_pylist():

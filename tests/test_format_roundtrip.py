@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from prefcurate.cli import app
 from prefcurate.render import to_csv, to_json, write_jsonl
 from prefcurate.store import Store
+from prefcurate.store.views import to_arrow
 
 from .helpers import make_pairs, publish_dataset
 
@@ -131,7 +132,7 @@ def test_rank_out_csv_is_the_same_dialect_as_rank_f_csv(store: Store, tmp_path: 
 
     expected = pq.read_table(tmp_path / "r.parquet")
     assert out.read_text() == to_csv(expected)  # byte for byte what `-f csv` writes for this table
-    back = duckdb.sql(f"SELECT * FROM read_csv('{out}', header = true)").fetch_arrow_table()
+    back = to_arrow(duckdb.sql(f"SELECT * FROM read_csv('{out}', header = true)"))
     for name in expected.column_names:
         if pa.types.is_floating(expected.schema.field(name).type):
             assert back.column(name).to_pylist() == expected.column(name).to_pylist(), name
@@ -148,3 +149,31 @@ def test_sandbox_run_csv_reads_back(tmp_path: Path) -> None:
     path = tmp_path / "s.csv"
     path.write_text(res.stdout, newline="")
     assert duckdb.sql(f"SELECT count(*) FROM read_csv('{path}', header = true)").fetchall() == [(2,)]
+
+
+def test_manifest_json_outputs_are_strict(store: Store) -> None:
+    from prefcurate.score import run_signal
+    from prefcurate.score.score_gap import ScoreGap
+
+    run_signal(store, "uf", ScoreGap())
+    root = ["--store", str(store.root)]
+    res = runner.invoke(
+        app,
+        [
+            "partition",
+            "uf",
+            "--name",
+            "b",
+            "--by",
+            "score_gap_v1__gap",
+            "--buckets",
+            "2",
+            *root,
+            "-f",
+            "json",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert strict_loads(res.stdout)["counts"]["kept"] == 6
+    res = runner.invoke(app, ["info", "uf/score_gap_v1", *root, "-f", "json"])
+    assert res.exit_code == 0 and strict_loads(res.stdout)["signal"] == "score_gap_v1"

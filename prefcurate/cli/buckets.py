@@ -3,7 +3,6 @@ held-out split, and files any DPO trainer can read."""
 
 from __future__ import annotations
 
-import json
 import sys
 from enum import Enum
 from pathlib import Path
@@ -18,6 +17,7 @@ from prefcurate.bucket.partition import partition as partition_pairs
 from prefcurate.bucket.split import split_dataset
 
 from ..errors import ConfigError
+from ..render import json_text
 from .app import Format, FormatOpt, StoreOpt, app, get_store, out, render
 
 
@@ -161,7 +161,7 @@ def partition(
     result = partition_pairs(get_store(store), spec, force=force)
     m = result.manifest
     if format is Format.json:
-        sys.stdout.write(json.dumps(m, indent=2, default=str) + "\n")
+        sys.stdout.write(json_text(m))
         return
     if format is Format.table:
         counts = m["counts"]

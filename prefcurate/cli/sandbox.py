@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -10,7 +9,7 @@ from typing import Annotated
 import pyarrow as pa
 import typer
 
-from ..render import to_csv
+from ..render import json_text, to_csv
 from ..sandbox.files import FileRun, run_file
 from .app import Format, FormatOpt, sandbox_app
 
@@ -65,7 +64,7 @@ def run(
         program, tests, timeout=timeout, entry_point=entry_point, memory_mb=memory_mb, max_steps=max_steps
     )
     if fmt is Format.json:
-        sys.stdout.write(json.dumps(as_json(done), ensure_ascii=False, indent=2) + "\n")
+        sys.stdout.write(json_text(as_json(done)))
     elif fmt is Format.csv:
         sys.stdout.write(as_csv(done))
     else:

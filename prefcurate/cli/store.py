@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Annotated
 
 import pyarrow as pa
@@ -11,6 +12,7 @@ import typer
 from prefcurate.store import KINDS, kinds_for
 
 from ..errors import StoreError
+from ..render import json_text
 from .app import Format, FormatOpt, StoreOpt, app, get_store, out, render
 
 
@@ -63,7 +65,7 @@ def info(
         raise StoreError(f"nothing named {name!r} in store {st.root} (have: {', '.join(have) or 'nothing'})")
     m = ref.manifest
     if format is Format.json:
-        out.print_json(json.dumps(m, default=str))
+        sys.stdout.write(json_text(m))  # plain strict JSON, no Rich markup
         return
     versions = ", ".join(r.version for r in st.versions(ref.kind, ref.name))
     out.print(f"[bold]{ref.label}[/bold]  (versions: {versions})")
