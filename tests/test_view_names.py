@@ -80,6 +80,9 @@ def test_unknown_and_unquoted_names_say_what_exists(store: Store) -> None:
     assert '(views: "pairs__uf-a"' not in str(exc.value)  # names are listed plainly
     assert "views: " in str(exc.value) and "pairs__uf_a" in str(exc.value) and "pairs__uf-a" in str(exc.value)
     with pytest.raises(PrefcurateError) as exc:
+        run_sql(store, "SELECT * FROM buckets__uf-curriculum")
+    assert "(no view named 'buckets__uf-curriculum'; views: " in str(exc.value)
+    with pytest.raises(PrefcurateError) as exc:
         run_sql(store, "SELECT * FROM pairs__uf-a")
     assert str(exc.value).endswith('(a name holding "-" must be quoted: "pairs__uf-a")')
 

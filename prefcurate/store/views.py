@@ -408,6 +408,11 @@ def view_names(con: duckdb.DuckDBPyConnection) -> list[str]:
     return [r[0] for r in rows]
 
 
+def _listing(names: list[str]) -> str:
+    shown = names if len(names) <= 40 else [*names[:40], f"... {len(names) - 40} more"]
+    return ", ".join(shown)
+
+
 def _name_hint(con: duckdb.DuckDBPyConnection, sql: str, exc: duckdb.Error) -> str:
     """For a name that does not exist, which names do; for `a-b` written unquoted, how to quote it."""
     names = view_names(con)
@@ -420,9 +425,10 @@ def _name_hint(con: duckdb.DuckDBPyConnection, sql: str, exc: duckdb.Error) -> s
             is_alias = bool(defs) and defs[0][0].rstrip(";").endswith(f"FROM {ident(exact)}")
             also = f" or its alias {alias}" if is_alias else ""
             return f' (a name holding "-" must be quoted: "{exact}"{also})'
+        if "__" in token:
+            return f" (no view named {token!r}; views: {_listing(names)})"
     if isinstance(exc, duckdb.CatalogException) and "does not exist" in str(exc):
-        shown = names if len(names) <= 40 else [*names[:40], f"... {len(names) - 40} more"]
-        return f" (views: {', '.join(shown)})"
+        return f" (views: {_listing(names)})"
     return ""
 
 
