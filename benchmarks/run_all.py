@@ -33,6 +33,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
         ["--pairs", "16", "--max-length", "256"],
     ),
     "logprob_bf16_fp32": ("logprob_bf16_fp32.py", [], ["--pairs", "64"]),
+    "read_guard": ("read_guard.py", ["--mb", "64"], ["--mb", "16"]),
 }
 
 

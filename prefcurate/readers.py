@@ -15,6 +15,7 @@ from __future__ import annotations
 import gzip
 import json
 import re
+import zlib
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -36,6 +37,16 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 FILE_COL, ROW_COL = "__file", "__row"
 _BLOCK = 1 << 24  # pyarrow.json block size: large enough for long UltraFeedback rows
 _STREAM_BLOCK = 1 << 22  # a row longer than this falls back to the (slow) line scan
+# pyarrow.json hangs at ~10,000 levels of nesting and crashes the process (SIGSEGV) at ~30,000: a
+# line whose bracket depth (counted naively, brackets in strings included) exceeds this is parsed
+# by the Python scan instead, which fails cleanly.
+MAX_FAST_DEPTH = 512
+_DEPTH_CHUNK = 1 << 22
+_DELTA = np.zeros(256, np.int8)
+_DELTA[[ord("["), ord("{")]] = 1
+_DELTA[[ord("]"), ord("}")]] = -1
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}\n")  # dropped before counting depth
+_UNREADABLE = (OSError, EOFError, zlib.error)  # truncated or non-gzip `.gz`, unreadable files
 
 
 @dataclass
@@ -101,11 +112,13 @@ class Loaded:
 
 
 def local_fingerprints(source: str | Path) -> list[str] | None:
-    """Content hashes of a local file or folder's files (None for a hub id or a missing path)."""
+    """`stem:content hash` of a local file or folder's files (None for a hub id or a missing path).
+
+    As `InputFile.source` + `InputFile.fingerprint`: the stem is the default source column."""
     path = Path(str(source)).expanduser()
     if not path.exists():
         return None
-    return [file_fingerprint(str(f)) for f in list_files(path)]
+    return [f"{stem(f)}:{file_fingerprint(str(f))}" for f in list_files(path)]
 
 
 def _suffix(path: Path) -> str | None:
@@ -127,6 +140,63 @@ def _open_text(path: Path):
     if path.name.lower().endswith(".gz"):
         return gzip.open(path, "rt", encoding="utf-8")
     return open(path, encoding="utf-8")
+
+
+def _open_binary(path: Path):
+    return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
+
+
+def unreadable(path: Path, exc: BaseException) -> InputError:
+    """One line for a file that cannot be read as text (bad gzip, truncated, permissions)."""
+    if isinstance(exc, EOFError) or "runcated" in str(exc):
+        why = "truncated file (the compressed stream ends early)"
+    elif isinstance(exc, gzip.BadGzipFile | zlib.error) or "incorrect header" in str(exc):
+        why = "not a gzip file, though named .gz"
+    else:
+        why = f"cannot read ({getattr(exc, 'strerror', None) or exc})"
+    return InputError(why, path=path)
+
+
+def _too_deep(path: Path) -> bool:
+    """Whether some line nests brackets deeper than MAX_FAST_DEPTH (an over-estimate: see above)."""
+    carry = 0  # depth at the chunk start, relative to the last newline
+    with _open_binary(path) as fh:
+        while block := fh.read(_DEPTH_CHUNK):
+            # Keep only brackets and newlines (bytes.translate runs at memory speed), then count.
+            a = np.frombuffer(block.translate(None, _NOT_BRACKETS), np.uint8)
+            if a.size == 0:
+                continue
+            depth = np.cumsum(_DELTA[a], dtype=np.int32) + carry
+            newline = a == 10
+            last = np.maximum.accumulate(np.where(newline, np.arange(a.size), -1))
+            base = np.where(last >= 0, depth[np.maximum(last, 0)], 0)
+            if int((depth - base).max(initial=0)) > MAX_FAST_DEPTH:
+                return True
+            carry = int(depth[-1] - base[-1])
+    return False
+
+
+def _decode_line(raw: bytes, path: Path, number: int) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})", path=path, line=number
+        ) from None
+
+
+def _check_encodable(obj: Any, path: Path, number: int | None, row: int | None = None) -> None:
+    """Reject lone surrogates (`"\\ud800"` is valid JSON but no UTF-8 text can hold it)."""
+    try:
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = exc.object[exc.start : exc.end].encode("unicode_escape").decode()
+        raise InputError(
+            f"invalid Unicode: lone surrogate escape '{bad}' (not representable as UTF-8 text)",
+            path=path,
+            line=number,
+            row=row,
+        ) from None
 
 
 def _line_of_row(path: Path, row: int) -> int:
@@ -179,31 +249,37 @@ def _check_types(rows: list[dict[str, Any]], path: Path, lines: list[int] | None
         visit("", row, i)
 
 
-def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, object) for each non-blank line of a JSONL file (optionally .gz): the one
-    line-by-line JSONL reader, naming file and line on the first bad line."""
-    with _open_text(path) as fh:
-        for number, text in enumerate(fh, 1):
-            if not text.strip():
-                continue
-            try:
-                obj = json.loads(text.rstrip())
-            except json.JSONDecodeError as exc:
-                raise InputError(
-                    f"malformed JSON ({exc.msg} at column {exc.colno})", path=path, line=number
-                ) from None
-            if not isinstance(obj, dict):
-                raise InputError(
-                    f"expected a JSON object per line, got {_type_name(obj)}", path=path, line=number
-                )
-            yield number, obj
+def iter_json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line; bad bytes, JSON or nesting name the line."""
+    try:
+        with _open_binary(path) as fh:
+            for number, raw in enumerate(fh, 1):
+                if not raw.strip():
+                    continue
+                text = _decode_line(raw, path, number)
+                try:
+                    obj = json.loads(text.rstrip())
+                except json.JSONDecodeError as exc:
+                    raise InputError(
+                        f"malformed JSON ({exc.msg} at column {exc.colno})", path=path, line=number
+                    ) from None
+                except RecursionError:
+                    raise InputError("JSON nested too deeply to read", path=path, line=number) from None
+                if not isinstance(obj, dict):
+                    raise InputError(
+                        f"expected a JSON object per line, got {_type_name(obj)}", path=path, line=number
+                    )
+                _check_encodable(obj, path, number)
+                yield number, obj
+    except _UNREADABLE as exc:
+        raise unreadable(path, exc) from None
 
 
 def _scan_jsonl(path: Path) -> pa.Table:
     """Slow path: parse line by line, naming the first bad line."""
     rows: list[dict[str, Any]] = []
     lines: list[int] = []
-    for number, obj in iter_jsonl(path):
+    for number, obj in iter_json_lines(path):
         rows.append(obj)
         lines.append(number)
     if not rows:
@@ -221,12 +297,19 @@ def _from_rows(rows: list[dict[str, Any]], path: Path, lines: list[int] | None) 
 
 def _read_json_document(path: Path) -> pa.Table:
     """A JSON array of objects, or an object of equal-length lists (columns), or one object."""
-    with _open_text(path) as fh:
-        text = fh.read()
+    with _open_binary(path) as fh:
+        raw = fh.read()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise InputError(f"not UTF-8 text (byte 0x{raw[exc.start]:02x})", path=path, line=line) from None
     if not text.strip():
         raise InputError("empty file: no rows", path=path)
     try:
         doc = json.loads(text)
+    except RecursionError:
+        raise InputError("JSON nested too deeply to read", path=path) from None
     except json.JSONDecodeError as exc:
         # Maybe it is JSON Lines with a .json name.
         if exc.msg == "Extra data":
@@ -252,12 +335,15 @@ def _read_json_document(path: Path) -> pa.Table:
     for i, row in enumerate(doc):
         if not isinstance(row, dict):
             raise InputError(f"expected an object, got {_type_name(row)}", path=path, row=i)
+        _check_encodable(row, path, None, i)
     return _from_rows(doc, path, None)
 
 
 def _read_jsonl(path: Path, schema: pa.Schema | None = None, limit: int | None = None) -> pa.Table:
     # With a schema, fields outside it are skipped while parsing (less memory, faster); a value
     # of another type fails the fast path and the scan below names it.
+    if _too_deep(path):
+        return _scan_jsonl(path)
     parse = (
         pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore") if schema else None
     )
@@ -277,6 +363,9 @@ def _read_jsonl(path: Path, schema: pa.Schema | None = None, limit: int | None =
             table = pa.Table.from_batches(batches, schema=reader.schema)
         else:
             table = pajson.read_json(stream, read_options=pajson.ReadOptions(block_size=_BLOCK))
+        # pyarrow.json passes bytes through: invalid UTF-8 and lone surrogates make strings that
+        # fail later, far from the input. Full validation checks UTF-8; the scan names the line.
+        table.validate(full=True)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
         return _scan_jsonl(path)
     if table.num_rows == 0:
@@ -307,9 +396,12 @@ def read_file(path: Path, schema: pa.Schema | None = None, limit: int | None = N
         if table.num_rows == 0:
             raise InputError("empty file: no rows", path=path)
         return table
-    if suffix in (".json", ".json.gz"):
-        return _read_json_document(path)
-    return _read_jsonl(path, schema, limit)
+    try:
+        if suffix in (".json", ".json.gz"):
+            return _read_json_document(path)
+        return _read_jsonl(path, schema, limit)
+    except _UNREADABLE as exc:
+        raise unreadable(path, exc) from None
 
 
 def _with_bookkeeping(table: pa.Table, file_idx: int) -> pa.Table:

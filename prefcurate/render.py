@@ -82,6 +82,17 @@ def to_json(table: pa.Table) -> str:
     return json.dumps(rows, ensure_ascii=False, allow_nan=False, indent=2) + "\n"
 
 
+def json_text(obj: Any) -> str:
+    """One JSON document (a manifest, a result) as strict JSON: NaN/Inf as null, Decimal as a number."""
+    return json.dumps(_json_value(obj), ensure_ascii=False, allow_nan=False, indent=2, default=str) + "\n"
+
+
+def write_jsonl(table: pa.Table, stream: TextIO) -> None:
+    """JSON Lines: one strict JSON object per row (keys in column order; NaN/Inf as null)."""
+    for row in table.to_pylist():
+        stream.write(json.dumps(_json_value(row), ensure_ascii=False, allow_nan=False) + "\n")
+
+
 def _quote(field: str) -> str:
     # By hand: Python's csv module leaves a bare CR unquoted when rows end in LF, and readers then
     # split the row there.

@@ -75,3 +75,34 @@ def test_needs_a_policy_and_a_positive_beta() -> None:
         ImplicitReward()
     with pytest.raises(ConfigError, match="--beta must be a positive number, got 0"):
         ImplicitReward(policy="x", beta=0)
+
+
+def test_rank_partition_and_export_defaults_stay_on_the_reference_margin(
+    tiny_model, make_tiny_model, pair_store, tmp_path
+) -> None:
+    from prefcurate.bucket.export import export
+    from prefcurate.bucket.partition import PartitionSpec, partition
+    from prefcurate.explore.ranking import rank_pairs
+
+    store = pair_store()
+    reference, _ = run_signal(
+        store, "toy", LogprobMargin(model=tiny_model, dtype="fp32", max_length=MAX_LENGTH)
+    )
+    want = {r["pair_id"]: r for r in reference.read().to_pylist()}
+    run_signal(store, "toy", implicit(make_tiny_model(1), tiny_model))  # computes the policy's log-probs too
+    newest = store.get("scores", "toy/logprob_margin_v1")
+    assert newest.version == reference.version and newest.manifest == reference.manifest
+    ranked, ref, _ = rank_pairs(store, "toy", "logprob-margin")
+    assert ref.label == reference.label
+    assert {r["pair_id"]: r["margin"] for r in ranked.to_pylist()} == {
+        k: v["logprob_margin_v1__margin"] for k, v in want.items()
+    }
+    result = partition(store, PartitionSpec("toy", "lp", by="logprob_margin_v1__margin", buckets=2))
+    assert result.manifest["inputs"]["signals"]["logprob_margin_v1"]["version"] == reference.version
+    exported = export(store, "lp", tmp_path / "out", fmt="parquet", with_ref_logps="logprob_margin_v1")
+    import pyarrow.parquet as pq
+
+    for entry in exported.order["buckets"]:
+        for row in pq.read_table(tmp_path / "out" / entry["path"] / "train.parquet").to_pylist():
+            assert row["ref_chosen_logps"] == want[row["pair_id"]]["logprob_margin_v1__chosen_logp"]
+            assert row["ref_rejected_logps"] == want[row["pair_id"]]["logprob_margin_v1__rejected_logp"]

@@ -62,7 +62,7 @@ def test_missing_names_and_versions_say_what_exists(tmp_path):
         store.get("pairs", "other")
     with pytest.raises(StoreError, match=r"pairs/toy has no version 'v9' \(have: v1\)"):
         store.get("pairs", "toy", "v9")
-    with pytest.raises(StoreError, match="invalid name"):
+    with pytest.raises(StoreError, match="invalid dataset name"):
         with store.publish("pairs", "../escape"):
             pass
 

@@ -29,10 +29,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from prefcurate import render
 from prefcurate.errors import ConfigError
 from prefcurate.ids import fingerprint
 from prefcurate.progress import progress_bar
 from prefcurate.schema import MESSAGE
+from prefcurate.score.base import computed_on
 from prefcurate.store import Store, VersionRef, parse_ref, write_parquet
 
 
@@ -133,7 +135,7 @@ def ref_logps_for(
     sig, sig_version = parse_ref(signal)
     sig_ref = store.get("scores", f"{dataset}/{sig}", sig_version)
     on = sig_ref.pairs_version
-    if on != pairs_version:
+    if not computed_on(sig_ref, store.get("pairs", dataset, pairs_version)):
         raise ConfigError(
             f"--with-ref-logps {signal}: {sig_ref.label} was computed on pairs {on}, the buckets on pairs {pairs_version}"
         )
@@ -145,7 +147,9 @@ def ref_logps_for(
         raise ConfigError(
             f"--with-ref-logps {signal}: {sig_ref.label} has no column {missing[0]!r} (have: {', '.join(have)})"
         )
-    values = values.select(["pair_id", *cols]).rename_columns(["pair_id", *REF_COLUMNS])
+    tokens = [c for c in (f"{sig}__chosen_tokens", f"{sig}__rejected_tokens") if c in values.column_names]
+    values = values.select(["pair_id", *cols, *tokens]).rename_columns(["pair_id", *REF_COLUMNS, *tokens])
+    values = values.append_column("_scored", pa.array([True] * values.num_rows, pa.bool_()))
     out = []
     for k, table in tables:
         joined = table.select(["pair_id"]).append_column("_row", pa.array(range(table.num_rows), pa.int64()))
@@ -153,15 +157,37 @@ def ref_logps_for(
         for col in REF_COLUMNS:
             nulls = joined.column(col).null_count
             if nulls:
-                first = joined.filter(pc.is_null(joined.column(col))).column("pair_id")[0].as_py()
-                raise ConfigError(
-                    f"--with-ref-logps {signal}: {sig_ref.label} has no {col.removeprefix('ref_').removesuffix('s')} for "
-                    f"{nulls} of {table.num_rows} pairs in bucket {k} (first: pair {first}); score them first"
-                )
+                raise _missing_ref_error(signal, sig_ref, joined, col, k, table.num_rows)
         for col in REF_COLUMNS:
             table = table.append_column(col, joined.column(col).cast(pa.float64()))
         out.append(table)
     return sig_ref, out
+
+
+def _missing_ref_error(
+    signal: str, sig_ref: VersionRef, joined: pa.Table, col: str, bucket: int, rows: int
+) -> ConfigError:
+    """Why some pairs lack a reference log-prob: never scored, or scored with no completion token left."""
+    missing = joined.filter(pc.is_null(joined.column(col)))
+    what = col.removeprefix("ref_").removesuffix("s")
+    first = missing.column("pair_id")[0].as_py()
+    head = f"--with-ref-logps {signal}: {sig_ref.label} has no {what} for {missing.num_rows} of {rows} pairs in bucket {bucket}"
+    token_cols = [c for c in missing.column_names if c.endswith(("__chosen_tokens", "__rejected_tokens"))]
+    # The signal leaves a value out where the prompt fills --max-length: zero completion tokens.
+    no_tokens = [
+        any(n == 0 for n in ns)
+        for ns in zip(*(missing.column(c).to_pylist() for c in token_cols), strict=True)
+    ]
+    if missing.column("_scored").null_count or not token_cols or not all(no_tokens):
+        return ConfigError(f"{head} (first: pair {first}); score them first")
+    max_length = sig_ref.manifest.get("spec", {}).get("max_length")
+    sig = sig_ref.name.partition("/")[2]
+    where = f"{sig}__chosen_logp IS NOT NULL AND {sig}__rejected_logp IS NOT NULL"
+    return ConfigError(
+        f"{head} (first: pair {first}): they were scored, but the prompt fills --max-length {max_length} so no "
+        f'completion token is left; exclude them with `prefcurate partition ... --where "{where}"` '
+        "or rescore with a larger --max-length"
+    )
 
 
 def flat_table(rows: pa.Table) -> pa.Table:
@@ -174,8 +200,7 @@ def write_jsonl(table: pa.Table, path: Path) -> None:
     """One JSON object per line, keys in column order (deterministic bytes)."""
     tmp = path.with_name(path.name + f".tmp-{uuid.uuid4().hex[:8]}")
     with tmp.open("w", encoding="utf-8") as fh:
-        for row in table.to_pylist():
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        render.write_jsonl(table, fh)  # strict JSON: NaN/Inf as null
     os.replace(tmp, path)
 
 
@@ -215,9 +240,7 @@ def export(
     if fmt not in LAYOUTS:
         raise ConfigError(f"unknown --format {fmt!r}; choose one of: {', '.join(LAYOUTS)}")
     ref = resolve(store, name, version)
-    out = Path(out).expanduser().resolve()
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise ConfigError(f"--out {out} exists and is not empty; choose another folder or pass --overwrite")
+    out = check_out(store, Path(out), overwrite)
     manifest = ref.manifest
     stored = read_buckets(ref)
     tables = [(k, trl_table(t) if fmt == "trl" else flat_table(t)) for k, t in stored]
@@ -262,10 +285,72 @@ def export(
             "ref_logps": ref_info,
         }
         (tmp / "order.json").write_text(json.dumps(order, indent=2, default=str) + "\n")
-        if out.exists():
-            shutil.rmtree(out) if out.is_dir() else out.unlink()
-        os.rename(tmp, out)
+        replace_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return ExportResult(out, order, files)
+
+
+def _inside(a: Path, b: Path) -> bool:
+    return a == b or b in a.parents
+
+
+def is_export(folder: Path) -> bool:
+    """Whether a folder holds only what `export` writes: order.json and the bucket-<k> folders it lists."""
+    try:
+        order = json.loads((folder / "order.json").read_text())
+        listed = {str(e["path"]) for e in order["buckets"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return all(p.name == "order.json" or (p.is_dir() and p.name in listed) for p in folder.iterdir())
+
+
+def check_out(store: Store, out: Path, overwrite: bool) -> Path:
+    """The export folder, refused where --overwrite could delete anything but an earlier export."""
+    out = out.expanduser().resolve()
+    root = store.root
+    if _inside(out, root) or _inside(root, out):
+        raise ConfigError(
+            f"--out {out} is, contains or lies inside the store {root}; choose a folder outside it"
+        )
+    if not out.exists() or (out.is_dir() and not any(out.iterdir())):
+        _clean_stale(out)
+        return out
+    if not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; choose a folder")
+    if not overwrite:
+        raise ConfigError(f"--out {out} exists and is not empty; choose another folder or pass --overwrite")
+    if not is_export(out):
+        raise ConfigError(
+            f"--out {out} holds files that are not a prefcurate export (no order.json, or files it does not "
+            "list); --overwrite replaces only an earlier export: choose another folder"
+        )
+    _clean_stale(out)
+    return out
+
+
+def _clean_stale(out: Path) -> None:
+    """Remove what an export killed mid-way left beside `out` (our own hidden names only)."""
+    for pattern in (f".{out.name}.tmp-*", f".{out.name}.old-*"):
+        for p in out.parent.glob(pattern):
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+
+
+def replace_folder(new: Path, out: Path) -> None:
+    """Put `new` at `out`: an earlier `out` is moved aside first and deleted only once `new` is in place.
+
+    A kill leaves the old export or the new one at `out` (for the instant between the two renames,
+    the old one beside it as `.NAME.old-*`), never half of one; the next export clears the leftovers."""
+    if not out.exists():
+        os.rename(new, out)
+        return
+    old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+    os.rename(out, old)
+    try:
+        os.rename(new, out)
+    except BaseException:
+        os.rename(old, out)  # put the old export back
+        raise
+    shutil.rmtree(old, ignore_errors=True)

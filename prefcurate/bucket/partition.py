@@ -33,7 +33,8 @@ from prefcurate.errors import ConfigError, PrefcurateError
 from prefcurate.ids import fingerprint
 from prefcurate.progress import progress_bar
 from prefcurate.schema import PAIR_COLUMNS, PAIR_SCHEMA
-from prefcurate.store import Store, VersionRef
+from prefcurate.score.base import computed_on
+from prefcurate.store import Store, VersionRef, check_name
 from prefcurate.store.views import to_arrow
 
 BUCKET_SCHEMA = pa.schema(
@@ -84,7 +85,7 @@ def signal_on(store: Store, dataset: str, signal: str, pairs_ref: VersionRef) ->
             f"dataset {dataset!r} has no signal {signal!r}; compute it with `prefcurate score {dataset} --by ...`"
         )
     for ref in reversed(refs):
-        if ref.pairs_version == pairs_ref.version:
+        if computed_on(ref, pairs_ref):
             return ref
     raise ConfigError(
         f"scores/{name} has no version computed on {pairs_ref.label}; rescore with `prefcurate score {dataset} --by ...`"
@@ -199,6 +200,13 @@ def partition(store: Store, spec: PartitionSpec, *, force: bool = False) -> Part
     The same spec over the same input versions reuses the existing version unless `force`.
     """
     spec.check()
+    check_name(spec.dataset, "dataset name")
+    check_name(spec.name, "bucket set name")
+    with store.lock("buckets", spec.name):
+        return _partition(store, spec, force)
+
+
+def _partition(store: Store, spec: PartitionSpec, force: bool) -> PartitionResult:
     like_ref: VersionRef | None = None
     if spec.like:
         like_name, like_version = parse_like(spec.like)
@@ -272,6 +280,9 @@ def partition(store: Store, spec: PartitionSpec, *, force: bool = False) -> Part
         drop("where", ~np.asarray(base.column("keep_where").to_pylist(), dtype=bool))
     if spec.strategy in ("quantile", "percentiles", "thresholds") or spec.drop_extremes:
         drop("null_signal", np.isnan(values))
+        # An infinite value would sort as the easiest (or hardest) pair of all: not a difficulty.
+        if np.isinf(values).any():  # recorded only when it happens: older manifests keep their counts
+            drop("non_finite_signal", np.isinf(values))
     if spec.strategy == "source":
         drop("null_source", np.array([s is None for s in sources.tolist()], dtype=bool))
     extremes: list[float] | None = None

@@ -14,6 +14,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from prefcurate.errors import InputError
 from prefcurate.ids import fingerprint
 from prefcurate.progress import progress_bar
 from prefcurate.readers import Loaded, local_fingerprints
@@ -29,8 +30,34 @@ class BuildResult:
 
 
 def build_fingerprint(command: str, options: dict[str, Any], input_fingerprints: list[str]) -> str:
-    """Same command, options and input contents -> same fingerprint (a rerun reuses the version)."""
-    return fingerprint({"command": command, "options": options, "inputs": input_fingerprints})
+    """Same command, options and input contents -> same fingerprint (a rerun reuses the version).
+
+    The `source` option is how the user spelled the input (relative, absolute, via a link): it is
+    kept in the manifest but left out here; each input counts by its name (the default source
+    column) and content hash.
+    """
+    opts = {k: v for k, v in options.items() if k != "source"}
+    return fingerprint({"command": command, "options": opts, "inputs": input_fingerprints, "by": "content"})
+
+
+def _same_options(a: dict[str, Any] | None, b: dict[str, Any]) -> bool:
+    drop = {"source"}
+    return a is not None and {k: v for k, v in a.items() if k not in drop} == {
+        k: v for k, v in b.items() if k not in drop
+    }
+
+
+def empty_message(counts: dict[str, Any]) -> str:
+    """`every row was dropped` with the drop counts (the reasons tell what to change)."""
+    dropped = counts.get("dropped") or {}
+    detail = ", ".join(f"{k}={v:,}" for k, v in sorted(dropped.items()) if v) or "no usable rows"
+    return f"0 pairs from {counts.get('read', 0):,} rows: every row was dropped ({detail})"
+
+
+def check_empty(counts: dict[str, Any], fail_on_empty: bool, source: str) -> None:
+    """With `fail_on_empty`, refuse to publish a build that kept no pair (exit 1, nothing published)."""
+    if fail_on_empty and not counts.get("kept"):
+        raise InputError(empty_message(counts) + "; nothing published (--fail-on-empty)", path=source)
 
 
 def reuse(store: Store, dataset: str, fp: str, force: bool) -> BuildResult | None:
@@ -92,6 +119,7 @@ def run_build(
     load: Callable[[], Loaded],
     build: Callable[[Loaded], tuple[pa.Table | Iterable[pa.Table], dict[str, Any]]],
     force: bool,
+    fail_on_empty: bool = False,
 ) -> BuildResult:
     """Load inputs, reuse an identical earlier build or build and publish a new version.
 
@@ -99,20 +127,37 @@ def run_build(
     without reading them. Otherwise hashing runs in a thread while `build` pairs the rows.
     """
     check_name(dataset, "dataset name")
+    with store.lock("pairs", dataset):  # a second identical build waits, then reuses this one's version
+        return _run_build(store, dataset, command, options, source, load, build, force, fail_on_empty)
+
+
+def _run_build(
+    store: Store,
+    dataset: str,
+    command: str,
+    options: dict[str, Any],
+    source: str,
+    load: Callable[[], Loaded],
+    build: Callable[[Loaded], tuple[pa.Table | Iterable[pa.Table], dict[str, Any]]],
+    force: bool,
+    fail_on_empty: bool,
+) -> BuildResult:
     if not force and any(
-        r.manifest.get("builder") == command and r.manifest.get("options") == options
+        r.manifest.get("builder") == command and _same_options(r.manifest.get("options"), options)
         for r in store.versions("pairs", dataset)
     ):
         fps = local_fingerprints(source)
         if fps is not None:
             found = reuse(store, dataset, build_fingerprint(command, options, fps), force)
             if found is not None:
+                check_empty(found.counts, fail_on_empty, source)
                 return found
     loaded = load()
     loaded.start_fingerprints()
     tables, counts = build(loaded)
     loaded.finish_fingerprints()
-    fp = build_fingerprint(command, options, [i.fingerprint for i in loaded.inputs])
+    fp = build_fingerprint(command, options, [f"{i.source}:{i.fingerprint}" for i in loaded.inputs])
+    check_empty(counts, fail_on_empty, source)
     found = reuse(store, dataset, fp, force)
     if found is not None:
         return found

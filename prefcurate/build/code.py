@@ -29,9 +29,10 @@ from typing import Any
 
 import pyarrow as pa
 
+from prefcurate.build import check_empty
 from prefcurate.errors import ConfigError, InputError
 from prefcurate.ids import completion_id, file_fingerprint, fingerprint, pair_id, prompt_id
-from prefcurate.readers import iter_jsonl
+from prefcurate.readers import iter_json_lines
 from prefcurate.sandbox.codetests import (
     TestSuite,
     build_program,
@@ -41,7 +42,7 @@ from prefcurate.sandbox.codetests import (
 )
 from prefcurate.schema import PAIR_SCHEMA
 from prefcurate.score import RunContext
-from prefcurate.store import Store, VersionRef
+from prefcurate.store import Store, VersionRef, check_name
 
 
 class CodeInputFormat(str, Enum):
@@ -112,8 +113,10 @@ class CodeBuildOptions:
     name: str = "code"
     force: bool = False
     require_isolation: bool = False  # refuse to run without every OS isolation layer
+    fail_on_empty: bool = False  # refuse to publish a build that kept no pair
 
     def validate(self) -> None:
+        check_name(self.name, "dataset name")  # before any test runs or work file is written
         if self.format not in FORMATS:
             raise ConfigError(f"--input-format {self.format!r} is not one of {', '.join(FORMATS)}")
         if self.pairing not in PAIRINGS:
@@ -140,7 +143,7 @@ class CodeBuildResult:
 
 
 def detect_format(path: str | Path) -> str:
-    for line_no, row in iter_jsonl(Path(path)):
+    for line_no, row in iter_json_lines(Path(path)):
         if "completions" in row:
             return "generic"
         if "samples" in row:
@@ -183,14 +186,14 @@ def read_codet(path: Path, problems_path: Path, opts: CodeBuildOptions) -> tuple
     if not problems_path.is_file():
         raise ConfigError(f"CodeT problems file not found: {problems_path} (pass --problems)")
     problems: dict[str, dict[str, Any]] = {}
-    for line_no, row in iter_jsonl(problems_path):
+    for line_no, row in iter_json_lines(problems_path):
         for key in ("prompt", "test", "entry_point"):
             if not isinstance(row.get(key), str):
                 raise InputError("missing or not a string", path=problems_path, line=line_no, field=key)
         problems[row["prompt"]] = row
     model = _codet_model(path)
     out: list[Problem] = []
-    for line_no, row in iter_jsonl(path):
+    for line_no, row in iter_json_lines(path):
         if opts.limit is not None and len(out) >= opts.limit:
             break
         prompt, samples = row.get("prompt"), row.get("samples")
@@ -223,7 +226,7 @@ def read_codet(path: Path, problems_path: Path, opts: CodeBuildOptions) -> tuple
 
 def read_generic(path: Path, opts: CodeBuildOptions) -> tuple[list[Problem], Counter]:
     out: list[Problem] = []
-    for line_no, row in iter_jsonl(path):
+    for line_no, row in iter_json_lines(path):
         if opts.limit is not None and len(out) >= opts.limit:
             break
         prompt = row.get("prompt")
@@ -350,13 +353,17 @@ SHARD_ROWS = 256  # samples per resumable shard
 
 def build_code(store: Store, opts: CodeBuildOptions) -> CodeBuildResult:
     """Read samples, run their tests in the sandbox (resumable), pair them and publish."""
-
     opts.validate()
+    with store.lock("pairs", opts.name):  # a second build of this name waits, then reuses
+        return _build_code(store, opts)
+
+
+def _build_code(store: Store, opts: CodeBuildOptions) -> CodeBuildResult:
     fmt, problems, dropped, inputs = load_problems(opts)
     spec = {
         k: v
         for k, v in asdict(opts).items()
-        if k not in ("path", "problems", "workers", "force", "name", "require_isolation")
+        if k not in ("path", "problems", "workers", "force", "name", "require_isolation", "fail_on_empty")
     }
     spec["format"] = fmt
     run_fp = fingerprint(
@@ -478,6 +485,7 @@ def build_code(store: Store, opts: CodeBuildOptions) -> CodeBuildResult:
         # The OS layers active for the programs this invocation ran (null: all shards resumed).
         "sandbox_isolation": run.isolation,
     }
+    check_empty(counts, opts.fail_on_empty, opts.path)
     with store.publish("pairs", opts.name, manifest) as pub:
         pub.write_table(table)
     store.clear_work_dir("pairs", opts.name, run_fp)

@@ -15,7 +15,7 @@ Scores come from `score_chosen` / `score_rejected`, `metadata.score_chosen` /
 `--chosen-score-col` / `--rejected-score-col`.
 
 Valid rows that cannot train anything are dropped and counted: `empty_prompt`, `empty_text`
-(blank chosen or rejected), `identical_text`, `tie` (both scores present and equal: DPO learns
+(blank chosen or rejected), `identical_text`, `non_finite_score` (an Infinity or NaN score), `tie` (both scores present and equal: DPO learns
 nothing certain from a pair its own labels call equal), `not_one_reply` (the chosen or rejected
 side adds more than one message after the prompt). A chosen score below the rejected score is
 kept: the pair label is the authority; query `chosen_score < rejected_score` to find them.
@@ -23,6 +23,7 @@ kept: the pair label is the authority; query `chosen_score < rejected_score` to 
 
 from __future__ import annotations
 
+import math
 import re
 from enum import Enum
 from typing import Any
@@ -260,6 +261,9 @@ def pairs_from_table(
                     except (TypeError, ValueError):
                         raise err(col or key, f"expected a number, got {val!r}") from None
                 scores.append(None if val is None else float(val))
+            if any(v is not None and not math.isfinite(v) for v in scores):
+                drop("non_finite_score")  # Infinity/NaN gaps would land in the easiest bucket
+                continue
             if scores[0] is not None and scores[0] == scores[1]:
                 drop("tie")
                 continue
@@ -308,6 +312,7 @@ def build_pairs(
     limit_per_file: int | None = None,
     split: str = "train",
     force: bool = False,
+    fail_on_empty: bool = False,
 ) -> BuildResult:
     """Read pairwise rows (file, folder of files, or hub id) and publish `pairs/<dataset>/vN`."""
     if format not in FORMATS:
@@ -360,4 +365,5 @@ def build_pairs(
         ),
         build=build,
         force=force,
+        fail_on_empty=fail_on_empty,
     )

@@ -380,8 +380,11 @@ def pairs_from_table(
     comp = comp.unique(subset=["p", "cid"], keep="first", maintain_order=True)
     dropped["duplicate_completion"] = before - comp.height
     before = comp.height
-    comp = comp.filter(pl.col("rating").is_not_null())
+    comp = comp.filter(pl.col("rating").is_not_null() & ~pl.col("rating").is_nan())
     dropped["missing_rating"] = before - comp.height
+    before = comp.height
+    comp = comp.filter(pl.col("rating").is_finite())  # Infinity would rank above every real rating
+    dropped["non_finite_rating"] = before - comp.height
     sizes = comp.group_by("p").len()
     enough = sizes.filter(pl.col("len") >= 2).select("p")
     dropped["too_few_completions"] = len(kept_rows) - enough.height
@@ -501,6 +504,7 @@ def build_ultrafeedback(
     seed: int = 0,
     split: str = "train",
     force: bool = False,
+    fail_on_empty: bool = False,
 ) -> BuildResult:
     """Read raw UltraFeedback rows (file, folder or hub id), pair them and publish `pairs/<dataset>/vN`."""
     validate_options(pairing, rating, min_gap, limit)
@@ -536,4 +540,5 @@ def build_ultrafeedback(
         load=lambda: load(source, split=split, limit=limit, schema=READ_SCHEMA, defer_fingerprints=True),
         build=build,
         force=force,
+        fail_on_empty=fail_on_empty,
     )

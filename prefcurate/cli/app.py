@@ -54,6 +54,11 @@ class FriendlyGroup(TyperGroup):
             # One plain line on stderr (no box, no traceback), exit code 1.
             print(f"Error: {exc}", file=sys.stderr)
             raise Exit(1) from None
+        except OSError as exc:
+            # Last net for what the library did not name itself (a disk, a permission, a device).
+            where = f"{exc.filename}: " if exc.filename else ""
+            print(f"Error: {where}{exc.strerror or exc}", file=sys.stderr)
+            raise Exit(1) from None
         except KeyboardInterrupt:
             print("Interrupted: rerun the same command to resume from the finished shards.", file=sys.stderr)
             raise Exit(130) from None

@@ -3,7 +3,6 @@ held-out split, and files any DPO trainer can read."""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -19,6 +18,7 @@ from prefcurate.bucket.spec import Easy, Strategy
 from prefcurate.bucket.split import split_dataset
 
 from ..errors import ConfigError
+from ..render import json_text
 from .app import Format, FormatOpt, StoreOpt, app, default_of, field_default, get_store, out, render
 
 
@@ -145,7 +145,7 @@ def partition(
     result = partition_pairs(get_store(store), spec, force=force)
     m = result.manifest
     if format is Format.json:
-        sys.stdout.write(json.dumps(m, indent=2, default=str) + "\n")
+        sys.stdout.write(json_text(m))
         return
     if format is Format.table:
         counts = m["counts"]

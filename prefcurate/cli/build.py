@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
 
-from prefcurate.build import BuildResult
+from prefcurate.build import BuildResult, empty_message
 from prefcurate.build.pairs import InputFormat, build_pairs
 from prefcurate.build.ultrafeedback import Pairing, Rating, build_ultrafeedback
 
 from .app import StoreOpt, build_app, default_of, get_store, out
+
+
+def warn_if_empty(label: str, counts: dict) -> None:
+    """A loud line on stderr when a build kept nothing (the version exists, but trains nothing)."""
+    if not counts.get("kept"):
+        # One unwrapped line on stderr, so scripts and logs see it whole.
+        print(f"Warning: {label}: {empty_message(counts)}", file=sys.stderr)
 
 
 def summary(result: BuildResult) -> None:
@@ -21,6 +29,7 @@ def summary(result: BuildResult) -> None:
     dropped = c.get("dropped", {})
     if dropped:
         out.print("  dropped: " + ", ".join(f"{k}={v:,}" for k, v in sorted(dropped.items())))
+    warn_if_empty(result.ref.label, c)
 
 
 ForceOpt = Annotated[
@@ -28,6 +37,12 @@ ForceOpt = Annotated[
 ]
 LimitOpt = Annotated[
     int | None, typer.Option("--limit", help="Read only the first N rows.", show_default=False)
+]
+FailOnEmptyOpt = Annotated[
+    bool,
+    typer.Option(
+        "--fail-on-empty", help="Exit 1 and publish nothing when every row is dropped (for scripts)."
+    ),
 ]
 SplitOpt = Annotated[str, typer.Option("--split", help="Hub datasets: the split to load.")]
 
@@ -79,6 +94,7 @@ def ultrafeedback(
     split: SplitOpt = "train",
     force: ForceOpt = False,
     store: StoreOpt = None,
+    fail_on_empty: FailOnEmptyOpt = False,
 ) -> None:
     """Pair rated completions of the raw UltraFeedback schema and publish them as a new version."""
     result = build_ultrafeedback(
@@ -93,6 +109,7 @@ def ultrafeedback(
         seed=seed,
         split=split,
         force=force,
+        fail_on_empty=fail_on_empty,
     )
     summary(result)
 
@@ -167,6 +184,7 @@ def pairs(
     split: SplitOpt = "train",
     force: ForceOpt = False,
     store: StoreOpt = None,
+    fail_on_empty: FailOnEmptyOpt = False,
 ) -> None:
     """Import data that is already pairwise (flat, TRL conversational, H4 binarized, HH-RLHF)."""
     result = build_pairs(
@@ -185,5 +203,6 @@ def pairs(
         limit_per_file=limit_per_file,
         split=split,
         force=force,
+        fail_on_empty=fail_on_empty,
     )
     summary(result)

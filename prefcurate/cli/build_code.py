@@ -12,6 +12,7 @@ from prefcurate.build.code import CodeInputFormat as InputFormat
 from prefcurate.build.code import CodePairing as Pairing
 
 from .app import StoreOpt, build_app, field_default, get_store, out
+from .build import FailOnEmptyOpt, warn_if_empty
 
 
 @build_app.command("code")
@@ -71,6 +72,7 @@ def code(
         typer.Option("--force", help="Rebuild even if a version with the same inputs and options exists."),
     ] = False,
     store: StoreOpt = None,
+    fail_on_empty: FailOnEmptyOpt = False,
 ) -> None:
     """Run every sample's unit tests in the sandbox and pair samples by pass count (resumable: rerun to continue)."""
     opts = CodeBuildOptions(
@@ -87,6 +89,7 @@ def code(
         require_isolation=require_isolation,
         name=name,
         force=force,
+        fail_on_empty=fail_on_empty,
     )
     result = build_code(get_store(store), opts)
     c = result.counts
@@ -98,3 +101,4 @@ def code(
     dropped = c.get("dropped", {})
     if dropped:
         out.print("  dropped: " + ", ".join(f"{k}={v:,}" for k, v in dropped.items()))
+    warn_if_empty(result.ref.label, c)

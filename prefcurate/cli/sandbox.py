@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import sys
 from pathlib import Path
 from typing import Annotated
 
+import pyarrow as pa
 import typer
 
+from ..render import json_text, to_csv
 from ..sandbox.files import FileRun, run_file
 from .app import Format, FormatOpt, sandbox_app
 
@@ -79,7 +78,7 @@ def run(
         require_isolation=require_isolation,
     )
     if fmt is Format.json:
-        sys.stdout.write(json.dumps(as_json(done), ensure_ascii=False, indent=2) + "\n")
+        sys.stdout.write(json_text(as_json(done)))
     elif fmt is Format.csv:
         sys.stdout.write(as_csv(done))
     else:
@@ -100,13 +99,21 @@ def as_json(done: FileRun) -> dict:
 
 def as_csv(done: FileRun) -> str:
     """One row per test unit (the run's status and reason repeated on each)."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["unit", "status", "message", "test", "run_status", "run_reason"])
     res = done.result
-    for i, (unit, source) in enumerate(zip(res.units, done.units, strict=False), 1):
-        writer.writerow([i, unit.status, unit.message, source, res.status, res.reason])
-    return buf.getvalue()
+    rows = [
+        {
+            "unit": i,
+            "status": u.status,
+            "message": u.message,
+            "test": src,
+            "run_status": res.status,
+            "run_reason": res.reason,
+        }
+        for i, (u, src) in enumerate(zip(res.units, done.units, strict=False), 1)
+    ]
+    names = ["unit", "status", "message", "test", "run_status", "run_reason"]
+    schema = pa.schema([("unit", pa.int64()), *((n, pa.string()) for n in names[1:])])
+    return to_csv(pa.Table.from_pylist(rows, schema=schema))  # the one CSV dialect (render.py)
 
 
 def as_text(done: FileRun) -> str:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Annotated
 
 import pyarrow as pa
 import typer
 
-from prefcurate.store import KINDS
+from prefcurate.store import KINDS, kinds_for
 
 from ..errors import StoreError
+from ..render import json_text
 from .app import Format, FormatOpt, StoreOpt, app, get_store, out, render
 
 
@@ -54,7 +56,7 @@ def info(
 ) -> None:
     """Show a version's manifest: command, options, inputs (lineage), counts kept and dropped."""
     st = get_store(store)
-    for kind in KINDS:
+    for kind in kinds_for(name):
         if st.versions(kind, name):
             ref = st.get(kind, name, version)
             break
@@ -63,7 +65,7 @@ def info(
         raise StoreError(f"nothing named {name!r} in store {st.root} (have: {', '.join(have) or 'nothing'})")
     m = ref.manifest
     if format is Format.json:
-        out.print_json(json.dumps(m, default=str))
+        sys.stdout.write(json_text(m))  # plain strict JSON, no Rich markup
         return
     versions = ", ".join(r.version for r in st.versions(ref.kind, ref.name))
     out.print(f"[bold]{ref.label}[/bold]  (versions: {versions})")

@@ -7,7 +7,6 @@ value sort last; ties are broken by pair_id so the order is deterministic.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pyarrow as pa
@@ -15,6 +14,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from prefcurate.errors import ConfigError
+from prefcurate.render import write_csv, write_jsonl
 from prefcurate.score import get_signal
 from prefcurate.store import Store, VersionRef
 
@@ -141,11 +141,9 @@ def write_ranking(table: pa.Table, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".parquet":
         pq.write_table(table, path)
-    elif suffix == ".csv":
-        import pyarrow.csv as pacsv
-
-        pacsv.write_csv(table, path)
+    elif suffix == ".csv":  # the same dialect as `rank -f csv` (render.py)
+        with path.open("w", encoding="utf-8", newline="") as fh:
+            write_csv(table, fh)
     else:
         with path.open("w", encoding="utf-8") as fh:
-            for row in table.to_pylist():
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+            write_jsonl(table, fh)

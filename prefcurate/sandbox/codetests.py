@@ -347,7 +347,7 @@ class LazySuiteRunner:
     ran something (None before), for the manifest."""
 
     def __init__(self, workers: int | None, timeout: float, require_isolation: bool = False) -> None:
-        from .sandbox.pool import validate_limits
+        from prefcurate.sandbox.pool import validate_limits
 
         validate_limits(timeout, 512, 10_000_000, workers)  # before anything runs
         self.workers, self.timeout, self.require_isolation = workers, timeout, require_isolation
@@ -355,7 +355,7 @@ class LazySuiteRunner:
         self.isolation: dict[str, Any] | None = None
 
     def __call__(self, jobs: Sequence[tuple[str, TestSuite]]) -> list[CompletionResult]:
-        from .sandbox import SandboxPool
+        from prefcurate.sandbox import SandboxPool
 
         if self.pool is None:
             self.pool = SandboxPool(

@@ -184,6 +184,17 @@ class RunContext:
         return pa.concat_tables(outputs, promote_options="default")
 
 
+def computed_on(sig_ref: VersionRef, pairs_ref: VersionRef) -> bool:
+    """Whether a signal version holds values for exactly these pairs: the same version, or another
+    version with the same content fingerprint (`build --force` republishes identical rows), which is
+    also what `run_signal` reuses on. Reuse and staleness must agree, or the user loops."""
+    on = sig_ref.manifest.get("inputs", {}).get("pairs", {})
+    if on.get("version") == pairs_ref.version:
+        return True
+    fp = pairs_ref.manifest.get("fingerprint")
+    return fp is not None and on.get("fingerprint") == fp
+
+
 def run_signal(
     store: Store,
     dataset: str,
@@ -194,8 +205,15 @@ def run_signal(
 ) -> tuple[VersionRef, bool]:
     """Compute `signal` for a dataset's pairs and publish it. Returns (version, reused).
 
-    The same signal spec over the same pairs version is reused unless `force`.
+    The same signal spec over the same pairs content is reused unless `force`.
     """
+    with store.lock("scores", f"{dataset}/{signal.name}"):
+        return _run_signal(store, dataset, signal, pairs_version, force)
+
+
+def _run_signal(
+    store: Store, dataset: str, signal: Signal, pairs_version: str | None, force: bool
+) -> tuple[VersionRef, bool]:
     pairs_ref = store.get("pairs", dataset, pairs_version)
     pairs_fp = pairs_ref.manifest.get("fingerprint", pairs_ref.label)
     spec = signal.spec()

@@ -12,7 +12,9 @@ from prefcurate.store.versions import (
     Store,
     VersionRef,
     check_name,
+    check_ref_name,
     command_line,
+    kinds_for,
     parse_ref,
     write_parquet,
 )
@@ -25,6 +27,8 @@ __all__ = [
     "Store",
     "VersionRef",
     "check_name",
+    "check_ref_name",
+    "kinds_for",
     "command_line",
     "parse_ref",
     "write_parquet",

@@ -17,6 +17,7 @@ Long jobs keep resumable shards under `.work/<kind>/<name>/<fingerprint>/`.
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import json
 import os
 import re
@@ -35,20 +36,35 @@ import pyarrow.parquet as pq
 from prefcurate import __version__
 from prefcurate.errors import StoreError
 
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; publishing stays atomic, reuse may race
+    fcntl = None  # type: ignore[assignment]
+
 KINDS = ("pairs", "scores", "buckets", "runs", "evals")
 DEFAULT_STORE = "prefstore"
 _VERSION_RE = re.compile(r"^v(\d+)$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+MAX_NAME = 100  # well under the 255-byte file-name limit, leaving room for suffixes
+
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}
 
 # Fixed writer options so the same table always gives byte-identical files.
 PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "row_group_size": 50_000, "write_statistics": True}
 
 
 def check_name(name: str, what: str = "name") -> str:
+    """A store name: one path component (no `/`, `..`), so it can never reach outside the store."""
     if not _NAME_RE.match(name or ""):
         raise StoreError(
             f"invalid {what} {name!r}: use letters, digits, '.', '_' or '-', starting with a letter or digit"
         )
+    if "__" in name:
+        raise StoreError(
+            f"invalid {what} {name!r}: '__' separates the parts of SQL view names and signal columns"
+        )
+    if len(name) > MAX_NAME:
+        raise StoreError(f"invalid {what} {name[:20]!r}...: {len(name)} characters (at most {MAX_NAME})")
     return name
 
 
@@ -60,6 +76,40 @@ def parse_ref(text: str) -> tuple[str, str | None]:
             f"{text!r}: a version is written NAME@vN (e.g. {name}@v1), got {version!r} after '@'"
         )
     return name, version or None
+
+
+def check_ref_name(kind: str, name: str) -> str:
+    """`dataset` (pairs, buckets, runs) or `dataset/signal` (scores), each part a valid name."""
+    parts = name.split("/") if kind == "scores" else [name]
+    if kind == "scores" and len(parts) != 2:
+        raise StoreError(f"invalid signal name {name!r}: expected <dataset>/<signal>")
+    what = {"pairs": "dataset name", "buckets": "bucket set name", "runs": "run name"}.get(
+        kind, "dataset name"
+    )
+    for part, label in zip(parts, (what, "signal name"), strict=False):
+        check_name(part, label)
+    return name
+
+
+def _valid(kind: str, name: str) -> bool:
+    try:
+        check_ref_name(kind, name)
+    except StoreError:
+        return False
+    return True
+
+
+def kinds_for(name: str) -> tuple[str, ...]:
+    """The kinds a user-given name can refer to (`a/b` is a signal), after checking it is a valid name."""
+    kinds = ("scores",) if "/" in name else ("pairs", "buckets", "runs")
+    check_ref_name(kinds[0], name)
+    return kinds
+
+
+def write_error(root: Path, exc: OSError) -> StoreError:
+    """One line for a store that cannot be written (read-only, full disk, permissions)."""
+    why = exc.strerror or str(exc)
+    return StoreError(f"cannot write to store {root}: {why}; nothing was published")
 
 
 def write_parquet(table: pa.Table, path: Path) -> None:
@@ -144,6 +194,8 @@ class Store:
     def __init__(self, root: str | Path | None = None) -> None:
         root = root or os.environ.get("PREFCURATE_STORE") or DEFAULT_STORE
         self.root = Path(root).expanduser().resolve()
+        if self.root.exists() and not self.root.is_dir():
+            raise StoreError(f"--store {self.root} is a file, not a store folder")
 
     def __repr__(self) -> str:
         return f"Store({str(self.root)!r})"
@@ -152,7 +204,7 @@ class Store:
     def _base(self, kind: str, name: str) -> Path:
         if kind not in KINDS:
             raise StoreError(f"unknown store kind {kind!r}; expected one of {', '.join(KINDS)}")
-        return self.root / kind / name
+        return self.root / kind / check_ref_name(kind, name)
 
     def names(self, kind: str) -> list[str]:
         """Names with at least one version (`dataset/signal` for scores)."""
@@ -164,7 +216,7 @@ class Store:
             for p in base.rglob("manifest.json")
             if _VERSION_RE.match(p.parent.name) and p.parent.parent != base
         }
-        return sorted(found)
+        return sorted(n for n in found if _valid(kind, n))  # a folder made by hand with a bad name: skipped
 
     def versions(self, kind: str, name: str) -> list[VersionRef]:
         base = self._base(kind, name)
@@ -228,13 +280,20 @@ class Store:
         exit the manifest is written last and the folder is renamed to the next free `vN`;
         on an exception the temporary folder is removed and nothing is published.
         """
-        for part in name.split("/"):
-            check_name(part)
+        self._base(kind, name)  # validates the name before anything is written
         tmp = self.root / ".tmp" / f"{kind}-{uuid.uuid4().hex}"
-        tmp.mkdir(parents=True)
+        try:
+            tmp.mkdir(parents=True)
+        except OSError as exc:
+            raise write_error(self.root, exc) from None
         pub = Publication(self, kind, name, tmp, dict(manifest or {}))
         try:
-            yield pub
+            try:
+                yield pub
+            except OSError as exc:
+                if exc.errno in _WRITE_ERRNOS:
+                    raise write_error(self.root, exc) from None
+                raise
             base = self._base(kind, name)
             base.mkdir(parents=True, exist_ok=True)
             while True:
@@ -253,9 +312,12 @@ class Store:
                     {"path": str(p.relative_to(tmp)), "bytes": p.stat().st_size}
                     for p in sorted(tmp.rglob("*.parquet"))
                 ]
-                (tmp / "manifest.json").write_text(
-                    json.dumps(doc, indent=2, sort_keys=False, default=str) + "\n"
-                )
+                try:
+                    (tmp / "manifest.json").write_text(
+                        json.dumps(doc, indent=2, sort_keys=False, default=str) + "\n"
+                    )
+                except OSError as exc:
+                    raise write_error(self.root, exc) from None
                 try:
                     os.rename(tmp, base / version)  # atomic on one filesystem; fails if taken
                 except OSError:
@@ -269,11 +331,42 @@ class Store:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
 
+    @contextmanager
+    def lock(self, kind: str, name: str) -> Iterator[None]:
+        """Hold the writer lock of (kind, name): the reuse check, the work and the publish run alone.
+
+        A second writer of the same name waits here, then finds the first one's version and reuses it,
+        so two identical builds started together publish one version. An advisory `flock`: it goes away
+        with the process, so a kill -9 never leaves a stale lock.
+        """
+        self._base(kind, name)
+        path = self.root / ".locks" / kind / f"{name.replace('/', '--')}.lock"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fh = open(path, "a+")  # noqa: SIM115  # held until the `with` ends
+        except OSError as exc:
+            raise write_error(self.root, exc) from None
+        try:
+            if fcntl is not None:
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    print(f"waiting for another writer of {kind}/{name} ...", file=sys.stderr, flush=True)
+                    fcntl.flock(fh, fcntl.LOCK_EX)
+            yield
+        finally:
+            fh.close()  # closing releases the lock
+
     def work_dir(self, kind: str, name: str, fingerprint: str) -> Path:
         """Folder for resumable shards of a long job; same fingerprint, same folder."""
-        path = self.root / ".work" / kind / name / fingerprint
-        path.mkdir(parents=True, exist_ok=True)
+        path = self.root / ".work" / kind / self._base(kind, name).relative_to(self.root / kind) / fingerprint
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise write_error(self.root, exc) from None
         return path
 
     def clear_work_dir(self, kind: str, name: str, fingerprint: str) -> None:
-        shutil.rmtree(self.root / ".work" / kind / name / fingerprint, ignore_errors=True)
+        shutil.rmtree(
+            self.root / ".work" / kind / check_ref_name(kind, name) / fingerprint, ignore_errors=True
+        )

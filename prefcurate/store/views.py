@@ -11,7 +11,10 @@ Views made on every connection:
     evals                          per-task outcome evaluations of every run and stage (all versions)
     drops                          pairs dropped per reason, from the manifests of every pairs and bucket version
     versions                       one row per published version (kind, name, version, rows, created_at)
-Names are lowered to [a-z0-9_] (`uf-curriculum` -> `buckets__uf_curriculum`).
+Each named view exists under the exact name (`"buckets__uf-curriculum"`: quote names holding `-`
+or `.`) and, where no other view maps to it, under a lowered [a-z0-9_] alias (`buckets__uf_curriculum`).
+Names that would be ambiguous (datasets `uf-a` and `uf_a` share the alias; DuckDB matches names
+case-insensitively, so `UF` and `uf` clash) get no alias, or no view, rather than the wrong rows.
 """
 
 from __future__ import annotations
@@ -30,7 +33,36 @@ from prefcurate.store import Store, VersionRef
 
 
 def view_name(*parts: str) -> str:
+    """The lowered alias of a view (`uf-curriculum` -> `uf_curriculum`)."""
     return "__".join(re.sub(r"[^a-z0-9_]", "_", p.lower()) for p in parts)
+
+
+def exact_name(*parts: str) -> str:
+    return "__".join(parts)
+
+
+def ident(name: str) -> str:
+    """A quoted SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _create_named(con: duckdb.DuckDBPyConnection, named: dict[str, str], fixed: set[str]) -> None:
+    """Create each view under its exact name and its alias, leaving out any name two views share."""
+    taken = {n.lower() for n in fixed}
+    by_key: dict[str, list[str]] = {}
+    for name in named:
+        by_key.setdefault(name.lower(), []).append(name)
+    created = {names[0] for key, names in by_key.items() if len(names) == 1 and key not in taken}
+    for name in sorted(created):
+        con.execute(f"CREATE OR REPLACE VIEW {ident(name)} AS {named[name]}")
+    aliases: dict[str, list[str]] = {}
+    for name in created:
+        alias = view_name(*name.split("__"))
+        if alias != name:
+            aliases.setdefault(alias, []).append(name)
+    for alias, sources in sorted(aliases.items()):
+        if len(sources) == 1 and alias not in by_key and alias not in taken:
+            con.execute(f"CREATE OR REPLACE VIEW {ident(alias)} AS SELECT * FROM {ident(sources[0])}")
 
 
 def _q(s: str) -> str:
@@ -56,6 +88,7 @@ def connect(store: Store, database: str = ":memory:") -> duckdb.DuckDBPyConnecti
 
 def create_views(con: duckdb.DuckDBPyConnection, store: Store) -> None:
     version_rows: list[tuple[str, str, str, int | None, str | None]] = []
+    named: dict[str, str] = {}  # exact view name -> its SELECT, created at the end (see _create_named)
 
     # pairs
     latest_pairs: dict[str, VersionRef] = {}
@@ -63,18 +96,14 @@ def create_views(con: duckdb.DuckDBPyConnection, store: Store) -> None:
         refs = store.versions("pairs", name)
         for ref in refs:
             if ref.parquet_files():
-                con.execute(
-                    f"CREATE OR REPLACE VIEW {view_name('pairs', name, ref.version)} AS SELECT * FROM {_files_sql(ref)}"
-                )
+                named[exact_name("pairs", name, ref.version)] = f"SELECT * FROM {_files_sql(ref)}"
             m = ref.manifest
             version_rows.append(
                 ("pairs", name, ref.version, m.get("counts", {}).get("kept"), m.get("created_at"))
             )
         if refs and refs[-1].parquet_files():
             latest_pairs[name] = refs[-1]
-            con.execute(
-                f"CREATE OR REPLACE VIEW {view_name('pairs', name)} AS SELECT * FROM {_files_sql(refs[-1])}"
-            )
+            named[exact_name("pairs", name)] = f"SELECT * FROM {_files_sql(refs[-1])}"
     if latest_pairs:
         con.execute(
             "CREATE OR REPLACE VIEW pairs AS "
@@ -101,23 +130,23 @@ def create_views(con: duckdb.DuckDBPyConnection, store: Store) -> None:
             )
         if refs and refs[-1].parquet_files():
             by_signal.setdefault(signal, []).append((dataset, refs[-1]))
-            con.execute(
-                f"CREATE OR REPLACE VIEW {view_name(signal, dataset)} AS SELECT * FROM {_files_sql(refs[-1])}"
-            )
+            named[exact_name(signal, dataset)] = f"SELECT * FROM {_files_sql(refs[-1])}"
     for signal, entries in by_signal.items():
         con.execute(
-            f"CREATE OR REPLACE VIEW {view_name(signal)} AS "
+            f"CREATE OR REPLACE VIEW {ident(signal)} AS "
             + _union([f"SELECT {_q(ds)} AS dataset, * FROM {_files_sql(ref)}" for ds, ref in entries])
         )
     per_dataset = []
     for dataset in latest_pairs:
+        # Straight from the files, not through the named views (whose names may be left out).
         joins = "".join(
-            f" LEFT JOIN {view_name(signal, dataset)} USING (pair_id)"
+            f" LEFT JOIN (SELECT * FROM {_files_sql(ref)}) USING (pair_id)"
             for signal, entries in sorted(by_signal.items())
-            if any(ds == dataset for ds, _ in entries)
+            for ds, ref in entries
+            if ds == dataset
         )
         per_dataset.append(
-            f"SELECT {_q(dataset)} AS dataset, * FROM (SELECT pair_id FROM {view_name('pairs', dataset)}){joins}"
+            f"SELECT {_q(dataset)} AS dataset, * FROM (SELECT pair_id FROM {_files_sql(latest_pairs[dataset])}){joins}"
         )
     if per_dataset:
         con.execute("CREATE OR REPLACE VIEW scores AS " + _union(per_dataset))
@@ -128,6 +157,7 @@ def create_views(con: duckdb.DuckDBPyConnection, store: Store) -> None:
 
     # buckets
     latest_buckets = []
+    bucket_sql: dict[tuple[str, str], str] = {}
     for name in store.names("buckets"):
         refs = store.versions("buckets", name)
         for ref in refs:
@@ -136,19 +166,17 @@ def create_views(con: duckdb.DuckDBPyConnection, store: Store) -> None:
                 ("buckets", name, ref.version, m.get("counts", {}).get("kept"), m.get("created_at"))
             )
             if ref.parquet_files():
-                con.execute(
-                    f"CREATE OR REPLACE VIEW {view_name('buckets', name, ref.version)} AS SELECT {_q(name)} AS name, "
-                    f"{_q(ref.version)} AS version, * FROM {_files_sql(ref, hive=True)}"
+                bucket_sql[(name, ref.version)] = (
+                    f"SELECT {_q(name)} AS name, {_q(ref.version)} AS version, * FROM {_files_sql(ref, hive=True)}"
                 )
+                named[exact_name("buckets", name, ref.version)] = bucket_sql[(name, ref.version)]
         if refs and refs[-1].parquet_files():
             latest_buckets.append(refs[-1])
-            con.execute(
-                f"CREATE OR REPLACE VIEW {view_name('buckets', name)} AS SELECT * FROM {view_name('buckets', name, refs[-1].version)}"
-            )
+            named[exact_name("buckets", name)] = bucket_sql[(name, refs[-1].version)]
     if latest_buckets:
         con.execute(
             "CREATE OR REPLACE VIEW buckets AS "
-            + _union([f"SELECT * FROM {view_name('buckets', r.name, r.version)}" for r in latest_buckets])
+            + _union([bucket_sql[(r.name, r.version)] for r in latest_buckets])
         )
     else:
         # No bucket set yet: an empty view with the bucket files' columns, so canned queries still bind.
@@ -199,6 +227,8 @@ def create_views(con: duckdb.DuckDBPyConnection, store: Store) -> None:
     )
     con.register("_versions_arrow", versions)
     con.execute("CREATE OR REPLACE VIEW versions AS SELECT * FROM _versions_arrow")
+    fixed = {"pairs", "scores", "buckets", "runs", "drops", "versions", *by_signal}
+    _create_named(con, named, fixed)
 
 
 def _create_evals_view(con: duckdb.DuckDBPyConnection, store: Store, version_rows: list) -> None:
@@ -342,6 +372,40 @@ def resolve_params(query: CannedQuery, given: dict[str, str]) -> dict[str, Any]:
     return values
 
 
+SIGNAL_PARAMS = ("signal", "a", "b")  # canned-query parameters that name a `<signal>__<field>` column
+
+
+def check_canned_values(store: Store, query: CannedQuery, values: dict[str, Any]) -> None:
+    """A dataset, bucket set or signal column that does not exist would give an empty table: say so."""
+    datasets, bucket_sets = store.names("pairs"), store.names("buckets")
+    dataset = values.get("dataset")
+    if dataset is not None and dataset not in datasets:
+        raise ConfigError(
+            f"canned query {query.name!r}: no dataset {dataset!r} in store {store.root} "
+            f"(have: {', '.join(datasets) or 'none'})"
+        )
+    name = values.get("name")
+    if name is not None and name not in bucket_sets and name not in datasets:
+        have = ", ".join([*datasets, *bucket_sets]) or "none"
+        raise ConfigError(
+            f"canned query {query.name!r}: no dataset or bucket set {name!r} in store {store.root} (have: {have})"
+        )
+    wanted = [(p, values[p]) for p in SIGNAL_PARAMS if isinstance(values.get(p), str)]
+    if not wanted:
+        return
+    columns = [c for c in run_sql(store, "SELECT * FROM scores LIMIT 0").column_names if "__" in c]
+    for param, column in wanted:
+        signal = column.partition("__")[0]
+        targets = [dataset] if dataset is not None else datasets
+        with_it = [d for d in targets if f"{d}/{signal}" in store.names("scores")]
+        if column not in columns or not with_it:
+            where = f"dataset {dataset!r} has no" if dataset is not None else "no dataset has a"
+            raise ConfigError(
+                f"canned query {query.name!r}: --param {param}={column}: {where} signal column {column!r} "
+                f"(have: {', '.join(columns) or 'none; score a dataset first'})"
+            )
+
+
 def to_arrow(result: duckdb.DuckDBPyConnection | duckdb.DuckDBPyRelation) -> pa.Table:
     """Fetch a DuckDB result as Arrow across DuckDB 1.x and 2.x method names."""
     for method in ("to_arrow_table", "fetch_arrow_table", "arrow"):
@@ -359,9 +423,38 @@ def run_sql(store: Store, sql: str, params: dict[str, Any] | None = None) -> pa.
         return to_arrow(rel) if rel is not None else pa.table({})
     except duckdb.Error as exc:
         msg = str(exc).strip().splitlines()[0]
-        raise PrefcurateError(f"SQL error: {msg}") from exc
+        raise PrefcurateError(f"SQL error: {msg}{_name_hint(con, sql, exc)}") from exc
     finally:
         con.close()
+
+
+def view_names(con: duckdb.DuckDBPyConnection) -> list[str]:
+    rows = con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal ORDER BY 1").fetchall()
+    return [r[0] for r in rows]
+
+
+def _listing(names: list[str]) -> str:
+    shown = names if len(names) <= 40 else [*names[:40], f"... {len(names) - 40} more"]
+    return ", ".join(shown)
+
+
+def _name_hint(con: duckdb.DuckDBPyConnection, sql: str, exc: duckdb.Error) -> str:
+    """For a name that does not exist, which names do; for `a-b` written unquoted, how to quote it."""
+    names = view_names(con)
+    lowered = {n.lower(): n for n in names}
+    for token in re.findall(r'(?<!["\w])([A-Za-z_][\w.]*(?:-[\w.]+)+)', sql):
+        if token.lower() in lowered:
+            exact = lowered[token.lower()]
+            alias = view_name(*exact.split("__"))
+            defs = con.execute("SELECT sql FROM duckdb_views() WHERE view_name = ?", [alias]).fetchall()
+            is_alias = bool(defs) and defs[0][0].rstrip(";").endswith(f"FROM {ident(exact)}")
+            also = f" or its alias {alias}" if is_alias else ""
+            return f' (a name holding "-" must be quoted: "{exact}"{also})'
+        if "__" in token:
+            return f" (no view named {token!r}; views: {_listing(names)})"
+    if isinstance(exc, duckdb.CatalogException) and "does not exist" in str(exc):
+        return f" (views: {_listing(names)})"
+    return ""
 
 
 def run_named(store: Store, name_or_sql: str, given: dict[str, str] | None = None) -> pa.Table:
@@ -370,7 +463,9 @@ def run_named(store: Store, name_or_sql: str, given: dict[str, str] | None = Non
     canned = canned_queries()
     if name_or_sql in canned:
         q = canned[name_or_sql]
-        return run_sql(store, q.sql, resolve_params(q, given))
+        values = resolve_params(q, given)
+        check_canned_values(store, q, values)
+        return run_sql(store, q.sql, values)
     path = Path(name_or_sql)
     if name_or_sql.endswith(".sql") and path.is_file():
         in_file = (
