@@ -228,7 +228,7 @@ def export(
         ExportFormat,
         typer.Option(
             "--format",
-            help="trl: TRL's conversational form as train.parquet, train.jsonl and a datasets.load_from_disk folder per bucket; jsonl / parquet: flat rows for other trainers.",
+            help="trl: TRL's conversational form as data/bucket_<k>.parquet, jsonl/bucket_<k>.jsonl and a DatasetDict (splits bucket_0, ...); jsonl / parquet: flat rows for other trainers.",
         ),
     ] = ExportFormat.trl,
     with_ref_logps: Annotated[
@@ -262,7 +262,7 @@ def export(
             {
                 "bucket": pa.array([b["bucket"] for b in order["buckets"]], pa.int64()),
                 "rows": pa.array([b["rows"] for b in order["buckets"]], pa.int64()),
-                "path": [b["path"] for b in order["buckets"]],
+                "split": [b["split"] for b in order["buckets"]],
                 "files": [", ".join(b["files"]) for b in order["buckets"]],
             }
         )
