@@ -277,3 +277,20 @@ def test_dpo_trainer_tokenizes_the_export(store: Store, tmp_path: Path, tiny_mod
     assert batch["ref_chosen_logps"].tolist() == pytest.approx(
         [ds[0]["ref_chosen_logps"], ds[1]["ref_chosen_logps"]]
     )
+
+
+def test_push_to_hub_offline_is_one_line(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Offline (as here) --push-to-hub stops with one line after writing the export; a flat export is refused first."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    runner = CliRunner()
+    base = ["export", "uf-cur", "--store", str(store.root), "--push-to-hub", "me/uf-cur"]
+    res = runner.invoke(app, [*base, "--out", str(tmp_path / "a")])
+    assert res.exit_code == 1 and res.stderr == (
+        "Error: --push-to-hub me/uf-cur: cannot reach the Hugging Face hub (HF_HUB_OFFLINE is set)\n"
+    )
+    assert (tmp_path / "a" / "dataset").is_dir()  # the local export is complete all the same
+    res = runner.invoke(app, [*base, "--out", str(tmp_path / "b"), "--format", "parquet"])
+    assert res.exit_code == 1 and "uploads a --format trl export" in res.stderr
+    assert not (tmp_path / "b").exists()

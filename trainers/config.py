@@ -13,6 +13,28 @@ ORDERS = ("shuffle", "sequential")
 DTYPES = ("auto", "fp32", "bf16")
 REF_MODES = ("auto", "compute", "require")
 LR_SCHEDULERS = ("linear", "constant", "cosine")
+# TrainingArguments.report_to's values (transformers' INTEGRATION_TO_CALLBACK keys, plus all/none); kept
+# here so validating a config does not import transformers. Where the integration is missing, TRL says so.
+REPORT_TO = (
+    "none",
+    "all",
+    "azure_ml",
+    "clearml",
+    "codecarbon",
+    "comet_ml",
+    "dagshub",
+    "dvclive",
+    "flyte",
+    "kubeflow",
+    "mlflow",
+    "neptune",
+    "swanlab",
+    "tensorboard",
+    "trackio",
+    "wandb",
+)
+# Settings that do not change what is trained: a resumed run may differ in them.
+NOT_RECORDED_FOR_RESUME = ("report_to",)
 
 
 def parse_epochs(value: str | int | list[int] | tuple[int, ...] | None) -> tuple[int, ...]:
@@ -43,6 +65,18 @@ def parse_epochs(value: str | int | list[int] | tuple[int, ...] | None) -> tuple
     return tuple(result)
 
 
+def parse_report_to(value: str | list[str] | tuple[str, ...] | None) -> str:
+    """`"wandb,tensorboard"` or a list -> the normalised comma-joined names; each one TRL accepts."""
+    items = value.split(",") if isinstance(value, str) else list(value or ["none"])
+    names = [str(v).strip() for v in items if str(v).strip()] or ["none"]
+    for name in names:
+        if name not in REPORT_TO:
+            raise ConfigError(f"--report-to must be one or more of {', '.join(REPORT_TO)}, got {name!r}")
+    if len(names) > 1 and ("none" in names or "all" in names):
+        raise ConfigError(f"--report-to 'none' and 'all' stand alone, got {','.join(names)!r}")
+    return ",".join(names)
+
+
 @dataclass
 class TrainConfig:
     """Everything that determines a training run (recorded in run.json; a resumed run must match it).
@@ -57,6 +91,8 @@ class TrainConfig:
     ref_logps     auto: inject the reference log-probs of a matching log-prob signal, else compute them;
                   compute: always compute; require: fail unless they can be injected where the reference
                   is the starting model
+    report_to     where TRL logs too (TrainingArguments.report_to: "none", "wandb", "tensorboard,mlflow"...);
+                  per-step metrics always go to the store
     """
 
     schedule: str = "curriculum"
@@ -76,9 +112,11 @@ class TrainConfig:
     ref_logps: str = "auto"
     eval_max_pairs: int | None = None
     eval_batch_tokens: int = 4096
+    report_to: str = "none"
 
     def __post_init__(self) -> None:
         self.epochs_per_stage = parse_epochs(self.epochs_per_stage)
+        self.report_to = parse_report_to(self.report_to)
         self._choice("schedule", SCHEDULES)
         self._choice("order", ORDERS)
         self._choice("dtype", DTYPES)
@@ -128,6 +166,10 @@ class TrainConfig:
             raise ConfigError(f"{self._flag(name)} must be a whole number >= 1, got {value!r}")
 
     # -- derived -----------------------------------------------------------------------------------
+    def report_to_list(self) -> list[str]:
+        """TrainingArguments.report_to: [] for none (TRL's own default would try every integration)."""
+        return [] if self.report_to == "none" else self.report_to.split(",")
+
     def epochs_for(self, stage: int, n_stages: int) -> int:
         """Epochs of stage `stage` (1-based) in a run of `n_stages` stages."""
         if len(self.epochs_per_stage) == 1:

@@ -308,3 +308,35 @@ def _brief(ref_info: dict[str, Any] | None) -> dict[str, Any] | None:
     if ref_info is None:
         return None
     return {"signal_version": ref_info["signal_version"], "dtype": ref_info.get("dtype")}
+
+
+def push_to_hub(out: Path, repo_id: str, *, private: bool = False) -> str:
+    """Upload an export's `DatasetDict` (splits bucket_0, bucket_1, ...) and its order.json to the hub.
+
+    `datasets` writes the dataset card with one split per bucket, so `load_dataset(repo_id)` gives the
+    buckets in order. Returns the dataset's URL.
+    """
+    from prefcurate.hub import probe
+
+    folder = Path(out) / "dataset"
+    if not folder.is_dir():
+        raise ConfigError(f"--push-to-hub uploads a --format trl export; {out} has no dataset/ folder")
+    reach = probe(repo_id)
+    if not reach.reachable:
+        raise ConfigError(f"--push-to-hub {repo_id}: cannot reach the Hugging Face hub ({reach.reason})")
+    import datasets
+    from huggingface_hub import HfApi
+
+    try:
+        datasets.load_from_disk(str(folder)).push_to_hub(repo_id, private=private)
+        HfApi().upload_file(
+            path_or_fileobj=str(Path(out) / "order.json"),
+            path_in_repo="order.json",
+            repo_id=repo_id,
+            repo_type="dataset",
+        )
+    except Exception as exc:  # auth, permissions, network: one line for the user
+        raise ConfigError(
+            f"--push-to-hub {repo_id}: {str(exc).splitlines()[0] if str(exc) else exc!r}"
+        ) from None
+    return f"https://huggingface.co/datasets/{repo_id}"

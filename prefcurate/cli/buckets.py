@@ -240,8 +240,21 @@ def export(
     ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out folder.")] = False,
     store: StoreOpt = None,
+    push_to_hub: Annotated[
+        str | None,
+        typer.Option(
+            "--push-to-hub",
+            help="Also upload the DatasetDict (splits bucket_0, bucket_1, ...) and order.json to this hub dataset repo.",
+            show_default=False,
+        ),
+    ] = None,
+    private: Annotated[
+        bool, typer.Option("--private", help="--push-to-hub: create the repo private.")
+    ] = False,
 ) -> None:
     """Write a bucket set, bucket by bucket in training order, plus order.json."""
+    if push_to_hub and format.value != "trl":
+        raise ConfigError(f"--push-to-hub uploads a --format trl export (a DatasetDict), not {format.value}")
     result = export_buckets(
         get_store(store),
         buckets,
@@ -267,3 +280,7 @@ def export(
             }
         )
     )
+    if push_to_hub:
+        from prefcurate.bucket.export import push_to_hub as push
+
+        out.print(f"Pushed to {push(result.out, push_to_hub, private=private)}")

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from prefcurate.build import BuildResult
+from prefcurate.build import BuildResult, pick_source
 from prefcurate.build.pairs import build_pairs
 from prefcurate.build.ultrafeedback import DEFAULT_HUB_ID, build_ultrafeedback
 
@@ -29,7 +29,29 @@ ForceOpt = Annotated[
 LimitOpt = Annotated[
     int | None, typer.Option("--limit", help="Read only the first N rows.", show_default=False)
 ]
-SplitOpt = Annotated[str, typer.Option("--split", help="Hub datasets: the split to load.")]
+SplitOpt = Annotated[
+    str,
+    typer.Option(
+        "--split",
+        help="Hub datasets, or a folder of split files (train.jsonl, eval.jsonl): the split to load.",
+    ),
+]
+HubConfigOpt = Annotated[
+    str | None,
+    typer.Option("--config", help="Hub datasets: the configuration (subset) name.", show_default=False),
+]
+HubDataDirOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--data-dir",
+        help="Hub datasets: a folder inside the repo, e.g. harmless-base of Anthropic/hh-rlhf.",
+        show_default=False,
+    ),
+]
+SourceArg = Annotated[
+    str | None,
+    typer.Argument(help="The input (same as --from): a file, a folder or a hub id.", show_default=False),
+]
 
 
 @build_app.command("ultrafeedback")
@@ -77,8 +99,12 @@ def ultrafeedback(
     split: SplitOpt = "train",
     force: ForceOpt = False,
     store: StoreOpt = None,
+    source_arg: SourceArg = None,
+    hub_config: HubConfigOpt = None,
+    hub_data_dir: HubDataDirOpt = None,
 ) -> None:
     """Pair rated completions of the raw UltraFeedback schema and publish them as a new version."""
+    source = pick_source(source_arg, None if source == DEFAULT_HUB_ID else source, DEFAULT_HUB_ID)
     result = build_ultrafeedback(
         get_store(store),
         source,
@@ -91,6 +117,8 @@ def ultrafeedback(
         seed=seed,
         split=split,
         force=force,
+        hub_config=hub_config,
+        hub_data_dir=hub_data_dir,
     )
     summary(result)
 
@@ -98,11 +126,12 @@ def ultrafeedback(
 @build_app.command("pairs")
 def pairs(
     source: Annotated[
-        str,
+        str | None,
         typer.Argument(
-            help="Hub id, or a .jsonl/.json/.parquet file (optionally .gz), or a folder of them (source = file stem)."
+            help="Hub id, or a .jsonl/.json/.parquet/.csv file (optionally .gz), or a folder of them (source = file stem; files named train/eval/test are splits). Or --from.",
+            show_default=False,
         ),
-    ],
+    ] = None,
     format: Annotated[
         str,
         typer.Option(
@@ -165,11 +194,16 @@ def pairs(
     split: SplitOpt = "train",
     force: ForceOpt = False,
     store: StoreOpt = None,
+    from_: Annotated[
+        str | None, typer.Option("--from", help="The input (same as SOURCE).", show_default=False)
+    ] = None,
+    hub_config: HubConfigOpt = None,
+    hub_data_dir: HubDataDirOpt = None,
 ) -> None:
     """Import data that is already pairwise (flat, TRL conversational, H4 binarized, HH-RLHF)."""
     result = build_pairs(
         get_store(store),
-        source,
+        pick_source(source, from_),
         dataset=dataset,
         format=format,
         prompt_col=prompt_col,
@@ -183,5 +217,7 @@ def pairs(
         limit_per_file=limit_per_file,
         split=split,
         force=force,
+        hub_config=hub_config,
+        hub_data_dir=hub_data_dir,
     )
     summary(result)

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from prefcurate.build import pick_source
 from prefcurate.build.code import CodeBuildOptions, build_code
 
 from .app import StoreOpt, build_app, get_store, out
@@ -15,11 +16,12 @@ from .app import StoreOpt, build_app, get_store, out
 @build_app.command("code")
 def code(
     path: Annotated[
-        Path,
+        Path | None,
         typer.Argument(
-            help="Samples JSONL: a CodeT samples file, or generic {prompt, completions[], tests[] | test + entry_point}."
+            help="Samples JSONL: a CodeT samples file, or generic {prompt, completions[], tests[] | test + entry_point}. Or --from.",
+            show_default=False,
         ),
-    ],
+    ] = None,
     problems: Annotated[
         Path | None,
         typer.Option(
@@ -61,10 +63,13 @@ def code(
         typer.Option("--force", help="Rebuild even if a version with the same inputs and options exists."),
     ] = False,
     store: StoreOpt = None,
+    from_: Annotated[
+        Path | None, typer.Option("--from", help="The samples file (same as PATH).", show_default=False)
+    ] = None,
 ) -> None:
     """Run every sample's unit tests in the sandbox and pair samples by pass count (resumable: rerun to continue)."""
     opts = CodeBuildOptions(
-        path=str(path),
+        path=pick_source(str(path) if path else None, str(from_) if from_ else None),
         problems=str(problems) if problems else None,
         format=format,
         pairing=pairing,

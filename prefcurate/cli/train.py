@@ -94,6 +94,13 @@ def train(
         typer.Option(help="Run name in the store (runs/<name>/vN); default: the --out folder's name."),
     ] = None,
     report: Annotated[Path | None, typer.Option(help="Also write the run report (HTML) here.")] = None,
+    report_to: Annotated[
+        str,
+        typer.Option(
+            "--report-to",
+            help="Also log to these TRL/transformers integrations, comma-separated (wandb, tensorboard, mlflow, trackio, ...; all; none).",
+        ),
+    ] = "none",
     fmt: FormatOpt = Format.table,
     store: StoreOpt = None,
 ) -> None:
@@ -125,6 +132,7 @@ def train(
         warmup_ratio=warmup_ratio,
         ref_logps=ref_logps,
         eval_max_pairs=eval_max_pairs,
+        report_to=report_to,
     )
     result = trainers.run(
         buckets,
