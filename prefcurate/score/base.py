@@ -27,6 +27,7 @@ from prefcurate.errors import ConfigError, PrefcurateError
 from prefcurate.ids import fingerprint
 from prefcurate.progress import progress_bar
 from prefcurate.store import Store, VersionRef, write_parquet
+from prefcurate.store.versions import CACHE_SUFFIX
 
 REGISTRY: dict[str, type[Signal]] = {}
 
@@ -134,7 +135,7 @@ class RunContext:
         plan = {"rows": table.num_rows, "shard_rows": shard_rows, "schema": str(table.schema)}
         plan_path = folder / "plan.json"
         if plan_path.exists() and json.loads(plan_path.read_text()) != plan:
-            for stale in folder.glob("shard-*.parquet"):
+            for stale in [*folder.glob("shard-*.parquet"), *folder.glob(f"shard-*{CACHE_SUFFIX}")]:
                 stale.unlink()
         plan_path.write_text(json.dumps(plan))
         n_shards = max(1, math.ceil(table.num_rows / shard_rows))
@@ -144,7 +145,9 @@ class RunContext:
             started, done_new = time.perf_counter(), 0.0
             for i in range(n_shards):
                 shard = table.slice(i * shard_rows, shard_rows)
-                path = folder / f"shard-{i:05d}.parquet"
+                path = folder / f"shard-{i:05d}{CACHE_SUFFIX}"  # not data: out of `**/*.parquet` globs
+                legacy = folder / f"shard-{i:05d}.parquet"  # shards of a job started before CACHE_SUFFIX
+                path = legacy if legacy.exists() else path
                 size = weight(shard) if weight else shard.num_rows
                 if path.exists():
                     outputs.append(pq.read_table(path))
