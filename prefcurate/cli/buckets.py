@@ -60,7 +60,15 @@ PARTITION_EPILOG = (
 
 @app.command(epilog=PARTITION_EPILOG)
 def partition(
-    dataset: Annotated[str, typer.Argument(help="Dataset name in the store (see `prefcurate ls`).")],
+    dataset: Annotated[
+        str | None,
+        typer.Argument(
+            help="Dataset name in the store (see `prefcurate ls`); optional when it holds only one.",
+            show_default=False,
+            metavar="DATASET",
+        ),
+    ] = None,
+    *,  # the options after an optional DATASET need no defaults (Typer passes them by name)
     name: Annotated[str, typer.Option("--name", help="Bucket-set name; each run publishes buckets/NAME/vN.")],
     by: Annotated[
         str | None,
@@ -143,7 +151,7 @@ def partition(
     if extremes is not None and len(extremes) != 2:
         raise ConfigError(f"--drop-extremes takes two percents LOW,HIGH, got {drop_extremes!r}")
     spec = PartitionSpec(
-        dataset=dataset,
+        dataset=get_store(store).dataset_or_only(dataset),
         name=name,
         strategy=strategy.value,
         by=by,
@@ -187,7 +195,15 @@ def partition(
 
 @app.command()
 def split(
-    dataset: Annotated[str, typer.Argument(help="Dataset name in the store.")],
+    dataset: Annotated[
+        str | None,
+        typer.Argument(
+            help="Dataset name in the store; optional when it holds only one.",
+            show_default=False,
+            metavar="DATASET",
+        ),
+    ] = None,
+    *,  # the options after an optional DATASET need no defaults (Typer passes them by name)
     holdout: Annotated[
         float,
         typer.Option(
@@ -208,7 +224,12 @@ def split(
     `partition` then leaves held-out pairs out of the buckets, and `prefcurate train` evaluates on them.
     """
     r = split_dataset(
-        get_store(store), dataset, holdout=holdout, seed=seed, pairs_version=pairs_version, force=force
+        get_store(store),
+        get_store(store).dataset_or_only(dataset),
+        holdout=holdout,
+        seed=seed,
+        pairs_version=pairs_version,
+        force=force,
     )
     verb = "Reused" if r.reused else "Wrote"
     out.print(

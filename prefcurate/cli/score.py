@@ -7,13 +7,22 @@ from typing import Annotated
 import typer
 
 from prefcurate.score import get_signal, run_signal
+from prefcurate.score.subset import Subset
 
 from .app import StoreOpt, app, get_store, out
 
 
 @app.command()
 def score(
-    dataset: Annotated[str, typer.Argument(help="Dataset name in the store (see `prefcurate ls`).")],
+    dataset: Annotated[
+        str | None,
+        typer.Argument(
+            help="Dataset name in the store (see `prefcurate ls`); optional when it holds only one.",
+            show_default=False,
+            metavar="DATASET",
+        ),
+    ] = None,
+    *,  # the options after an optional DATASET need no defaults (Typer passes them by name)
     by: Annotated[
         str, typer.Option("--by", help="Signal: score-gap, logprob-margin, tests, reward, implicit-reward.")
     ],
@@ -51,8 +60,21 @@ def score(
         bool, typer.Option("--force", help="Recompute even if this exact signal version exists.")
     ] = False,
     store: StoreOpt = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", help="Score only the first N pairs (after --where/--sample).")
+    ] = None,
+    where: Annotated[
+        str | None,
+        typer.Option("--where", help="Score only pairs where this SQL predicate over pair columns holds."),
+    ] = None,
+    sample: Annotated[
+        int | None, typer.Option("--sample", help="Score a seeded random sample of N pairs (see --seed).")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="--sample: the seed of the draw.")] = 0,
 ) -> None:
     """Score every pair of a dataset with a difficulty signal (resumable: rerun to continue)."""
+    subset = Subset(limit=limit, where=where, sample=sample, seed=seed)
+    dataset = get_store(store).dataset_or_only(dataset)
     signal_cls = get_signal(by)
     signal = signal_cls.from_options(
         model=model,
@@ -66,10 +88,13 @@ def score(
         timeout=timeout,
         workers=workers,
     )
-    ref, reused = run_signal(get_store(store), dataset, signal, pairs_version=pairs_version, force=force)
+    ref, reused = run_signal(
+        get_store(store), dataset, signal, pairs_version=pairs_version, force=force, subset=subset
+    )
     m = ref.manifest
     verb = "Reused" if reused else "Wrote"
-    out.print(f"{verb} {ref.label}: {m['counts']['rows']:,} pairs, columns {', '.join(signal.columns)}")
+    of = f" of {m['subset']['of']:,} (subset)" if "subset" in m else ""
+    out.print(f"{verb} {ref.label}: {m['counts']['rows']:,}{of} pairs, columns {', '.join(signal.columns)}")
     nulls = {k: v for k, v in m["counts"].get("nulls", {}).items() if v}
     if nulls:
         out.print("  missing values: " + ", ".join(f"{k}={v:,}" for k, v in nulls.items()))

@@ -29,6 +29,9 @@ from prefcurate.progress import progress_bar
 from prefcurate.store import Store, VersionRef, write_parquet
 from prefcurate.store.versions import CACHE_SUFFIX
 
+from .subset import Subset
+from .subset import select as select_subset
+
 REGISTRY: dict[str, type[Signal]] = {}
 
 
@@ -177,11 +180,13 @@ def run_signal(
     *,
     pairs_version: str | None = None,
     force: bool = False,
+    subset: Subset | None = None,
 ) -> tuple[VersionRef, bool]:
-    """Compute `signal` for a dataset's pairs and publish it. Returns (version, reused).
+    """Compute `signal` for a dataset's pairs (or a `subset` of them) and publish it. Returns (version, reused).
 
-    The same signal spec over the same pairs version is reused unless `force`.
+    The same signal spec over the same pairs version (and subset) is reused unless `force`.
     """
+    subset = subset if subset is not None and subset.active else None
     pairs_ref = store.get("pairs", dataset, pairs_version)
     pairs_fp = pairs_ref.manifest.get("fingerprint", pairs_ref.label)
     spec = signal.spec()
@@ -193,6 +198,7 @@ def run_signal(
             "spec": spec,
             "pairs": pairs_fp,
             **({"identity": identity} if identity else {}),
+            **({"subset": subset.spec()} if subset else {}),
         }
     )
     name = f"{dataset}/{signal.name}"
@@ -200,6 +206,9 @@ def run_signal(
         return existing, True
     work_dir = store.work_dir("scores", name, fp)
     pairs = pairs_ref.read()
+    total_pairs = pairs.num_rows
+    if subset:
+        pairs = select_subset(pairs, subset)
     ctx = RunContext(store, dataset, work_dir, pairs_ref)
     computed = signal.compute(pairs, ctx)
     out = computed.table
@@ -219,6 +228,7 @@ def run_signal(
         "inputs": {"pairs": {"version": pairs_ref.version, "fingerprint": pairs_fp}},
         "counts": counts,
         "fingerprint": fp,
+        **({"subset": {**subset.spec(), "pairs": pairs.num_rows, "of": total_pairs}} if subset else {}),
         **identity,
         **computed.manifest,
     }

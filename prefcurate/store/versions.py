@@ -191,6 +191,19 @@ class Store:
         }
         return sorted(found)
 
+    def dataset_or_only(self, dataset: str | None) -> str:
+        """`dataset`, or the store's only dataset when none is given (else say which ones there are)."""
+        if dataset:
+            return dataset
+        have = self.names("pairs")
+        if len(have) == 1:
+            return have[0]
+        if not have:
+            raise StoreError(
+                f"no dataset in store {self.root}: build one first (prefcurate build pairs FILE)"
+            )
+        raise StoreError(f"the store holds {len(have)} datasets; name one: {', '.join(have)}")
+
     def versions(self, kind: str, name: str) -> list[VersionRef]:
         base = self._base(kind, name)
         if not base.is_dir():
