@@ -75,3 +75,14 @@ def test_needs_a_policy_and_a_positive_beta() -> None:
         ImplicitReward()
     with pytest.raises(ConfigError, match="--beta must be a positive number, got 0"):
         ImplicitReward(policy="x", beta=0)
+
+
+def test_bf16_says_why_it_is_risky(tiny_model, pair_store, capsys) -> None:
+    store = pair_store()
+    spec = ImplicitReward(policy=tiny_model, reference=tiny_model, dtype="bf16", max_length=MAX_LENGTH)
+    ref, _ = run_signal(store, "toy", spec)
+    err = capsys.readouterr().err
+    assert "Warning: implicit reward in bf16 is risky" in err and "use --dtype fp32" in err
+    assert ref.manifest["dtype_warning"].startswith("implicit reward in bf16 is risky")
+    run_signal(store, "toy", implicit(tiny_model, tiny_model), force=True)  # fp32: no warning
+    assert "Warning" not in capsys.readouterr().err
