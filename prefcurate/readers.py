@@ -1,5 +1,9 @@
-"""Read row data into one Arrow table: JSONL / JSON / Parquet files (optionally `.gz`), a folder
+"""Read row data into one Arrow table: JSONL / JSON / Parquet / CSV files (optionally `.gz`), a folder
 of such files, or a Hugging Face hub id (through `datasets.load_dataset`).
+
+A folder whose files are all named after splits (`train.jsonl`, `eval_clean.jsonl`, `test-00000.parquet`)
+is one dataset with splits: `--split` picks the files (default `train`), and the folder is the source.
+Any other folder is one source per file.
 
 The fast path parses with `pyarrow.json` / `pyarrow.parquet`; given a schema (the fields a builder
 needs) it streams JSON Lines in blocks, skips other fields and stops after `limit` rows. When it fails
@@ -24,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
@@ -31,7 +36,19 @@ from .errors import ConfigError, InputError
 from .ids import file_fingerprint, fingerprint
 
 # Accepted file names, longest suffix first.
-SUFFIXES = (".jsonl.gz", ".ndjson.gz", ".json.gz", ".jsonl", ".ndjson", ".json", ".parquet")
+SUFFIXES = (
+    ".jsonl.gz",
+    ".ndjson.gz",
+    ".json.gz",
+    ".csv.gz",
+    ".jsonl",
+    ".ndjson",
+    ".json",
+    ".parquet",
+    ".csv",
+)
+# File stems that name a split rather than a source: `train`, `eval_clean`, `test-00000-of-00001`.
+SPLIT_STEM = re.compile(r"^(train|test|eval|validation|valid|dev)(?:[-_.].*)?$", re.IGNORECASE)
 ACCEPTED = ", ".join(SUFFIXES)
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 FILE_COL, ROW_COL = "__file", "__row"
@@ -399,6 +416,14 @@ def read_file(path: Path, schema: pa.Schema | None = None, limit: int | None = N
     try:
         if suffix in (".json", ".json.gz"):
             return _read_json_document(path)
+        if suffix in (".csv", ".csv.gz"):
+            try:
+                table = pacsv.read_csv(path)  # header row, types inferred; .gz decompressed by pyarrow
+            except pa.ArrowInvalid as exc:
+                raise InputError(f"not a readable CSV file ({str(exc).splitlines()[0]})", path=path) from None
+            if table.num_rows == 0:
+                raise InputError("empty file: no rows", path=path)
+            return table
         return _read_jsonl(path, schema, limit)
     except _UNREADABLE as exc:
         raise unreadable(path, exc) from None
@@ -429,6 +454,22 @@ def list_files(path: Path) -> list[Path]:
     return [path]
 
 
+def split_files(path: Path, files: list[Path], split: str) -> list[Path] | None:
+    """The files of `split` when every file of the folder is named after a split, else None."""
+    if not path.is_dir() or not files:
+        return None
+    matches = [SPLIT_STEM.match(stem(f)) for f in files]
+    if not all(matches):
+        return None
+    chosen = [f for f, m in zip(files, matches, strict=True) if m and m.group(1).lower() == split.lower()]
+    if not chosen:
+        have = sorted({m.group(1).lower() for m in matches if m})
+        raise ConfigError(
+            f"{path} has no {split!r} split (its files are splits: {', '.join(have)}); pass --split"
+        )
+    return chosen
+
+
 def load(
     source: str | Path,
     *,
@@ -437,6 +478,8 @@ def load(
     limit_per_file: int | None = None,
     schema: pa.Schema | None = None,
     defer_fingerprints: bool = False,
+    hub_config: str | None = None,
+    hub_data_dir: str | None = None,
 ) -> Loaded:
     """Read a file, a folder of files, or a hub id (when no such local path exists).
 
@@ -450,12 +493,16 @@ def load(
     path = Path(text).expanduser()
     if not path.exists():
         if looks_like_hub_id(text):
-            return load_hub(text, split=split, limit=limit)
+            return load_hub(text, split=split, limit=limit, config=hub_config, data_dir=hub_data_dir)
         raise InputError("no such file or folder (nor a hub id like owner/name)", path=text)
+    if hub_config or hub_data_dir:
+        raise ConfigError(f"--config and --data-dir are for hub ids; {text} is a local path")
     tables: list[pa.Table] = []
     inputs: list[InputFile] = []
     remaining = limit
-    for idx, file in enumerate(list_files(path)):
+    files = list_files(path)
+    of_split = split_files(path, files, split)
+    for idx, file in enumerate(of_split or files):
         if remaining is not None and remaining <= 0:
             break
         cap = min((c for c in (remaining, limit_per_file) if c is not None), default=None)
@@ -465,7 +512,8 @@ def load(
         if remaining is not None:
             remaining -= table.num_rows
         fp = "" if defer_fingerprints else file_fingerprint(str(file))
-        inputs.append(InputFile(str(file), fp, stem(file), table.num_rows))
+        source_name = path.name if of_split else stem(file)  # split files: one source, the folder
+        inputs.append(InputFile(str(file), fp, source_name, table.num_rows))
         tables.append(_with_bookkeeping(table, idx))
     return Loaded(_concat(tables), inputs)
 
@@ -478,20 +526,47 @@ def table_from_dataset(ds: Any) -> pa.Table:
     return data.table if hasattr(data, "table") else pa.table(data)
 
 
-def load_hub(hub_id: str, *, split: str = "train", limit: int | None = None) -> Loaded:
-    """Load a Hugging Face hub dataset split through `datasets.load_dataset`."""
+def load_hub(
+    hub_id: str,
+    *,
+    split: str = "train",
+    limit: int | None = None,
+    config: str | None = None,
+    data_dir: str | None = None,
+) -> Loaded:
+    """Load a Hugging Face hub dataset split through `datasets.load_dataset` (`config` is its `name`,
+    e.g. a subset; `data_dir` a folder inside the repo, e.g. HH-RLHF's `harmless-base`)."""
     import datasets  # core dependency, but slow to import: only when a hub id is used
 
+    from .hub import datasets_offline, probe
+
     split_expr = f"{split}[:{limit}]" if limit is not None else split
+    reach = probe(hub_id)
+    what = (
+        hub_id + (f" (config {config})" if config else "") + (f" (data dir {data_dir})" if data_dir else "")
+    )
     try:
-        ds = datasets.load_dataset(hub_id, split=split_expr)
+        if reach.reachable:
+            ds = datasets.load_dataset(hub_id, name=config, data_dir=data_dir, split=split_expr)
+        else:
+            with datasets_offline():  # the local cache or nothing, without a minute of retries
+                ds = datasets.load_dataset(hub_id, name=config, data_dir=data_dir, split=split_expr)
     except Exception as exc:  # network, missing dataset or split: one line for the user
-        raise ConfigError(
-            f"cannot load hub dataset {hub_id!r} split {split!r}: {exc}".splitlines()[0]
-        ) from None
+        if not reach.reachable:
+            raise ConfigError(
+                f"cannot reach the Hugging Face hub for {what} ({reach.reason}) and it is not in the local "
+                "cache; download it where the hub is reachable and pass the file or folder: --from FILE"
+            ) from None
+        raise ConfigError(f"cannot load hub dataset {what} split {split!r}: {exc}".splitlines()[0]) from None
     table = table_from_dataset(ds)
     fp = fingerprint(
-        {"hub": hub_id, "split": split_expr, "dataset_fingerprint": getattr(ds, "_fingerprint", None)}
+        {
+            "hub": hub_id,
+            "split": split_expr,
+            **({"config": config} if config else {}),
+            **({"data_dir": data_dir} if data_dir else {}),
+            "dataset_fingerprint": getattr(ds, "_fingerprint", None),
+        }
     )
     inp = InputFile(hub_id, fp, hub_id.split("/")[-1], table.num_rows, hub=True, split=split)
     if table.num_rows == 0:

@@ -279,7 +279,7 @@ def rich_store(root: Path) -> Store:
     pairs = make_pairs()
     publish_dataset(store, pairs, dropped={"tie": 5, "empty_text": 1})
     run_signal(store, "uf", ScoreGap())
-    publish_signal(store, "uf", "logprob_margin_v1", fake_logprob(pairs))
+    publish_signal(store, "uf", "logprob_margin_v1", fake_logprob(pairs), extra={"dtype": "fp32"})
     publish_signal(store, "uf", "reward_margin_v1", fake_reward(pairs))
     from prefcurate.bucket.split import split_dataset
 

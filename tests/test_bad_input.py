@@ -96,11 +96,12 @@ CASES = [
     ("empty.jsonl", "", "pairs", ": empty file: no rows"),
     ("blank.jsonl", "\n\n", "pairs", ": empty file: no rows"),
     (
-        "data.csv",
-        "prompt,chosen,rejected\n",
+        "data.tsv",
+        "prompt\tchosen\trejected\n",
         "pairs",
-        ": unknown file format (accepted: .jsonl.gz, .ndjson.gz, .json.gz, .jsonl, .ndjson, .json, .parquet)",
+        ": unknown file format (accepted: .jsonl.gz, .ndjson.gz, .json.gz, .csv.gz, .jsonl, .ndjson, .json, .parquet, .csv)",
     ),
+    ("data.csv", "prompt,chosen,rejected\n", "pairs", ": empty file: no rows"),
     ("bad_array.json", '[{"prompt": "a"}, 3]', "pairs", ": row 1: expected an object, got number"),
     (
         "bad_doc.json",

@@ -69,9 +69,9 @@ def test_trl_export_layout_and_order(store: Store, tmp_path: Path) -> None:
         "buckets": [
             {
                 "bucket": k,
-                "path": f"bucket-{k}",
+                "split": f"bucket_{k}",
                 "rows": 21,
-                "files": ["train.parquet", "train.jsonl", "dataset"],
+                "files": [f"data/bucket_{k}.parquet", f"jsonl/bucket_{k}.jsonl"],
             }
             for k in range(3)
         ],
@@ -79,13 +79,21 @@ def test_trl_export_layout_and_order(store: Store, tmp_path: Path) -> None:
     }
     stored = bucket_tables(store, "uf-cur")
     assert [k for k, _ in stored] == [0, 1, 2]
+    on_disk = datasets.load_from_disk(str(out / "dataset"))
+    assert list(on_disk) == ["bucket_0", "bucket_1", "bucket_2"]  # a DatasetDict, in training order
+    by_card = datasets.load_dataset(str(out))  # the README's configs: one split per bucket, not one `train`
+    assert list(by_card) == ["bucket_0", "bucket_1", "bucket_2"]
+    # only Parquet in data/: the generic loader reads it (one `train` split, each row still knows its bucket)
+    by_dir = datasets.load_dataset("parquet", data_dir=str(out / "data"))["train"]
+    assert by_dir.num_rows == 63 and sorted(set(by_dir["bucket"])) == [0, 1, 2]
     for k, table in stored:
-        pq_rows = pq.read_table(out / f"bucket-{k}/train.parquet")
-        assert pq_rows.column_names == TRL_COLUMNS and pq_rows.equals(table)
-        lines = (out / f"bucket-{k}/train.jsonl").read_text().splitlines()
-        assert [json.loads(x) for x in lines] == table.to_pylist()
-        ds = datasets.load_from_disk(str(out / f"bucket-{k}/dataset"))
-        assert ds.column_names == TRL_COLUMNS and ds.to_list() == table.to_pylist()
+        want = table.append_column("bucket", pa.array([k] * table.num_rows, pa.int64()))
+        pq_rows = pq.read_table(out / f"data/bucket_{k}.parquet")
+        assert pq_rows.column_names == [*TRL_COLUMNS, "bucket"] and pq_rows.equals(want)
+        lines = (out / f"jsonl/bucket_{k}.jsonl").read_text().splitlines()
+        assert [json.loads(x) for x in lines] == want.to_pylist()
+        for ds in (on_disk[f"bucket_{k}"], by_card[f"bucket_{k}"]):
+            assert ds.column_names == [*TRL_COLUMNS, "bucket"] and ds.to_list() == want.to_pylist()
     # bucket 0 holds the largest gaps, in the stored (easiest first) order
     gaps = {r["pair_id"]: r[GAP] for r in store.get("scores", "uf/score_gap_v1").read().to_pylist()}
     b0 = [gaps[p] for p in stored[0][1].column("pair_id").to_pylist()]
@@ -105,13 +113,15 @@ def test_many_buckets_stay_in_numeric_order(tmp_path: Path) -> None:
     partition(store, PartitionSpec("uf", "many", by=GAP, buckets=12))
     assert [k for k, _ in bucket_tables(store, "many")] == list(range(12))
     order = export(store, "many", tmp_path / "out", fmt="parquet").order
-    assert [b["path"] for b in order["buckets"]] == [f"bucket-{k}" for k in range(12)]
+    assert [b["split"] for b in order["buckets"]] == [f"bucket_{k}" for k in range(12)]
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert card.index("split: bucket_2\n") < card.index("split: bucket_10\n")  # numeric, not text order
 
 
 def test_flat_formats_for_other_trainers(store: Store, tmp_path: Path) -> None:
     res = export(store, "uf-cur", tmp_path / "flat", fmt="jsonl")
-    assert res.order["format"] == "jsonl" and res.order["buckets"][0]["files"] == ["train.jsonl"]
-    first = json.loads((tmp_path / "flat/bucket-0/train.jsonl").read_text().splitlines()[0])
+    assert res.order["format"] == "jsonl" and res.order["buckets"][0]["files"] == ["jsonl/bucket_0.jsonl"]
+    first = json.loads((tmp_path / "flat/jsonl/bucket_0.jsonl").read_text().splitlines()[0])
     assert list(first) == [
         "pair_id",
         "prompt_id",
@@ -122,22 +132,30 @@ def test_flat_formats_for_other_trainers(store: Store, tmp_path: Path) -> None:
         "chosen_score",
         "rejected_score",
         "signal_value",
+        "bucket",
     ]
     assert isinstance(first["chosen"], str) and first["prompt"][0]["role"] == "user"
     assert first["signal_value"] == pytest.approx(first["chosen_score"] - first["rejected_score"])
     res = export(store, "uf-cur", tmp_path / "flatpq", fmt="parquet")
-    t = pq.read_table(tmp_path / "flatpq/bucket-0/train.parquet")
+    t = pq.read_table(tmp_path / "flatpq/data/bucket_0.parquet")
     assert t.to_pylist()[0] == first and t.num_rows == 21
-    assert not (tmp_path / "flatpq/bucket-0/dataset").exists()
+    assert not (tmp_path / "flatpq/dataset").exists() and not (tmp_path / "flatpq/jsonl").exists()
 
 
 def test_ref_logps_come_from_the_signal_and_missing_values_refuse(store: Store, tmp_path: Path) -> None:
     res = export(store, "uf-cur", tmp_path / "ref", with_ref_logps="logprob_margin_v1")
     sig = store.get("scores", "uf/logprob_margin_v1")
-    assert res.order["ref_logps"] == {"signal_version": sig.label, "manifest": sig.manifest}
+    dtype = sig.manifest["dtype"]  # where the log-prob signal records it
+    assert res.order["ref_logps"] == {"signal_version": sig.label, "manifest": sig.manifest, "dtype": "fp32"}
+    import datasets
+
+    from trainers.precomputed import recorded_ref_info
+
+    info = recorded_ref_info(datasets.load_from_disk(str(tmp_path / "ref/dataset"))["bucket_1"])
+    assert info == {"signal_version": sig.label, "dtype": dtype}  # what the drop-in trainer checks
     values = {r["pair_id"]: r for r in sig.read().to_pylist()}
-    t = pq.read_table(tmp_path / "ref/bucket-1/train.parquet")
-    assert t.column_names == [*TRL_COLUMNS, "ref_chosen_logps", "ref_rejected_logps"]
+    t = pq.read_table(tmp_path / "ref/data/bucket_1.parquet")
+    assert t.column_names == [*TRL_COLUMNS, "ref_chosen_logps", "ref_rejected_logps", "bucket"]
     for row in t.to_pylist():
         assert row["ref_chosen_logps"] == values[row["pair_id"]]["logprob_margin_v1__chosen_logp"]
         assert row["ref_rejected_logps"] == values[row["pair_id"]]["logprob_margin_v1__rejected_logp"]
@@ -226,7 +244,7 @@ def test_dpo_trainer_tokenizes_the_export(store: Store, tmp_path: Path, tiny_mod
     from trl import DPOConfig, DPOTrainer
 
     out = export(store, "uf-cur", tmp_path / "trl", with_ref_logps="logprob_margin_v1").out
-    ds = datasets.load_from_disk(str(out / "bucket-0/dataset"))
+    ds = datasets.load_from_disk(str(out / "dataset"))["bucket_0"]
     tok = AutoTokenizer.from_pretrained(tiny_model)
     model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
     args = DPOConfig(
@@ -261,3 +279,20 @@ def test_dpo_trainer_tokenizes_the_export(store: Store, tmp_path: Path, tiny_mod
     assert batch["ref_chosen_logps"].tolist() == pytest.approx(
         [ds[0]["ref_chosen_logps"], ds[1]["ref_chosen_logps"]]
     )
+
+
+def test_push_to_hub_offline_is_one_line(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Offline (as here) --push-to-hub stops with one line after writing the export; a flat export is refused first."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    runner = CliRunner()
+    base = ["export", "uf-cur", "--store", str(store.root), "--push-to-hub", "me/uf-cur"]
+    res = runner.invoke(app, [*base, "--out", str(tmp_path / "a")])
+    assert res.exit_code == 1 and res.stderr == (
+        "Error: --push-to-hub me/uf-cur: cannot reach the Hugging Face hub (HF_HUB_OFFLINE is set)\n"
+    )
+    assert (tmp_path / "a" / "dataset").is_dir()  # the local export is complete all the same
+    res = runner.invoke(app, [*base, "--out", str(tmp_path / "b"), "--layout", "parquet"])
+    assert res.exit_code == 1 and "uploads a --layout trl export" in res.stderr
+    assert not (tmp_path / "b").exists()

@@ -106,3 +106,14 @@ def test_rank_partition_and_export_defaults_stay_on_the_reference_margin(
         for row in pq.read_table(tmp_path / "out" / entry["path"] / "train.parquet").to_pylist():
             assert row["ref_chosen_logps"] == want[row["pair_id"]]["logprob_margin_v1__chosen_logp"]
             assert row["ref_rejected_logps"] == want[row["pair_id"]]["logprob_margin_v1__rejected_logp"]
+
+
+def test_bf16_says_why_it_is_risky(tiny_model, pair_store, capsys) -> None:
+    store = pair_store()
+    spec = ImplicitReward(policy=tiny_model, reference=tiny_model, dtype="bf16", max_length=MAX_LENGTH)
+    ref, _ = run_signal(store, "toy", spec)
+    err = capsys.readouterr().err
+    assert "Warning: implicit reward in bf16 is risky" in err and "use --dtype fp32" in err
+    assert ref.manifest["dtype_warning"].startswith("implicit reward in bf16 is risky")
+    run_signal(store, "toy", implicit(tiny_model, tiny_model), force=True)  # fp32: no warning
+    assert "Warning" not in capsys.readouterr().err

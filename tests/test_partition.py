@@ -77,8 +77,8 @@ def test_stored_bucket_rows_carry_pairs_value_and_position(tmp_path: Path) -> No
     store = simple_store(tmp_path / "s", prompts=4)
     partition(store, PartitionSpec("uf", "q", by=GAP, buckets=2))
     t = pq.read_table(store.get("buckets", "q").path / "bucket=1/part-00000.parquet")
-    assert t.column_names == [*PAIR_SCHEMA.names, "signal_value", "position"]
-    assert t.column("position").to_pylist() == list(range(6))
+    assert t.column_names == [*PAIR_SCHEMA.names, "signal_value", "position", "bucket"]
+    assert t.column("position").to_pylist() == list(range(6)) and set(t.column("bucket").to_pylist()) == {1}
     gap = gaps_of(store)
     assert t.column("signal_value").to_pylist() == [gap[p] for p in t.column("pair_id").to_pylist()]
     # the SQL views see bucket sets with their bucket numbers

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from prefcurate.cli import app
 from prefcurate.errors import ConfigError
-from prefcurate.explore.report import load_report_data, rank_average, spearman, write_report
+from prefcurate.explore.report import load_report_data, spearman, write_report
 from prefcurate.store import Store
 
 from .helpers import rich_store
@@ -33,7 +33,10 @@ def figures(text: str) -> dict[str, bytes]:
 
 
 def test_spearman_with_ties() -> None:
-    assert rank_average(np.array([3.0, 1.0, 3.0, 2.0])).tolist() == [3.5, 1.0, 3.5, 2.0]
+    # ties take their average rank: ranks [3.5, 1, 3.5, 2] against [1, 2, 3, 4] give rho = -0.2108
+    assert spearman(np.array([3.0, 1.0, 3.0, 2.0]), np.array([1.0, 2.0, 3.0, 4.0])) == pytest.approx(
+        -0.2108, abs=1e-4
+    )
     x = np.array([1.0, 2.0, 3.0, 4.0, np.nan])
     assert spearman(x, np.array([10.0, 20.0, 30.0, 40.0, 1.0])) == pytest.approx(1.0)
     assert spearman(x, -x) == pytest.approx(-1.0)
@@ -50,6 +53,9 @@ def test_bucket_set_report_has_every_figure_and_table(store: Store, tmp_path: Pa
         "signal-correlation",
         "sources",
         "length-bias",
+        "signal-ecdf",
+        "source-accuracy",
+        "length-value",
     ]
     for png in figs.values():
         assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
@@ -96,6 +102,9 @@ def test_dataset_report_groups_by_source(store: Store, tmp_path: Path) -> None:
         "signal-correlation",
         "sources",
         "length-bias",
+        "signal-ecdf",
+        "source-accuracy",
+        "length-value",
     ]
     assert "<h1>prefcurate report: dataset pairs/uf/v1</h1>" in text and "<h2>Buckets</h2>" not in text
     assert (
@@ -127,3 +136,48 @@ def test_report_cli_and_errors(store: Store, tmp_path: Path) -> None:
         res.stderr
         == f"Error: {run} is not a finished training run (no metrics.parquet; see `prefcurate train`)\n"
     )
+
+
+def test_small_sample_panels_accuracy_intervals_and_examples(store: Store, tmp_path: Path) -> None:
+    from prefcurate.explore.panels import wilson
+    from prefcurate.explore.stats import accuracy
+
+    text = write_report(store, "uf-cur", tmp_path / "r.html").read_text()
+    # Wilson intervals match `prefcurate stats accuracy` (the SQL), and the caption gives the counts
+    table = accuracy(store, "uf", "logprob_margin_v1__correct").to_pylist()
+    for row in table:
+        n = row["correct"] + row["wrong"] + row["ties"]
+        assert wilson(row["correct"], n) == pytest.approx((row["ci_low"], row["ci_high"]), abs=1e-9)
+    caption = re.search(r"id='source-accuracy'.*?<figcaption>(.*?)</figcaption>", text, re.S).group(1)
+    assert "logprob_margin_v1__correct alpha: " in caption and "reward_margin_v1__correct" in caption
+    # a few example pairs per bucket, easiest first, with their texts
+    examples = re.search(r"<table id='examples'>(.*?)</table>", text, re.S).group(1)
+    first = store.get("buckets", "uf-cur").read().to_pylist()[0]
+    assert examples.count("<tr><td>0</td>") == 2 and examples.count("<tr><td>2</td>") == 2
+    assert " ".join(first["rejected"].split()) in examples  # whitespace folded for the table
+
+
+def test_a_length_ordering_is_called_one(tmp_path: Path) -> None:
+    """A signal that is the length difference itself: the report says the curriculum is a length ordering."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from prefcurate.bucket.partition import PartitionSpec, partition
+
+    from .helpers import make_pairs, publish_dataset, publish_signal
+
+    store = Store(tmp_path / "s")
+    pairs = make_pairs()
+    publish_dataset(store, pairs)
+    diff = pc.subtract(pc.utf8_length(pairs.column("chosen")), pc.utf8_length(pairs.column("rejected")))
+    publish_signal(
+        store,
+        "uf",
+        "len_v1",
+        pa.table({"pair_id": pairs.column("pair_id"), "len_v1__d": diff.cast(pa.float64())}),
+    )
+    partition(store, PartitionSpec("uf", "by-len", by="len_v1__d", buckets=3))
+    text = write_report(store, "by-len", tmp_path / "r.html").read_text()
+    caption = re.search(r"id='length-value'.*?<figcaption>(.*?)</figcaption>", text, re.S).group(1)
+    assert "Warning: len_v1__d has a rank correlation of +1.00 with the length difference" in caption
+    assert "mostly a length ordering" in caption

@@ -162,6 +162,20 @@ def test_config_messages_quote_the_bad_value() -> None:
     assert TrainConfig(epochs_per_stage="1,5,5").epochs_for(2, 3) == 5
 
 
+def test_report_to_takes_trls_values() -> None:
+    from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
+
+    from trainers.config import REPORT_TO
+
+    assert set(REPORT_TO) == {*INTEGRATION_TO_CALLBACK, "all", "none"}  # the static list has not drifted
+    assert TrainConfig().report_to_list() == []  # default: nothing beyond the store
+    assert TrainConfig(report_to=" wandb, tensorboard").report_to_list() == ["wandb", "tensorboard"]
+    with pytest.raises(ConfigError, match="--report-to must be one or more of .* got 'wandbb'"):
+        TrainConfig(report_to="wandb,wandbb")
+    with pytest.raises(ConfigError, match="'none' and 'all' stand alone"):
+        TrainConfig(report_to="none,wandb")
+
+
 def test_plan_references() -> None:
     from trainers.buckets import load_buckets
 
@@ -274,7 +288,7 @@ def test_stepwise_reference_is_previous_stage_model(
 
 
 def _export_folder(root: Path, tables: list[pa.Table], manifest: dict[str, object]) -> Path:
-    """A folder in `prefcurate export --format trl --with-ref-logps` layout."""
+    """A folder in `prefcurate export --layout trl --with-ref-logps` layout."""
     root.mkdir(parents=True)
     entries = []
     for k, table in enumerate(tables):

@@ -6,6 +6,9 @@ transformers, trl) happen only when training starts, so `import trainers` is che
     import trainers
     result = trainers.run("exports/uf-curriculum", "runs/sdpo", schedule="stepwise", beta=0.1)
     print(result.summary())
+
+`trainers.PrecomputedRefDPOTrainer` is a drop-in `trl.DPOTrainer` for a user's own script that trains
+against an export's `ref_chosen_logps` / `ref_rejected_logps` (see docs/buckets.md).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from .config import TrainConfig
 from .runner import RunResult, StagePlan, StageResult, plan_stages, run
 
 __all__ = [
+    "PrecomputedRefDPOTrainer",
     "RunResult",
     "StagePlan",
     "StageResult",
@@ -37,3 +41,11 @@ def demo_run(*args: Any, **kwargs: Any) -> Any:
     from .demo import demo_run as _demo_run
 
     return _demo_run(*args, **kwargs)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "PrecomputedRefDPOTrainer":  # imports trl: only when asked for
+        from .precomputed import PrecomputedRefDPOTrainer
+
+        return PrecomputedRefDPOTrainer
+    raise AttributeError(f"module 'trainers' has no attribute {name!r}")

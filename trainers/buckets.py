@@ -1,7 +1,7 @@
 """Training data: the buckets in training order, the held-out pairs, and injectable reference log-probs.
 
 Buckets come from (a) an export folder written by `prefcurate export --layout trl` (`order.json` plus
-`bucket-<k>/train.parquet`), (b) a bucket set in the store (exported on the fly), or (c) Python: a list
+`data/bucket_<k>.parquet`; older exports: `bucket-<k>/train.parquet`), (b) a bucket set in the store (exported on the fly), or (c) Python: a list
 of Arrow tables (or `(bucket, table)` pairs) in TRL's conversational explicit-prompt form
 (`prompt` message list, `chosen` / `rejected` one assistant message each, `pair_id`).
 """
@@ -97,7 +97,7 @@ def _read_table(path: Path) -> pa.Table:
 
 
 def load_export(folder: Path) -> BucketSet:
-    """An export folder (`order.json` + `bucket-<k>/train.parquet`) in training order."""
+    """An export folder (`order.json` + the files it lists per bucket) in training order."""
     order_path = folder / "order.json"
     try:
         order = json.loads(order_path.read_text())
@@ -115,10 +115,11 @@ def load_export(folder: Path) -> BucketSet:
     buckets = []
     for entry in entries:
         sub = folder / entry.get("path", f"bucket-{entry.get('bucket')}")
-        candidates = [sub / "train.parquet", sub / "train.jsonl"]
+        listed = [folder / f for f in entry.get("files", []) if str(f).endswith((".parquet", ".jsonl"))]
+        candidates = [*listed, sub / "train.parquet", sub / "train.jsonl"]  # the last two: older exports
         found = next((c for c in candidates if c.is_file()), None)
         if found is None:
-            raise InputError(f"bucket {entry.get('bucket')} has no train.parquet or train.jsonl", path=sub)
+            raise InputError(f"bucket {entry.get('bucket')} has no Parquet or JSONL file", path=sub)
         buckets.append(Bucket(int(entry["bucket"]), check_table(_read_table(found), str(found))))
     return BucketSet(
         buckets,

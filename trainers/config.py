@@ -81,6 +81,30 @@ def parse_steps(value: str | int | list[int] | tuple[int, ...] | None) -> tuple[
     return tuple(steps)
 
 
+# TrainingArguments.report_to's values (transformers' INTEGRATION_TO_CALLBACK keys, plus all/none); kept
+# here so validating a config does not import transformers. Where the integration is missing, TRL says so.
+REPORT_TO = (
+    "none",
+    "all",
+    "azure_ml",
+    "clearml",
+    "codecarbon",
+    "comet_ml",
+    "dagshub",
+    "dvclive",
+    "flyte",
+    "kubeflow",
+    "mlflow",
+    "neptune",
+    "swanlab",
+    "tensorboard",
+    "trackio",
+    "wandb",
+)
+# Settings that do not change what is trained: a resumed run may differ in them.
+NOT_RECORDED_FOR_RESUME = ("report_to",)
+
+
 def parse_epochs(value: str | int | list[int] | tuple[int, ...] | None) -> tuple[int, ...]:
     """`"1,5,5"` or `3` or `[1, 5, 5]` -> `(1, 5, 5)`; every value a positive whole number."""
     if value is None:
@@ -109,6 +133,18 @@ def parse_epochs(value: str | int | list[int] | tuple[int, ...] | None) -> tuple
     return tuple(result)
 
 
+def parse_report_to(value: str | list[str] | tuple[str, ...] | None) -> str:
+    """`"wandb,tensorboard"` or a list -> the normalised comma-joined names; each one TRL accepts."""
+    items = value.split(",") if isinstance(value, str) else list(value or ["none"])
+    names = [str(v).strip() for v in items if str(v).strip()] or ["none"]
+    for name in names:
+        if name not in REPORT_TO:
+            raise ConfigError(f"--report-to must be one or more of {', '.join(REPORT_TO)}, got {name!r}")
+    if len(names) > 1 and ("none" in names or "all" in names):
+        raise ConfigError(f"--report-to 'none' and 'all' stand alone, got {','.join(names)!r}")
+    return ",".join(names)
+
+
 @dataclass
 class TrainConfig:
     """Everything that determines a training run (recorded in run.json; a resumed run must match it).
@@ -123,6 +159,8 @@ class TrainConfig:
     ref_logps     auto: inject the reference log-probs of a matching log-prob signal, else compute them;
                   compute: always compute; require: fail unless they can be injected where the reference
                   is the starting model
+    report_to     where TRL logs too (TrainingArguments.report_to: "none", "wandb", "tensorboard,mlflow"...);
+                  per-step metrics always go to the store
     """
 
     schedule: str = "curriculum"
@@ -143,10 +181,12 @@ class TrainConfig:
     eval_max_pairs: int | None = None
     eval_batch_tokens: int = 4096
     save_at_steps: tuple[int, ...] = ()  # extra checkpoints at these global steps (RUN_DIR/step-<N>/)
+    report_to: str = "none"
 
     def __post_init__(self) -> None:
         self.epochs_per_stage = parse_epochs(self.epochs_per_stage)
         self.save_at_steps = parse_steps(self.save_at_steps)
+        self.report_to = parse_report_to(self.report_to)
         self._choice("schedule", SCHEDULES)
         self._choice("order", ORDERS)
         self._choice("dtype", DTYPES)
@@ -195,6 +235,10 @@ class TrainConfig:
             raise ConfigError(f"{self._flag(name)} must be a whole number >= 1, got {value!r}")
 
     # -- derived -----------------------------------------------------------------------------------
+    def report_to_list(self) -> list[str]:
+        """TrainingArguments.report_to: [] for none (TRL's own default would try every integration)."""
+        return [] if self.report_to == "none" else self.report_to.split(",")
+
     def epochs_for(self, stage: int, n_stages: int) -> int:
         """Epochs of stage `stage` (1-based) in a run of `n_stages` stages."""
         if len(self.epochs_per_stage) == 1:

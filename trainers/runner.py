@@ -39,7 +39,7 @@ from prefcurate.ids import fingerprint
 from prefcurate.store import Store, check_name, write_parquet
 
 from .buckets import BucketSet, load_buckets, load_holdout
-from .config import TrainConfig, resolve_dtype
+from .config import NOT_RECORDED_FOR_RESUME, TrainConfig, resolve_dtype
 from .plan import INITIAL, METRIC_SCHEMA, RunLog, StageContext, StagePlan, StageResult
 
 
@@ -163,6 +163,8 @@ def run(
         previous = json.loads(meta_path.read_text())
         old_config = previous.get("config", {})
         for key, value in config.to_dict().items():
+            if key in NOT_RECORDED_FOR_RESUME:
+                continue
             if old_config.get(key) != value:
                 raise ConfigError(
                     f"{run_dir} holds a run with {key}={old_config.get(key)!r}, not {value!r}: "

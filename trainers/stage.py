@@ -139,7 +139,7 @@ def _dpo_args(ctx: StageContext, plan: StagePlan, stage_dir: Path) -> Any:
         gradient_checkpointing=False,
         logging_steps=1,
         save_strategy="no",
-        report_to=[],
+        report_to=c.report_to_list(),  # [] unless asked: TRL's default would try every installed integration
         disable_tqdm=True,
         seed=c.seed,
         data_seed=c.seed,

@@ -1,17 +1,21 @@
 """Export a bucket set for training, bucket by bucket in training order (bucket 0 = easiest first).
 
     OUT/order.json                  {"format", "name", "version", "dataset", "buckets": [...], "ref_logps"}
-    OUT/bucket-<k>/train.parquet    --format trl: TRL's conversational explicit-prompt form
-    OUT/bucket-<k>/train.jsonl      the same rows as JSON lines
-    OUT/bucket-<k>/dataset/         the same rows as a `datasets.load_from_disk` folder
+    OUT/README.md                   a dataset card whose `configs` make `load_dataset(OUT)` give one split
+                                    per bucket, in order: bucket_0, bucket_1, ...
+    OUT/data/bucket_<k>.parquet     (trl, parquet) only Parquet here: `load_dataset("parquet", data_dir=OUT/data)`
+    OUT/jsonl/bucket_<k>.jsonl      (trl, jsonl) the same rows as JSON lines
+    OUT/dataset/                    (trl) a `DatasetDict` for `datasets.load_from_disk`: splits bucket_0, ...
 
-`--format jsonl|parquet` write flat rows for other trainers instead (prompt messages, chosen and
-rejected as plain strings, plus source, scores and the bucketing value).
+Every row carries its `bucket`. `--format jsonl|parquet` write flat rows for other trainers instead
+(prompt messages, chosen and rejected as plain strings, plus source, scores and the bucketing value).
 
 TRL form: `prompt` is the message list up to the assistant turn; `chosen` and `rejected` are each
 a one-message list `[{"role": "assistant", "content": text}]`. With `--with-ref-logps SIGNAL` the
 columns `ref_chosen_logps` / `ref_rejected_logps` come from a log-prob signal computed on the
-same pairs version, and the export is refused unless every exported pair has both values.
+same pairs version, and the export is refused unless every exported pair has both values; the dtype
+they were computed in is recorded in order.json and in the `DatasetDict`'s info (see
+`trainers.PrecomputedRefDPOTrainer`).
 """
 
 from __future__ import annotations
@@ -204,19 +208,44 @@ def write_jsonl(table: pa.Table, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def save_dataset(table: pa.Table, folder: Path) -> None:
-    """A `datasets.load_from_disk` folder, with a fingerprint derived from the rows (not random)."""
+def split_name(bucket: int) -> str:
+    return f"bucket_{bucket}"
+
+
+def save_dataset_dict(tables: list[tuple[int, pa.Table]], folder: Path, description: str) -> None:
+    """A `datasets.load_from_disk` folder holding a `DatasetDict` (bucket_0, bucket_1, ... in order), with
+    fingerprints derived from the rows (not random) so the same export gives the same bytes."""
     import datasets
     from datasets.table import InMemoryTable
 
-    fp = fingerprint(table.column("pair_id").to_pylist())[:16]
     was_on = datasets.is_progress_bar_enabled()
     datasets.disable_progress_bars()  # our own bar covers the export; theirs would print one per bucket
     try:
-        datasets.Dataset(InMemoryTable(table), fingerprint=fp).save_to_disk(str(folder))
+        splits = {}
+        for k, table in tables:
+            fp = fingerprint(table.column("pair_id").to_pylist())[:16]
+            info = datasets.DatasetInfo(description=description)
+            splits[split_name(k)] = datasets.Dataset(InMemoryTable(table), info=info, fingerprint=fp)
+        datasets.DatasetDict(splits).save_to_disk(str(folder))
     finally:
         if was_on:
             datasets.enable_progress_bars()
+
+
+def dataset_card(name: str, version: str, splits: list[tuple[str, str]]) -> str:
+    """README.md whose YAML `configs` list one split per bucket (datasets keeps this order)."""
+    lines = ["---", "configs:", "- config_name: default", "  data_files:"]
+    for split, path in splits:
+        lines += [f"  - split: {split}", f"    path: {path}"]
+    lines += ["---", "", f"# {name} {version}", "", "Exported by `prefcurate export`: one split per bucket, "]
+    lines += ["bucket 0 = easiest; train in split order. `order.json` records how the buckets were made.", ""]
+    return "\n".join(lines)
+
+
+def ref_dtype(manifest: dict[str, Any]) -> str | None:
+    """The dtype a log-prob signal was computed in (its manifest's reference or spec)."""
+    ref = manifest.get("reference") or manifest
+    return ref.get("dtype") or manifest.get("spec", {}).get("dtype")
 
 
 @dataclass
@@ -249,27 +278,37 @@ def export(
         sig_ref, with_ref = ref_logps_for(store, ref, with_ref_logps, tables)
         tables = [(k, t) for (k, _), t in zip(tables, with_ref, strict=True)]
         ref_info = {"signal_version": sig_ref.label, "manifest": sig_ref.manifest}
+    tables = [(k, t.append_column("bucket", pa.array([k] * t.num_rows, pa.int64()))) for k, t in tables]
     tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir(parents=True)
     entries, files = [], []
     try:
         with progress_bar(f"exporting {ref.label}", len(tables)) as bar:
             for k, table in tables:
-                sub = tmp / f"bucket-{k}"
-                sub.mkdir()
                 written = []
                 if fmt in ("trl", "parquet"):
-                    write_parquet(table, sub / "train.parquet")
-                    written.append("train.parquet")
+                    (tmp / "data").mkdir(exist_ok=True)
+                    write_parquet(table, tmp / "data" / f"{split_name(k)}.parquet")
+                    written.append(f"data/{split_name(k)}.parquet")
                 if fmt in ("trl", "jsonl"):
-                    write_jsonl(table, sub / "train.jsonl")
-                    written.append("train.jsonl")
-                if fmt == "trl":
-                    save_dataset(table, sub / "dataset")
-                    written.append("dataset")
-                entries.append({"bucket": k, "path": f"bucket-{k}", "rows": table.num_rows, "files": written})
-                files += [out / f"bucket-{k}" / w for w in written]
+                    (tmp / "jsonl").mkdir(exist_ok=True)
+                    write_jsonl(table, tmp / "jsonl" / f"{split_name(k)}.jsonl")
+                    written.append(f"jsonl/{split_name(k)}.jsonl")
+                entries.append(
+                    {"bucket": k, "split": split_name(k), "rows": table.num_rows, "files": written}
+                )
+                files += [out / w for w in written]
                 bar.advance(1)
+        if ref_info is not None:
+            ref_info["dtype"] = ref_dtype(ref_info["manifest"])
+        if fmt == "trl":
+            description = json.dumps(
+                {"prefcurate": {"name": ref.name, "version": ref.version, "ref_logps": _brief(ref_info)}}
+            )
+            save_dataset_dict(tables, tmp / "dataset", description)
+            files.append(out / "dataset")
+        card = dataset_card(ref.name, ref.version, [(e["split"], e["files"][0]) for e in entries])
+        (tmp / "README.md").write_text(card)
         spec = manifest.get("spec", {})
         order = {
             "format": fmt,
@@ -297,13 +336,15 @@ def _inside(a: Path, b: Path) -> bool:
 
 
 def is_export(folder: Path) -> bool:
-    """Whether a folder holds only what `export` writes: order.json and the bucket-<k> folders it lists."""
+    """Whether a folder holds only what `export` writes: order.json, README.md, data/, jsonl/, dataset/
+    and the bucket folders it lists."""
     try:
         order = json.loads((folder / "order.json").read_text())
         listed = {str(e["path"]) for e in order["buckets"]}
     except (OSError, ValueError, KeyError, TypeError):
         return False
-    return all(p.name == "order.json" or (p.is_dir() and p.name in listed) for p in folder.iterdir())
+    ours = {"order.json", "README.md", "data", "jsonl", "dataset"}  # the layout export writes
+    return all(p.name in ours or (p.is_dir() and p.name in listed) for p in folder.iterdir())
 
 
 def check_out(store: Store, out: Path, overwrite: bool) -> Path:
@@ -354,3 +395,42 @@ def replace_folder(new: Path, out: Path) -> None:
         os.rename(old, out)  # put the old export back
         raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _brief(ref_info: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What a trainer needs to know about the reference columns (not the whole signal manifest)."""
+    if ref_info is None:
+        return None
+    return {"signal_version": ref_info["signal_version"], "dtype": ref_info.get("dtype")}
+
+
+def push_to_hub(out: Path, repo_id: str, *, private: bool = False) -> str:
+    """Upload an export's `DatasetDict` (splits bucket_0, bucket_1, ...) and its order.json to the hub.
+
+    `datasets` writes the dataset card with one split per bucket, so `load_dataset(repo_id)` gives the
+    buckets in order. Returns the dataset's URL.
+    """
+    from prefcurate.hub import probe
+
+    folder = Path(out) / "dataset"
+    if not folder.is_dir():
+        raise ConfigError(f"--push-to-hub uploads a --layout trl export; {out} has no dataset/ folder")
+    reach = probe(repo_id)
+    if not reach.reachable:
+        raise ConfigError(f"--push-to-hub {repo_id}: cannot reach the Hugging Face hub ({reach.reason})")
+    import datasets
+    from huggingface_hub import HfApi
+
+    try:
+        datasets.load_from_disk(str(folder)).push_to_hub(repo_id, private=private)
+        HfApi().upload_file(
+            path_or_fileobj=str(Path(out) / "order.json"),
+            path_in_repo="order.json",
+            repo_id=repo_id,
+            repo_type="dataset",
+        )
+    except Exception as exc:  # auth, permissions, network: one line for the user
+        raise ConfigError(
+            f"--push-to-hub {repo_id}: {str(exc).splitlines()[0] if str(exc) else exc!r}"
+        ) from None
+    return f"https://huggingface.co/datasets/{repo_id}"

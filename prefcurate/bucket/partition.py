@@ -1,6 +1,6 @@
 """Partition a dataset's pairs into versioned easy-to-hard buckets (DESIGN.md "The store").
 
-    buckets/<name>/<version>/bucket=<k>/part-00000.parquet + manifest.json
+    buckets/<name>/<version>/bucket=<k>/part-00000.parquet (+ <version>.manifest.json beside the folder)
 
 Bucket 0 is the easiest. Each bucket file holds the full pair rows (the pair schema) plus
 `signal_value` (the `--by` value as a double) and `position` (0-based order inside the bucket,
@@ -37,8 +37,15 @@ from prefcurate.score.base import computed_on
 from prefcurate.store import Store, VersionRef, check_name
 from prefcurate.store.views import to_arrow
 
+# `bucket` is in the rows as well as the folder name, so a file read on its own (or by a tool that does
+# not parse hive folders) still knows its bucket; int32 is what hive partitioning infers for `bucket=<k>`.
 BUCKET_SCHEMA = pa.schema(
-    [*PAIR_SCHEMA, pa.field("signal_value", pa.float64()), pa.field("position", pa.int64())]
+    [
+        *PAIR_SCHEMA,
+        pa.field("signal_value", pa.float64()),
+        pa.field("position", pa.int64()),
+        pa.field("bucket", pa.int32()),
+    ]
 )
 SPLIT_SIGNAL = "split_v1"
 _IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -363,7 +370,7 @@ def _partition(store: Store, spec: PartitionSpec, force: bool) -> PartitionResul
     ):
         for k in range(n_buckets):
             table = inputs.sql(
-                f"SELECT {cols}, a.value AS signal_value, a.position FROM pairs_in p JOIN assignment a USING (pair_id) "
+                f"SELECT {cols}, a.value AS signal_value, a.position, a.bucket FROM pairs_in p JOIN assignment a USING (pair_id) "
                 f"WHERE a.bucket = {k} ORDER BY a.position",
                 f"writing bucket {k}",
             )

@@ -14,7 +14,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from prefcurate.errors import InputError
+from prefcurate.errors import ConfigError, InputError
 from prefcurate.ids import fingerprint
 from prefcurate.progress import progress_bar
 from prefcurate.readers import Loaded, local_fingerprints
@@ -168,3 +168,15 @@ def _run_build(
 
 def meta_json(obj: dict[str, Any]) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def pick_source(positional: str | None, from_option: str | None, default: str | None = None) -> str:
+    """Every build command takes its input as `SOURCE` or `--from SOURCE` (users type both)."""
+    if positional is not None and from_option is not None and positional != from_option:
+        raise ConfigError(f"give the input once: SOURCE {positional!r} or --from {from_option!r}, not both")
+    chosen = positional if positional is not None else from_option
+    if chosen is None:
+        if default is None:
+            raise ConfigError("no input: give SOURCE or --from SOURCE (a file, a folder or a hub id)")
+        return default
+    return chosen

@@ -313,6 +313,8 @@ def build_pairs(
     split: str = "train",
     force: bool = False,
     fail_on_empty: bool = False,
+    hub_config: str | None = None,
+    hub_data_dir: str | None = None,
 ) -> BuildResult:
     """Read pairwise rows (file, folder of files, or hub id) and publish `pairs/<dataset>/vN`."""
     if format not in FORMATS:
@@ -339,6 +341,9 @@ def build_pairs(
     }
     if limit_per_file is not None:  # only when given, so earlier builds keep their fingerprints
         options["limit_per_file"] = limit_per_file
+    for key, value in (("hub_config", hub_config), ("hub_data_dir", hub_data_dir)):
+        if value is not None:  # only when given, so earlier builds keep their fingerprints
+            options[key] = value
 
     def build(loaded: Loaded) -> tuple[pa.Table, dict[str, Any]]:
         return pairs_from_table(
@@ -361,7 +366,13 @@ def build_pairs(
         options=options,
         source=str(source),
         load=lambda: load(
-            source, split=split, limit=limit, limit_per_file=limit_per_file, defer_fingerprints=True
+            source,
+            split=split,
+            limit=limit,
+            limit_per_file=limit_per_file,
+            defer_fingerprints=True,
+            hub_config=hub_config,
+            hub_data_dir=hub_data_dir,
         ),
         build=build,
         force=force,

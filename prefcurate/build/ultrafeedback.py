@@ -505,6 +505,8 @@ def build_ultrafeedback(
     split: str = "train",
     force: bool = False,
     fail_on_empty: bool = False,
+    hub_config: str | None = None,
+    hub_data_dir: str | None = None,
 ) -> BuildResult:
     """Read raw UltraFeedback rows (file, folder or hub id), pair them and publish `pairs/<dataset>/vN`."""
     validate_options(pairing, rating, min_gap, limit)
@@ -519,6 +521,9 @@ def build_ultrafeedback(
         "seed": seed,
         "split": split,
     }
+    for key, value in (("hub_config", hub_config), ("hub_data_dir", hub_data_dir)):
+        if value is not None:  # only when given, so earlier builds keep their fingerprints
+            options[key] = value
 
     def build(loaded: Loaded) -> tuple[Iterator[pa.Table], dict[str, Any]]:
         return pairs_from_table(
@@ -537,7 +542,15 @@ def build_ultrafeedback(
         command="ultrafeedback",
         options=options,
         source=str(source),
-        load=lambda: load(source, split=split, limit=limit, schema=READ_SCHEMA, defer_fingerprints=True),
+        load=lambda: load(
+            source,
+            split=split,
+            limit=limit,
+            schema=READ_SCHEMA,
+            defer_fingerprints=True,
+            hub_config=hub_config,
+            hub_data_dir=hub_data_dir,
+        ),
         build=build,
         force=force,
         fail_on_empty=fail_on_empty,

@@ -42,7 +42,15 @@ PARTITION_EPILOG = (
 
 @app.command(epilog=PARTITION_EPILOG)
 def partition(
-    dataset: Annotated[str, typer.Argument(help="Dataset name in the store (see `prefcurate ls`).")],
+    dataset: Annotated[
+        str | None,
+        typer.Argument(
+            help="Dataset name in the store (see `prefcurate ls`); optional when it holds only one.",
+            show_default=False,
+            metavar="DATASET",
+        ),
+    ] = None,
+    *,  # the options after an optional DATASET need no defaults (Typer passes them by name)
     name: Annotated[str, typer.Option("--name", help="Bucket-set name; each run publishes buckets/NAME/vN.")],
     by: Annotated[
         str | None,
@@ -127,7 +135,7 @@ def partition(
     if extremes is not None and len(extremes) != 2:
         raise ConfigError(f"--drop-extremes takes two percents LOW,HIGH, got {drop_extremes!r}")
     spec = PartitionSpec(
-        dataset=dataset,
+        dataset=get_store(store).dataset_or_only(dataset),
         name=name,
         strategy=strategy.value,
         by=by,
@@ -171,7 +179,15 @@ def partition(
 
 @app.command()
 def split(
-    dataset: Annotated[str, typer.Argument(help="Dataset name in the store.")],
+    dataset: Annotated[
+        str | None,
+        typer.Argument(
+            help="Dataset name in the store; optional when it holds only one.",
+            show_default=False,
+            metavar="DATASET",
+        ),
+    ] = None,
+    *,  # the options after an optional DATASET need no defaults (Typer passes them by name)
     holdout: Annotated[
         float,
         typer.Option(
@@ -194,7 +210,12 @@ def split(
     `partition` then leaves held-out pairs out of the buckets, and `prefcurate train` evaluates on them.
     """
     r = split_dataset(
-        get_store(store), dataset, holdout=holdout, seed=seed, pairs_version=pairs_version, force=force
+        get_store(store),
+        get_store(store).dataset_or_only(dataset),
+        holdout=holdout,
+        seed=seed,
+        pairs_version=pairs_version,
+        force=force,
     )
     verb = "Reused" if r.reused else "Wrote"
     out.print(
@@ -214,7 +235,7 @@ def export(
         ExportLayout,
         typer.Option(
             "--layout",
-            help="trl: TRL's conversational form as train.parquet, train.jsonl and a datasets.load_from_disk folder per bucket; jsonl / parquet: flat rows for other trainers.",
+            help="trl: TRL's conversational form as data/bucket_<k>.parquet, jsonl/bucket_<k>.jsonl and a DatasetDict (splits bucket_0, ...); jsonl / parquet: flat rows for other trainers.",
         ),
     ] = ExportLayout(default_of(export_buckets, "fmt")),
     with_ref_logps: Annotated[
@@ -226,8 +247,21 @@ def export(
     ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out folder.")] = False,
     store: StoreOpt = None,
+    push_to_hub: Annotated[
+        str | None,
+        typer.Option(
+            "--push-to-hub",
+            help="Also upload the DatasetDict (splits bucket_0, bucket_1, ...) and order.json to this hub dataset repo.",
+            show_default=False,
+        ),
+    ] = None,
+    private: Annotated[
+        bool, typer.Option("--private", help="--push-to-hub: create the repo private.")
+    ] = False,
 ) -> None:
     """Write a bucket set, bucket by bucket in training order, plus order.json."""
+    if push_to_hub and layout.value != "trl":
+        raise ConfigError(f"--push-to-hub uploads a --layout trl export (a DatasetDict), not {layout.value}")
     result = export_buckets(
         get_store(store),
         buckets,
@@ -248,8 +282,12 @@ def export(
             {
                 "bucket": pa.array([b["bucket"] for b in order["buckets"]], pa.int64()),
                 "rows": pa.array([b["rows"] for b in order["buckets"]], pa.int64()),
-                "path": [b["path"] for b in order["buckets"]],
+                "split": [b["split"] for b in order["buckets"]],
                 "files": [", ".join(b["files"]) for b in order["buckets"]],
             }
         )
     )
+    if push_to_hub:
+        from prefcurate.bucket.export import push_to_hub as push
+
+        out.print(f"Pushed to {push(result.out, push_to_hub, private=private)}")

@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from prefcurate.build import BuildResult, empty_message
+from prefcurate.build import BuildResult, empty_message, pick_source
 from prefcurate.build.pairs import InputFormat, build_pairs
-from prefcurate.build.ultrafeedback import Pairing, Rating, build_ultrafeedback
+from prefcurate.build.ultrafeedback import DEFAULT_HUB_ID, Pairing, Rating, build_ultrafeedback
 
 from .app import StoreOpt, build_app, default_of, get_store, out
 
@@ -44,7 +44,29 @@ FailOnEmptyOpt = Annotated[
         "--fail-on-empty", help="Exit 1 and publish nothing when every row is dropped (for scripts)."
     ),
 ]
-SplitOpt = Annotated[str, typer.Option("--split", help="Hub datasets: the split to load.")]
+SplitOpt = Annotated[
+    str,
+    typer.Option(
+        "--split",
+        help="Hub datasets, or a folder of split files (train.jsonl, eval.jsonl): the split to load.",
+    ),
+]
+HubConfigOpt = Annotated[
+    str | None,
+    typer.Option("--config", help="Hub datasets: the configuration (subset) name.", show_default=False),
+]
+HubDataDirOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--data-dir",
+        help="Hub datasets: a folder inside the repo, e.g. harmless-base of Anthropic/hh-rlhf.",
+        show_default=False,
+    ),
+]
+SourceArg = Annotated[
+    str | None,
+    typer.Argument(help="The input (same as --from): a file, a folder or a hub id.", show_default=False),
+]
 
 
 @build_app.command("ultrafeedback")
@@ -95,8 +117,12 @@ def ultrafeedback(
     force: ForceOpt = False,
     store: StoreOpt = None,
     fail_on_empty: FailOnEmptyOpt = False,
+    source_arg: SourceArg = None,
+    hub_config: HubConfigOpt = None,
+    hub_data_dir: HubDataDirOpt = None,
 ) -> None:
     """Pair rated completions of the raw UltraFeedback schema and publish them as a new version."""
+    source = pick_source(source_arg, None if source == DEFAULT_HUB_ID else source, DEFAULT_HUB_ID)
     result = build_ultrafeedback(
         get_store(store),
         source,
@@ -110,6 +136,8 @@ def ultrafeedback(
         split=split,
         force=force,
         fail_on_empty=fail_on_empty,
+        hub_config=hub_config,
+        hub_data_dir=hub_data_dir,
     )
     summary(result)
 
@@ -117,11 +145,12 @@ def ultrafeedback(
 @build_app.command("pairs")
 def pairs(
     source: Annotated[
-        str,
+        str | None,
         typer.Argument(
-            help="Hub id, or a .jsonl/.json/.parquet file (optionally .gz), or a folder of them (source = file stem)."
+            help="Hub id, or a .jsonl/.json/.parquet/.csv file (optionally .gz), or a folder of them (source = file stem; files named train/eval/test are splits). Or --from.",
+            show_default=False,
         ),
-    ],
+    ] = None,
     input_format: Annotated[
         InputFormat,
         typer.Option(
@@ -185,11 +214,16 @@ def pairs(
     force: ForceOpt = False,
     store: StoreOpt = None,
     fail_on_empty: FailOnEmptyOpt = False,
+    from_: Annotated[
+        str | None, typer.Option("--from", help="The input (same as SOURCE).", show_default=False)
+    ] = None,
+    hub_config: HubConfigOpt = None,
+    hub_data_dir: HubDataDirOpt = None,
 ) -> None:
     """Import data that is already pairwise (flat, TRL conversational, H4 binarized, HH-RLHF)."""
     result = build_pairs(
         get_store(store),
-        source,
+        pick_source(source, from_),
         dataset=dataset,
         format=input_format.value,
         prompt_col=prompt_col,
@@ -204,5 +238,7 @@ def pairs(
         split=split,
         force=force,
         fail_on_empty=fail_on_empty,
+        hub_config=hub_config,
+        hub_data_dir=hub_data_dir,
     )
     summary(result)

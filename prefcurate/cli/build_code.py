@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from prefcurate.build import pick_source
 from prefcurate.build.code import CodeBuildOptions, build_code
 from prefcurate.build.code import CodeInputFormat as InputFormat
 from prefcurate.build.code import CodePairing as Pairing
@@ -18,11 +19,12 @@ from .build import FailOnEmptyOpt, warn_if_empty
 @build_app.command("code")
 def code(
     path: Annotated[
-        Path,
+        Path | None,
         typer.Argument(
-            help="Samples JSONL: a CodeT samples file, or generic {prompt, completions[], tests[] | test + entry_point}."
+            help="Samples JSONL: a CodeT samples file, or generic {prompt, completions[], tests[] | test + entry_point}. Or --from.",
+            show_default=False,
         ),
-    ],
+    ] = None,
     problems: Annotated[
         Path | None,
         typer.Option(
@@ -73,10 +75,13 @@ def code(
     ] = False,
     store: StoreOpt = None,
     fail_on_empty: FailOnEmptyOpt = False,
+    from_: Annotated[
+        Path | None, typer.Option("--from", help="The samples file (same as PATH).", show_default=False)
+    ] = None,
 ) -> None:
     """Run every sample's unit tests in the sandbox and pair samples by pass count (resumable: rerun to continue)."""
     opts = CodeBuildOptions(
-        path=str(path),
+        path=pick_source(str(path) if path else None, str(from_) if from_ else None),
         problems=str(problems) if problems else None,
         format=input_format.value,
         pairing=pairing.value,

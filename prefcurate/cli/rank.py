@@ -14,7 +14,15 @@ from .app import Format, FormatOpt, StoreOpt, app, get_store, out, render
 
 @app.command()
 def rank(
-    dataset: Annotated[str, typer.Argument(help="Dataset name in the store (see `prefcurate ls`).")],
+    dataset: Annotated[
+        str | None,
+        typer.Argument(
+            help="Dataset name in the store (see `prefcurate ls`); optional when it holds only one.",
+            show_default=False,
+            metavar="DATASET",
+        ),
+    ] = None,
+    *,  # the options after an optional DATASET need no defaults (Typer passes them by name)
     by: Annotated[
         str,
         typer.Option(
@@ -51,7 +59,7 @@ def rank(
     """
     table, ref, field_name = rank_pairs(
         get_store(store),
-        dataset,
+        get_store(store).dataset_or_only(dataset),
         by,
         field=field,
         ascending=ascending,

@@ -15,6 +15,7 @@ from prefcurate.choices import choice_enum, value_of
 from prefcurate.models.dtypes import Dtype
 from prefcurate.score import REGISTRY, get_signal, run_signal, signal_names
 from prefcurate.score.logprob_margin import Backend
+from prefcurate.score.subset import Subset
 
 from .app import StoreOpt, app, get_store, out
 
@@ -35,7 +36,15 @@ def _about(option: str) -> str:
 
 @app.command()
 def score(
-    dataset: Annotated[str, typer.Argument(help="Dataset name in the store (see `prefcurate ls`).")],
+    dataset: Annotated[
+        str | None,
+        typer.Argument(
+            help="Dataset name in the store (see `prefcurate ls`); optional when it holds only one.",
+            show_default=False,
+            metavar="DATASET",
+        ),
+    ] = None,
+    *,  # the options after an optional DATASET need no defaults (Typer passes them by name)
     by: Annotated[SignalName, typer.Option("--by", help="The signal to compute.")],  # type: ignore[valid-type]
     model: Annotated[
         str | None,
@@ -89,11 +98,24 @@ def score(
         bool, typer.Option("--force", help="Recompute even if this exact signal version exists.")
     ] = False,
     store: StoreOpt = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", help="Score only the first N pairs (after --where/--sample).")
+    ] = None,
+    where: Annotated[
+        str | None,
+        typer.Option("--where", help="Score only pairs where this SQL predicate over pair columns holds."),
+    ] = None,
+    sample: Annotated[
+        int | None, typer.Option("--sample", help="Score a seeded random sample of N pairs (see --seed).")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="--sample: the seed of the draw.")] = 0,
 ) -> None:
     """Score every pair of a dataset with a difficulty signal (resumable: rerun to continue).
 
     Options that do not apply to the chosen --by are refused.
     """
+    subset = Subset(limit=limit, where=where, sample=sample, seed=seed)
+    dataset = get_store(store).dataset_or_only(dataset)
     signal_cls = get_signal(value_of(by))
     signal = signal_cls.from_options(
         model=model,
@@ -108,10 +130,13 @@ def score(
         workers=workers,
         require_isolation=require_isolation or None,
     )
-    ref, reused = run_signal(get_store(store), dataset, signal, pairs_version=pairs_version, force=force)
+    ref, reused = run_signal(
+        get_store(store), dataset, signal, pairs_version=pairs_version, force=force, subset=subset
+    )
     m = ref.manifest
     verb = "Reused" if reused else "Wrote"
-    out.print(f"{verb} {ref.label}: {m['counts']['rows']:,} pairs, columns {', '.join(signal.columns)}")
+    of = f" of {m['subset']['of']:,} (subset)" if "subset" in m else ""
+    out.print(f"{verb} {ref.label}: {m['counts']['rows']:,}{of} pairs, columns {', '.join(signal.columns)}")
     nulls = {k: v for k, v in m["counts"].get("nulls", {}).items() if v}
     if nulls:
         out.print("  missing values: " + ", ".join(f"{k}={v:,}" for k, v in nulls.items()))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import pyarrow as pa
@@ -9,7 +10,7 @@ import typer
 
 from prefcurate.store.views import canned_queries, run_named
 
-from .app import Format, FormatOpt, StoreOpt, app, get_store, parse_key_values, render
+from .app import Format, FormatOpt, StoreOpt, app, err, get_store, parse_key_values, render
 
 
 @app.command(
@@ -31,8 +32,23 @@ def sql(
     ] = None,
     store: StoreOpt = None,
     format: FormatOpt = Format.table,
+    db: Annotated[
+        Path | None,
+        typer.Option(
+            "--db",
+            help="Write the views into this DuckDB file (open it with `duckdb FILE` or the DuckDB UI); with a query, run it too.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Query pairs, signals and buckets with SQL (DuckDB views over the store's Parquet files)."""
+    if db is not None:
+        from prefcurate.store.dbfile import write_views
+
+        names = write_views(get_store(store), db)
+        err.print(f"Wrote {len(names)} views to {db}: {', '.join(names)}", markup=False, highlight=False)
+        if query is None:
+            return
     if list_:
         queries = canned_queries()
         render(

@@ -13,7 +13,14 @@ from .app import Format, FormatOpt, StoreOpt, default_of, get_store, out, render
 
 @stats_app.command("accuracy")
 def accuracy_cmd(
-    dataset: Annotated[str, typer.Argument(help="Dataset name in the store (see `prefcurate ls`).")],
+    dataset: Annotated[
+        str | None,
+        typer.Argument(
+            help="Dataset name in the store (see `prefcurate ls`); optional when it holds only one.",
+            show_default=False,
+            metavar="DATASET",
+        ),
+    ] = None,
     signal: Annotated[
         str,
         typer.Option(
@@ -34,7 +41,7 @@ def accuracy_cmd(
     Rows are sorted by accuracy, highest first: sDPO's easy-to-hard order of the sources.
     accuracy = correct / (correct + wrong + ties); ci_low/ci_high is its Wilson 95% interval.
     """
-    table = accuracy(get_store(store), dataset, signal, by.value)
+    table = accuracy(get_store(store), get_store(store).dataset_or_only(dataset), signal, by.value)
     table = table.drop_columns(["dataset"])  # one dataset per call
     render(table, format, title=f"Accuracy of {signal} by {by.value} (easiest first)")
     if format is Format.table and by.value == "source" and table.num_rows:

@@ -124,6 +124,13 @@ def train(
             show_default=False,
         ),
     ] = None,
+    report_to: Annotated[
+        str,
+        typer.Option(
+            "--report-to",
+            help="Also log to these TRL/transformers integrations, comma-separated (wandb, tensorboard, mlflow, trackio, ...; all; none).",
+        ),
+    ] = "none",
     fmt: FormatOpt = Format.table,
     store: StoreOpt = None,
 ) -> None:
@@ -156,6 +163,7 @@ def train(
         ref_logps=ref_logps.value,
         eval_max_pairs=eval_max_pairs,
         save_at_steps=parse_steps(save_at_steps),
+        report_to=report_to,
     )
     result = trainers.run(
         buckets,

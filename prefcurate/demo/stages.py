@@ -226,7 +226,7 @@ def buckets_stage(ctx: DemoContext) -> None:
     )
     extra = " with reference log-probs" if with_ref else ""
     ctx.console.print(
-        f"exported {exported.out}{extra} (TRL form: order.json + bucket-<k>/train.parquet, train.jsonl, dataset/)"
+        f"exported {exported.out}{extra} (TRL form: order.json, data/bucket_<k>.parquet, jsonl/, a DatasetDict in dataset/)"
     )
     report = write_report(ctx.store, "uf-curriculum", ctx.out / "report-uf-curriculum.html")
     ctx.console.print(f"report: {report}")

@@ -155,29 +155,16 @@ def _values(rows: pa.Table, col: str) -> np.ndarray:
     return np.asarray(rows.column(col).cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=float)
 
 
-def rank_average(x: np.ndarray) -> np.ndarray:
-    """Ranks 1..n with ties given their average rank (as Spearman's rho needs)."""
-    order = np.argsort(x, kind="mergesort")
-    ranks = np.empty(len(x), dtype=float)
-    sorted_x = x[order]
-    i = 0
-    while i < len(x):
-        j = i
-        while j + 1 < len(x) and sorted_x[j + 1] == sorted_x[i]:
-            j += 1
-        ranks[order[i : j + 1]] = (i + j) / 2.0 + 1.0
-        i = j + 1
-    return ranks
-
-
 def spearman(x: np.ndarray, y: np.ndarray) -> float | None:
+    """Spearman's rho over the pairs that have both values (polars: average ranks for ties), None when
+    fewer than 3 or either side is constant."""
+    import polars as pl
+
     ok = ~(np.isnan(x) | np.isnan(y))
-    if ok.sum() < 3:
+    if ok.sum() < 3 or np.unique(x[ok]).size < 2 or np.unique(y[ok]).size < 2:
         return None
-    rx, ry = rank_average(x[ok]), rank_average(y[ok])
-    if rx.std() == 0 or ry.std() == 0:
-        return None
-    return float(np.corrcoef(rx, ry)[0, 1])
+    frame = pl.DataFrame({"x": x[ok], "y": y[ok]})
+    return float(frame.select(pl.corr("x", "y", method="spearman")).item())
 
 
 def _bins(values: np.ndarray) -> np.ndarray:
@@ -246,7 +233,12 @@ class _Figures:
         return cols[:limit]
 
     def histograms(self) -> None:
-        cols = self.pick(MAX_HISTOGRAMS)
+        # true/false signals are not histograms: they get per-source accuracy with intervals (panels.py)
+        cols = [
+            c
+            for c in self.pick(MAX_HISTOGRAMS)
+            if not pa.types.is_boolean(self.data.rows.schema.field(c).type)
+        ]
         by = self.data.bucket_ref.manifest["spec"].get("by") if self.data.bucket_ref is not None else None
         if not cols:
             return
@@ -475,7 +467,7 @@ def _table(headers: list[str], rows: list[list[Any]], table_id: str) -> str:
     return f'<table id="{table_id}"><tr>{head}</tr>{body}</table>'
 
 
-def render_html(data: ReportData, figures: list[tuple[str, str, str, str]]) -> str:
+def render_html(data: ReportData, figures: list[tuple[str, str, str, str]], extra_html: str = "") -> str:
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
         f"<title>prefcurate report: {html.escape(data.title)}</title><style>{_CSS}</style></head><body>",
@@ -511,6 +503,8 @@ def render_html(data: ReportData, figures: list[tuple[str, str, str, str]]) -> s
             f"<h2>{html.escape(heading)}</h2><figure id='{fid}'><img alt='{html.escape(heading)}' "
             f"src='data:image/png;base64,{png}'><figcaption>{html.escape(caption)}</figcaption></figure>"
         )
+    if extra_html:
+        parts.append(extra_html)
     drop_rows = [[where, reason, int(n)] for where, reason, n in data.drops]
     parts.append("<h2>Dropped pairs by reason</h2>")
     parts.append(
@@ -530,7 +524,12 @@ def write_report(store: Store, target: str, out_html: str | Path) -> Path:
     figs.scatter()
     figs.sources()
     figs.lengths()
+    from . import panels
+
+    panels.ecdf(figs)
+    panels.source_accuracy(figs)
+    panels.length_vs_value(figs)
     out_html = Path(out_html)
     out_html.parent.mkdir(parents=True, exist_ok=True)
-    out_html.write_text(render_html(data, figs.items), encoding="utf-8")
+    out_html.write_text(render_html(data, figs.items, panels.examples_html(figs, store)), encoding="utf-8")
     return out_html

@@ -27,6 +27,10 @@ from prefcurate.errors import ConfigError, PrefcurateError
 from prefcurate.ids import fingerprint
 from prefcurate.progress import progress_bar
 from prefcurate.store import Store, VersionRef, write_parquet
+from prefcurate.store.versions import CACHE_SUFFIX
+
+from .subset import Subset
+from .subset import select as select_subset
 
 REGISTRY: dict[str, type[Signal]] = {}
 
@@ -151,7 +155,7 @@ class RunContext:
         plan = {"rows": table.num_rows, "shard_rows": shard_rows, "schema": str(table.schema)}
         plan_path = folder / "plan.json"
         if plan_path.exists() and json.loads(plan_path.read_text()) != plan:
-            for stale in folder.glob("shard-*.parquet"):
+            for stale in [*folder.glob("shard-*.parquet"), *folder.glob(f"shard-*{CACHE_SUFFIX}")]:
                 stale.unlink()
         plan_path.write_text(json.dumps(plan))
         n_shards = max(1, math.ceil(table.num_rows / shard_rows))
@@ -161,7 +165,9 @@ class RunContext:
             started, done_new = time.perf_counter(), 0.0
             for i in range(n_shards):
                 shard = table.slice(i * shard_rows, shard_rows)
-                path = folder / f"shard-{i:05d}.parquet"
+                path = folder / f"shard-{i:05d}{CACHE_SUFFIX}"  # not data: out of `**/*.parquet` globs
+                legacy = folder / f"shard-{i:05d}.parquet"  # shards of a job started before CACHE_SUFFIX
+                path = legacy if legacy.exists() else path
                 size = weight(shard) if weight else shard.num_rows
                 if path.exists():
                     outputs.append(pq.read_table(path))
@@ -202,18 +208,20 @@ def run_signal(
     *,
     pairs_version: str | None = None,
     force: bool = False,
+    subset: Subset | None = None,
 ) -> tuple[VersionRef, bool]:
-    """Compute `signal` for a dataset's pairs and publish it. Returns (version, reused).
+    """Compute `signal` for a dataset's pairs (or a `subset` of them) and publish it. Returns (version, reused).
 
-    The same signal spec over the same pairs content is reused unless `force`.
+    The same signal spec over the same pairs content (and subset) is reused unless `force`.
     """
     with store.lock("scores", f"{dataset}/{signal.name}"):
-        return _run_signal(store, dataset, signal, pairs_version, force)
+        return _run_signal(store, dataset, signal, pairs_version, force, subset)
 
 
 def _run_signal(
-    store: Store, dataset: str, signal: Signal, pairs_version: str | None, force: bool
+    store: Store, dataset: str, signal: Signal, pairs_version: str | None, force: bool, subset: Subset | None
 ) -> tuple[VersionRef, bool]:
+    subset = subset if subset is not None and subset.active else None
     pairs_ref = store.get("pairs", dataset, pairs_version)
     pairs_fp = pairs_ref.manifest.get("fingerprint", pairs_ref.label)
     spec = signal.spec()
@@ -225,6 +233,7 @@ def _run_signal(
             "spec": spec,
             "pairs": pairs_fp,
             **({"identity": identity} if identity else {}),
+            **({"subset": subset.spec()} if subset else {}),
         }
     )
     name = f"{dataset}/{signal.name}"
@@ -232,6 +241,9 @@ def _run_signal(
         return existing, True
     work_dir = store.work_dir("scores", name, fp)
     pairs = pairs_ref.read()
+    total_pairs = pairs.num_rows
+    if subset:
+        pairs = select_subset(pairs, subset)
     ctx = RunContext(store, dataset, work_dir, pairs_ref)
     computed = signal.compute(pairs, ctx)
     out = computed.table
@@ -251,6 +263,7 @@ def _run_signal(
         "inputs": {"pairs": {"version": pairs_ref.version, "fingerprint": pairs_fp}},
         "counts": counts,
         "fingerprint": fp,
+        **({"subset": {**subset.spec(), "pairs": pairs.num_rows, "of": total_pairs}} if subset else {}),
         **identity,
         **computed.manifest,
     }

@@ -8,6 +8,7 @@ When policy and reference are the same model every reward is exactly zero.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,12 @@ import pyarrow as pa
 from prefcurate.errors import ConfigError
 from prefcurate.score.base import Computed, RunContext, Signal, register
 from prefcurate.score.logprob_margin import LogprobMargin, completion_logps
+
+BF16_WARNING = (
+    "Warning: implicit reward in bf16 is risky: it is a difference of two close log-probs (policy minus "
+    "reference), and bf16 rounding flips its sign often (on 37 real pairs bf16 agreed with fp32 on only 16); "
+    "use --dtype fp32 unless you have checked bf16 against it"
+)
 
 
 @register
@@ -73,6 +80,9 @@ class ImplicitReward(Signal):
                 f"policy scored in {extra['policy']['dtype']} but reference in {extra['reference']['dtype']}; "
                 "pass --dtype fp32 or --dtype bf16"
             )
+        if extra["policy"]["dtype"] == "bf16":
+            print(BF16_WARNING, file=sys.stderr, flush=True)
+            extra["dtype_warning"] = BF16_WARNING.removeprefix("Warning: ")
         values = {}
         for side in ("chosen", "rejected"):
             ids = pairs.column(f"{side}_id").to_pylist()

@@ -31,6 +31,7 @@ from prefcurate.models.dtypes import check_dtype
 from prefcurate.models.encoding import check_batch_tokens, check_max_length
 from prefcurate.score.base import Computed, RunContext, Signal, distinct_completions, register
 from prefcurate.store import write_parquet
+from prefcurate.store.versions import CACHE_SUFFIX
 
 
 class Backend(str, Enum):
@@ -228,13 +229,15 @@ class CompletionCache:
 
     def load(self) -> dict[str, tuple]:
         known: dict[str, tuple] = {}
-        for part in sorted(self.folder.glob("part-*.parquet")):
+        # `part-*.parquet`: caches written before CACHE_SUFFIX (still valid, still read)
+        parts = [*self.folder.glob("part-*.parquet"), *self.folder.glob(f"part-*{CACHE_SUFFIX}")]
+        for part in sorted(parts):
             known.update(self.as_dict(pq.read_table(part)))
         return known
 
     def add(self, table: pa.Table, tag: str) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        write_parquet(table.cast(CACHE_SCHEMA), self.folder / f"part-{tag}.parquet")
+        write_parquet(table.cast(CACHE_SCHEMA), self.folder / f"part-{tag}{CACHE_SUFFIX}")
 
     @staticmethod
     def as_dict(table: pa.Table) -> dict[str, tuple]:

@@ -1,15 +1,24 @@
 """The versioned store (DESIGN.md "The store").
 
-    pairs/<dataset>/<version>/part-*.parquet + manifest.json
-    scores/<dataset>/<signal>/<version>/part-*.parquet + manifest.json
-    buckets/<name>/<version>/bucket=<k>/part-*.parquet + manifest.json
-    runs/<name>/<version>/...                          (training metrics)
-    evals/<run>/<version>/...                          (outcome evaluations of a run: `eval run`)
+    pairs/<dataset>/<version>/part-*.parquet              + <version>.manifest.json beside the folder
+    scores/<dataset>/<signal>/<version>/part-*.parquet
+    buckets/<name>/<version>/bucket=<k>/part-*.parquet    (every row also carries its `bucket`)
+    runs/<name>/<version>/...                             (training metrics)
+    evals/<run>/<version>/...                             (outcome evaluations of a run: `eval run`)
+    <kind>/<name>/LATEST                                  the newest version's name (`v3`), one line
+
+A version folder holds only Parquet, so `pl.scan_parquet(folder)`, `pyarrow.dataset.dataset(folder,
+partitioning="hive")` and DuckDB's `read_parquet('folder/**/*.parquet')` read it as it is (polars refuses a
+folder holding any other file, even a hidden one; hence the manifest beside it). Stores written before
+this layout keep `manifest.json` inside the folder and stay readable. The latest pointer is a text
+file, not a symlink: DuckDB's and Python's `**` globs follow symlinks and would count that version twice.
+Caches and resumable shards (`.cache/`, `.work/`) end in `.parquet.cache`, so `**/*.parquet` over the
+store sees only data.
 
 Versions are `v1`, `v2`, ... and immutable once published. Publishing writes into
-`.tmp/<random>` inside the store and renames the finished folder into place, so a
-crash never leaves a version that looks complete but is not: a version exists only
-if its folder (with manifest.json, written last) exists.
+`.tmp/<random>` inside the store and renames the finished folder into place, then writes the
+manifest, so a crash never leaves a version that looks complete but is not: a version exists only
+if its folder and its manifest exist.
 
 Long jobs keep resumable shards under `.work/<kind>/<name>/<fingerprint>/`.
 """
@@ -48,6 +57,40 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 MAX_NAME = 100  # well under the 255-byte file-name limit, leaving room for suffixes
 
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}
+
+MANIFEST_SUFFIX = ".manifest.json"  # <version>.manifest.json, beside the version folder
+LEGACY_MANIFEST = "manifest.json"  # inside the version folder (stores written before the scannable layout)
+_MANIFEST_FILE_RE = re.compile(r"^v(\d+)\.manifest\.json$")
+LATEST = "LATEST"
+CACHE_SUFFIX = ".parquet.cache"  # Parquet that is not data (caches, shards): out of `**/*.parquet` globs
+
+
+def manifest_path(folder: Path) -> Path | None:
+    """Where a version folder's manifest is (beside it, or inside it in older stores), or None."""
+    beside = folder.parent / f"{folder.name}{MANIFEST_SUFFIX}"
+    if beside.is_file():
+        return beside
+    inside = folder / LEGACY_MANIFEST
+    return inside if inside.is_file() else None
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def point_latest(base: Path) -> None:
+    """Write `base/LATEST`: the newest version that has a manifest (for other tools; the store itself
+    lists the folders). Recomputed from the folders, so concurrent publishers converge on the newest."""
+    versions = [
+        int(m.group(1))
+        for p in base.iterdir()
+        if (m := _VERSION_RE.match(p.name)) and p.is_dir() and manifest_path(p) is not None
+    ]
+    if versions:
+        _write_text_atomic(base / LATEST, f"v{max(versions)}\n")
+
 
 # Fixed writer options so the same table always gives byte-identical files.
 PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "row_group_size": 50_000, "write_statistics": True}
@@ -138,7 +181,10 @@ class VersionRef:
 
     @property
     def manifest(self) -> dict[str, Any]:
-        return json.loads((self.path / "manifest.json").read_text())
+        found = manifest_path(self.path)
+        if found is None:
+            raise StoreError(f"{self.label} has no manifest")
+        return json.loads(found.read_text())
 
     @property
     def label(self) -> str:
@@ -212,11 +258,31 @@ class Store:
         if not base.is_dir():
             return []
         found = {
+            str(p.parent.relative_to(base))
+            for p in base.rglob(f"v*{MANIFEST_SUFFIX}")
+            if _MANIFEST_FILE_RE.match(p.name)
+            and p.parent != base
+            and (p.parent / p.name[: -len(MANIFEST_SUFFIX)]).is_dir()
+        }
+        found |= {  # older stores: manifest.json inside the version folder
             str(p.parent.parent.relative_to(base))
-            for p in base.rglob("manifest.json")
+            for p in base.rglob(LEGACY_MANIFEST)
             if _VERSION_RE.match(p.parent.name) and p.parent.parent != base
         }
         return sorted(n for n in found if _valid(kind, n))  # a folder made by hand with a bad name: skipped
+
+    def dataset_or_only(self, dataset: str | None) -> str:
+        """`dataset`, or the store's only dataset when none is given (else say which ones there are)."""
+        if dataset:
+            return dataset
+        have = self.names("pairs")
+        if len(have) == 1:
+            return have[0]
+        if not have:
+            raise StoreError(
+                f"no dataset in store {self.root}: build one first (prefcurate build pairs FILE)"
+            )
+        raise StoreError(f"the store holds {len(have)} datasets; name one: {', '.join(have)}")
 
     def versions(self, kind: str, name: str) -> list[VersionRef]:
         base = self._base(kind, name)
@@ -225,7 +291,10 @@ class Store:
         refs = [
             VersionRef(kind, name, p.name, p)
             for p in base.iterdir()
-            if p.is_dir() and _VERSION_RE.match(p.name) and (p / "manifest.json").is_file()
+            if _VERSION_RE.match(p.name)
+            and p.is_dir()
+            and not p.is_symlink()
+            and manifest_path(p) is not None
         ]
         return sorted(refs, key=lambda r: int(r.version[1:]))
 
@@ -313,17 +382,17 @@ class Store:
                     for p in sorted(tmp.rglob("*.parquet"))
                 ]
                 try:
-                    (tmp / "manifest.json").write_text(
-                        json.dumps(doc, indent=2, sort_keys=False, default=str) + "\n"
-                    )
-                except OSError as exc:
-                    raise write_error(self.root, exc) from None
-                try:
                     os.rename(tmp, base / version)  # atomic on one filesystem; fails if taken
                 except OSError:
                     if (base / version).exists():
                         continue  # a concurrent publisher took this number: try the next one
                     raise
+                # Manifest last: until it exists the folder is not a version (readers skip it).
+                _write_text_atomic(
+                    base / f"{version}{MANIFEST_SUFFIX}",
+                    json.dumps(doc, indent=2, sort_keys=False, default=str) + "\n",
+                )
+                point_latest(base)
                 pub.path = base / version
                 pub.manifest = doc
                 break
