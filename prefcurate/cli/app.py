@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -15,7 +15,9 @@ from typer.core import TyperGroup
 from prefcurate import __version__
 from prefcurate.errors import PrefcurateError
 from prefcurate.render import Format, render
-from prefcurate.store import Store
+
+if TYPE_CHECKING:
+    from prefcurate.store import Store
 
 # `prefcurate --help` lists commands in pipeline order, not in the order modules register them.
 COMMAND_ORDER = (
@@ -115,6 +117,8 @@ FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format
 
 
 def get_store(path: Path | None) -> Store:
+    from prefcurate.store import Store  # pyarrow: imported when a command runs, not for --help
+
     return Store(path)
 
 

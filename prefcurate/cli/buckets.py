@@ -9,13 +9,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
-import pyarrow as pa
 import typer
-
-from prefcurate.bucket.export import export as export_buckets
-from prefcurate.bucket.partition import PartitionSpec
-from prefcurate.bucket.partition import partition as partition_pairs
-from prefcurate.bucket.split import split_dataset
 
 from ..errors import ConfigError
 from .app import Format, FormatOpt, StoreOpt, app, get_store, out, render
@@ -139,6 +133,9 @@ def partition(
     format: FormatOpt = Format.table,
 ) -> None:
     """Partition a dataset's pairs into versioned easy-to-hard buckets (bucket 0 = easiest)."""
+    from prefcurate.bucket.partition import PartitionSpec
+    from prefcurate.bucket.partition import partition as partition_pairs
+
     extremes = parse_numbers(drop_extremes, "--drop-extremes")
     if extremes is not None and len(extremes) != 2:
         raise ConfigError(f"--drop-extremes takes two percents LOW,HIGH, got {drop_extremes!r}")
@@ -207,6 +204,8 @@ def split(
 
     `partition` then leaves held-out pairs out of the buckets, and `prefcurate train` evaluates on them.
     """
+    from prefcurate.bucket.split import split_dataset
+
     r = split_dataset(
         get_store(store), dataset, holdout=holdout, seed=seed, pairs_version=pairs_version, force=force
     )
@@ -242,6 +241,10 @@ def export(
     store: StoreOpt = None,
 ) -> None:
     """Write a bucket set, bucket by bucket in training order, plus order.json."""
+    import pyarrow as pa
+
+    from prefcurate.bucket.export import export as export_buckets
+
     result = export_buckets(
         get_store(store),
         buckets,

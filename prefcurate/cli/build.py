@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from prefcurate.build import BuildResult
-from prefcurate.build.pairs import build_pairs
-from prefcurate.build.ultrafeedback import DEFAULT_HUB_ID, build_ultrafeedback
-
 from .app import StoreOpt, build_app, get_store, out
+
+if TYPE_CHECKING:
+    from prefcurate.build import BuildResult
+
+# prefcurate.build.ultrafeedback.DEFAULT_HUB_ID (a literal here so `--help` needs no pyarrow; a test checks they match)
+DEFAULT_HUB_ID = "openbmb/UltraFeedback"
 
 
 def summary(result: BuildResult) -> None:
@@ -79,6 +81,8 @@ def ultrafeedback(
     store: StoreOpt = None,
 ) -> None:
     """Pair rated completions of the raw UltraFeedback schema and publish them as a new version."""
+    from prefcurate.build.ultrafeedback import build_ultrafeedback
+
     result = build_ultrafeedback(
         get_store(store),
         source,
@@ -167,6 +171,8 @@ def pairs(
     store: StoreOpt = None,
 ) -> None:
     """Import data that is already pairwise (flat, TRL conversational, H4 binarized, HH-RLHF)."""
+    from prefcurate.build.pairs import build_pairs
+
     result = build_pairs(
         get_store(store),
         source,

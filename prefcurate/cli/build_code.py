@@ -7,8 +7,6 @@ from typing import Annotated
 
 import typer
 
-from prefcurate.build.code import CodeBuildOptions, build_code
-
 from .app import StoreOpt, build_app, get_store, out
 
 
@@ -63,6 +61,8 @@ def code(
     store: StoreOpt = None,
 ) -> None:
     """Run every sample's unit tests in the sandbox and pair samples by pass count (resumable: rerun to continue)."""
+    from prefcurate.build.code import CodeBuildOptions, build_code
+
     opts = CodeBuildOptions(
         path=str(path),
         problems=str(problems) if problems else None,

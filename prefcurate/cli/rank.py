@@ -7,8 +7,6 @@ from typing import Annotated
 
 import typer
 
-from prefcurate.explore.ranking import rank_pairs, write_ranking
-
 from .app import Format, FormatOpt, StoreOpt, app, get_store, out, render
 
 
@@ -49,6 +47,8 @@ def rank(
 
     Pairs without a value (e.g. a prompt longer than --max-length) come last; ties keep pair_id order.
     """
+    from prefcurate.explore.ranking import rank_pairs, write_ranking
+
     table, ref, field_name = rank_pairs(
         get_store(store),
         dataset,

@@ -7,8 +7,6 @@ from typing import Annotated
 
 import typer
 
-from prefcurate.explore.report import write_report
-
 from .app import StoreOpt, app, get_store, out
 
 
@@ -28,6 +26,8 @@ def report(
     For a dataset or bucket set: signal histograms overall and per bucket, signal correlation, per-source
     counts and means, length bias, drops by reason. For a run folder: its training curves per stage.
     """
+    from prefcurate.explore.report import write_report
+
     run_dir = Path(target).expanduser()
     if (run_dir / "run.json").is_file():
         from trainers import write_run_report  # the trainers package renders its own runs

@@ -6,8 +6,6 @@ from typing import Annotated
 
 import typer
 
-from prefcurate.score import get_signal, run_signal
-
 from .app import StoreOpt, app, get_store, out
 
 
@@ -53,6 +51,8 @@ def score(
     store: StoreOpt = None,
 ) -> None:
     """Score every pair of a dataset with a difficulty signal (resumable: rerun to continue)."""
+    from prefcurate.score import get_signal, run_signal
+
     signal_cls = get_signal(by)
     signal = signal_cls.from_options(
         model=model,

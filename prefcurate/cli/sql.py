@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import pyarrow as pa
 import typer
-
-from prefcurate.store.views import canned_queries, run_named
 
 from .app import Format, FormatOpt, StoreOpt, app, get_store, parse_key_values, render
 
@@ -33,6 +30,10 @@ def sql(
     format: FormatOpt = Format.table,
 ) -> None:
     """Query pairs, signals and buckets with SQL (DuckDB views over the store's Parquet files)."""
+    import pyarrow as pa
+
+    from prefcurate.store.views import canned_queries, run_named
+
     if list_:
         queries = canned_queries()
         render(

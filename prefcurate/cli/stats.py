@@ -6,9 +6,10 @@ from typing import Annotated
 
 import typer
 
-from prefcurate.explore.stats import DEFAULT_SIGNAL, accuracy
-
 from .app import Format, FormatOpt, StoreOpt, get_store, out, render, stats_app
+
+# prefcurate.explore.stats.DEFAULT_SIGNAL (a literal so `--help` needs no duckdb; a test checks they match)
+DEFAULT_SIGNAL = "logprob_margin_v1__correct"
 
 
 @stats_app.command("accuracy")
@@ -34,6 +35,8 @@ def accuracy_cmd(
     Rows are sorted by accuracy, highest first: sDPO's easy-to-hard order of the sources.
     accuracy = correct / (correct + wrong + ties); ci_low/ci_high is its Wilson 95% interval.
     """
+    from prefcurate.explore.stats import accuracy
+
     table = accuracy(get_store(store), dataset, signal, by)
     table = table.drop_columns(["dataset"])  # one dataset per call
     render(table, format, title=f"Accuracy of {signal} by {by} (easiest first)")

@@ -5,10 +5,7 @@ from __future__ import annotations
 import json
 from typing import Annotated
 
-import pyarrow as pa
 import typer
-
-from prefcurate.store import KINDS
 
 from ..errors import StoreError
 from .app import Format, FormatOpt, StoreOpt, app, get_store, out, render
@@ -17,6 +14,8 @@ from .app import Format, FormatOpt, StoreOpt, app, get_store, out, render
 @app.command("ls")
 def ls(store: StoreOpt = None, format: FormatOpt = Format.table) -> None:
     """List datasets, signals, bucket sets and runs with their versions and row counts."""
+    from prefcurate.store import KINDS
+
     st = get_store(store)
     rows: dict[str, list] = {
         "kind": [],
@@ -40,7 +39,7 @@ def ls(store: StoreOpt = None, format: FormatOpt = Format.table) -> None:
     if not rows["name"] and format is Format.table:
         out.print(f"Store {st.root} is empty. Start with: prefcurate build ultrafeedback --from FILE")
         return
-    render(pa.table(rows), format, title=f"Store {st.root}")
+    render(rows, format, title=f"Store {st.root}")
 
 
 @app.command("info")
@@ -53,6 +52,8 @@ def info(
     format: FormatOpt = Format.table,
 ) -> None:
     """Show a version's manifest: command, options, inputs (lineage), counts kept and dropped."""
+    from prefcurate.store import KINDS
+
     st = get_store(store)
     for kind in KINDS:
         if st.versions(kind, name):
