@@ -231,3 +231,35 @@ def test_vllm_equals_transformers(tiny_model: str, tiny_fp32) -> None:
     want = LogprobScorer(model, tok, max_length=MAX_LENGTH).score(items(tok))
     got = VllmScorer.open(tiny_model, dtype="fp32", max_length=MAX_LENGTH).score(items(tok))
     assert got == pytest.approx(want, abs=1e-3)
+
+
+def test_fingerprints_stream_weight_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 48 MB weight file is hashed with a few MB of Python memory: never read whole (an 8B
+    model's 16 GB would otherwise be held at once)."""
+    import os
+    import tracemalloc
+
+    monkeypatch.setenv("PREFCURATE_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    shard = os.urandom(1 << 20) * 48
+    (folder / "model.safetensors").write_bytes(shard)
+    (folder / "config.json").write_text("{}")
+    gguf = tmp_path / "big.gguf"
+    gguf.write_bytes(shard)
+    expected = hashlib.sha256(b"model.safetensors" + shard + b"config.json" + b"{}").hexdigest()
+    gguf_expected = hashlib.sha256(shard).hexdigest()
+    del shard
+    tracemalloc.start()
+    try:
+        folder_fp = model_fingerprint(folder)
+        _, folder_peak = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        gguf_fp = model_fingerprint(gguf)
+        _, gguf_peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert folder_fp["model_sha256"] == expected
+    assert gguf_fp["model_sha256"] == gguf_expected
+    assert folder_peak < 12 << 20, folder_peak
+    assert gguf_peak < 12 << 20, gguf_peak
