@@ -305,6 +305,55 @@ def prefix_groups(items: Sequence[Encoded], min_prefix: int = 1) -> tuple[list[l
     return groups, sorted(alone)
 
 
+class PendingScorer:
+    """A scorer whose tokenizer is ready and whose model loads in a background thread on `start()`:
+    the caller tokenizes (and checks its cache) meanwhile, and waits in `result()`. Nothing is loaded
+    when every completion is already cached."""
+
+    backend = "transformers"
+
+    def __init__(self, spec: str | None, *, dtype: str, max_length: int, batch_tokens: int) -> None:
+        from prefcurate.models.dtypes import check_dtype
+        from prefcurate.models.loading import load_tokenizer
+
+        check_dtype(dtype)
+        if max_length < 2:
+            raise ConfigError(f"--max-length must be at least 2 tokens, got {max_length}")
+        self.spec, self.max_length, self.batch_tokens = spec, max_length, batch_tokens
+        self.device = default_device()
+        self.dtype, _why = resolve_dtype(dtype, self.device)
+        self.tokenizer = load_tokenizer(spec)
+        self.template = template_mode(self.tokenizer)
+        self._future: Any = None
+        self._pool: Any = None
+
+    def encode(self, prompt: Sequence[Mapping[str, str]], completion: str) -> Encoded:
+        return encode(self.tokenizer, prompt, completion, max_length=self.max_length, template=self.template)
+
+    def start(self) -> None:
+        if self._future is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            from prefcurate.models.loading import load_model_only
+
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="load-model")
+            self._future = self._pool.submit(load_model_only, self.spec, self.dtype)
+
+    def result(self) -> LogprobScorer:
+        self.start()
+        if not isinstance(self._future, LogprobScorer):
+            model = self._future.result()
+            self._pool.shutdown()
+            self._future = LogprobScorer(
+                model,
+                self.tokenizer,
+                max_length=self.max_length,
+                batch_tokens=self.batch_tokens,
+                device=self.device,
+            )
+        return self._future
+
+
 def open_scorer(
     spec: str | None,
     *,
