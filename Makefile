@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 export PREFCURATE_PROGRESS ?= 0
 
-.PHONY: install demo test test-slow bench lint clean
+.PHONY: install demo test test-slow bench bench-quick lint clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -32,8 +32,12 @@ test: install
 test-slow: install
 	$(PY) -m pytest -q -m slow --durations=15
 
+# `make bench ARGS=--quick`: every benchmark at small sizes (a few minutes); `make bench-quick` is the same.
 bench: install
-	$(PY) benchmarks/run_all.py
+	$(PY) benchmarks/run_all.py $(ARGS)
+
+bench-quick: install
+	$(PY) benchmarks/run_all.py --quick
 
 lint: install
 	$(VENV)/bin/ruff check prefcurate trainers tests benchmarks examples
