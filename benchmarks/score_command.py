@@ -108,7 +108,36 @@ def write_pairs(path: Path, shape: str, n: int, max_length: int) -> int:
             fh.write(
                 json.dumps({"prompt": prompt[0]["content"], "chosen": chosen, "rejected": rejected}) + "\n"
             )
+    forwarded_tokens(tok, pairs, max_length)
     return len(pairs)
+
+
+def forwarded_tokens(tok: object, pairs: list, max_length: int) -> None:
+    """Tokens through the backbone (load-independent): TRL (prompt + completion for both sides of
+    every pair), ours without prefix reuse (each distinct completion once) and with it (each
+    shared prefix once, plus the completions' own tokens)."""
+    from prefcurate.models.encoding import encode
+    from prefcurate.models.logprob import _prefix_len, prefix_groups
+
+    trl = 0
+    distinct: dict[tuple[str, str], object] = {}
+    for prompt, chosen, rejected in pairs:
+        for text in (chosen, rejected):
+            enc = encode(tok, prompt, text, max_length=max_length, template="chat")
+            trl += len(enc.input_ids)
+            distinct.setdefault((prompt[0]["content"], text), enc)
+    items = list(distinct.values())
+    whole = sum(len(it.input_ids) for it in items)
+    groups, alone = prefix_groups(items)
+    reuse = sum(len(items[i].input_ids) for i in alone)
+    for g in groups:
+        p = _prefix_len(items[g[0]])
+        reuse += p + sum(len(items[i].input_ids) - p for i in g)
+    print(
+        f"tokens forwarded: TRL {trl:,}; ours, distinct completions {whole:,} ({trl / whole:.2f}x fewer); "
+        f"with prefix reuse {reuse:,} ({trl / reuse:.2f}x fewer than TRL)",
+        flush=True,
+    )
 
 
 def main() -> int:
