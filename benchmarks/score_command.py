@@ -30,7 +30,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path.insert(0, str(HERE))
+sys.path[:0] = [str(ROOT), str(HERE)]  # this tree's prefcurate, not an installed one
 
 
 def run_child(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float]:
