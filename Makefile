@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 export PREFCURATE_PROGRESS ?= 0
 
-.PHONY: install demo check test test-slow bench lint docs clean
+.PHONY: install demo check test test-slow bench bench-quick lint docs clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -43,8 +43,12 @@ docs: install
 test-slow: install
 	$(PY) -m pytest -q -m slow --durations=15
 
+# `make bench ARGS=--quick`: every benchmark at small sizes (a few minutes); `make bench-quick` is the same.
 bench: install
-	$(PY) benchmarks/run_all.py
+	$(PY) benchmarks/run_all.py $(ARGS)
+
+bench-quick: install
+	$(PY) benchmarks/run_all.py --quick
 
 lint: install
 	$(VENV)/bin/ruff check $(SOURCES)

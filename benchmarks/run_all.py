@@ -6,6 +6,7 @@ and stops on the first failure. `--quick` uses small sizes (a few minutes in all
 sizes are the ones recorded in benchmarks/RESULTS.md.
 
     .venv/bin/python benchmarks/run_all.py [--quick] [--only build_scale,sandbox]
+    make bench ARGS=--quick
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ HERE = Path(__file__).resolve().parent
 
 # name -> (script, arguments for the recorded run, arguments for --quick)
 BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
+    "startup": ("startup.py", ["--reps", "10"], ["--reps", "3"]),
     "build_scale": ("build_scale.py", [], ["--prompts", "8000", "--big", "0"]),
     "sandbox": ("sandbox.py", ["--exclude", "123"], ["--limit", "200", "--exclude", "123"]),
     "sandbox_fidelity": (
@@ -31,6 +33,11 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
         "logprob.py",
         ["--pairs", "200", "--shape", "both"],
         ["--pairs", "16", "--max-length", "256"],
+    ),
+    "score_command": (
+        "score_command.py",
+        ["--pairs", "54", "--max-length", "1024", "--shape", "both", "--reps", "2"],
+        ["--pairs", "6", "--max-length", "256", "--shape", "both"],
     ),
     "logprob_bf16_fp32": ("logprob_bf16_fp32.py", [], ["--pairs", "64"]),
     "read_guard": ("read_guard.py", ["--mb", "64"], ["--mb", "16"]),

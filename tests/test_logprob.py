@@ -67,6 +67,57 @@ def test_equals_naive_reference_for_every_batch_size_padding_side_and_order(tiny
             assert got_reversed == pytest.approx(want, abs=1e-4), (side, budget, "reversed")
 
 
+# Several completions per prompt (the UltraFeedback shape): the prefix-reuse path. Prompt 1 is long, so
+# some of its completions are cut at MAX_LENGTH; prompt 3 has one completion (scored alone).
+SHARED = [
+    (0, "The Nile."),
+    (0, "The Amazon, the longest river in South America."),
+    (0, "Danube"),
+    (1, "Rayleigh scattering " * 12),
+    (1, "Because of the air."),
+    (2, "Owls give a hoot about time."),
+    (2, "Tick tock, whoo?"),
+    (3, "41 42 43"),
+]
+
+
+def test_prefix_reuse_equals_naive_reference_for_every_batch_size_padding_side_and_order(tiny_fp32) -> None:
+    from prefcurate.models.logprob import prefix_groups
+
+    model, tok = tiny_fp32
+    want = [naive_logp(model, tok, PROMPTS[p], c, MAX_LENGTH) for p, c in SHARED]
+    encoded = [encode(tok, PROMPTS[p], c, max_length=MAX_LENGTH, template="chat") for p, c in SHARED]
+    groups, alone = prefix_groups(encoded)
+    assert sorted(map(sorted, groups)) == [[0, 1, 2], [3, 4], [5, 6]] and alone == [7]
+    assert any(encoded[i].truncated for i in (3, 4))
+    for side in ("right", "left"):
+        for budget in (1, 120, 100_000):
+            scorer = LogprobScorer(model, tok, max_length=MAX_LENGTH, batch_tokens=budget, padding_side=side)
+            assert scorer.score(encoded) == pytest.approx(want, abs=1e-4), (side, budget)
+            assert scorer.score(encoded[::-1])[::-1] == pytest.approx(want, abs=1e-4), (side, budget, "rev")
+            assert scorer.prefix_reuse  # the cache of this (Llama) model was reused, not bypassed
+    whole = LogprobScorer(model, tok, max_length=MAX_LENGTH, prefix_reuse=False).score(encoded)
+    assert whole == pytest.approx(want, abs=1e-4)
+
+
+def test_prefix_groups_leave_out_empty_and_unshared_items(tiny_fp32) -> None:
+    from prefcurate.models.encoding import Encoded
+    from prefcurate.models.logprob import prefix_groups
+
+    items = [
+        Encoded((1, 2, 3, 4), start=2, truncated=False),  # prefix (1,)
+        Encoded((1, 2, 5), start=2, truncated=False),  # same prefix
+        Encoded((1, 2), start=2, truncated=True),  # no completion token left: alone, scores None
+        Encoded((9, 4), start=0, truncated=False),  # first token has no context: prefix length 0
+        Encoded((7, 8, 9), start=2, truncated=False),  # prefix (7,) has no partner
+    ]
+    assert prefix_groups(items) == ([[0, 1]], [2, 3, 4])
+    model, tok = tiny_fp32
+    values = LogprobScorer(model, tok, max_length=8).score(items)
+    assert values[2] is None and all(v is not None for i, v in enumerate(values) if i != 2)
+    assert values == pytest.approx(LogprobScorer(model, tok, max_length=8, prefix_reuse=False).score(items))
+
+
 def test_prompt_filling_max_length_scores_none(tiny_fp32) -> None:
     model, tok = tiny_fp32
     enc = encode(tok, PROMPTS[3], "41", max_length=20, template="chat")
@@ -231,3 +282,35 @@ def test_vllm_equals_transformers(tiny_model: str, tiny_fp32) -> None:
     want = LogprobScorer(model, tok, max_length=MAX_LENGTH).score(items(tok))
     got = VllmScorer.open(tiny_model, dtype="fp32", max_length=MAX_LENGTH).score(items(tok))
     assert got == pytest.approx(want, abs=1e-3)
+
+
+def test_fingerprints_stream_weight_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 48 MB weight file is hashed with a few MB of Python memory: never read whole (an 8B
+    model's 16 GB would otherwise be held at once)."""
+    import os
+    import tracemalloc
+
+    monkeypatch.setenv("PREFCURATE_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    shard = os.urandom(1 << 20) * 48
+    (folder / "model.safetensors").write_bytes(shard)
+    (folder / "config.json").write_text("{}")
+    gguf = tmp_path / "big.gguf"
+    gguf.write_bytes(shard)
+    expected = hashlib.sha256(b"model.safetensors" + shard + b"config.json" + b"{}").hexdigest()
+    gguf_expected = hashlib.sha256(shard).hexdigest()
+    del shard
+    tracemalloc.start()
+    try:
+        folder_fp = model_fingerprint(folder)
+        _, folder_peak = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        gguf_fp = model_fingerprint(gguf)
+        _, gguf_peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert folder_fp["model_sha256"] == expected
+    assert gguf_fp["model_sha256"] == gguf_expected
+    assert folder_peak < 12 << 20, folder_peak
+    assert gguf_peak < 12 << 20, gguf_peak

@@ -126,7 +126,14 @@ def test_each_completion_is_scored_once_and_cached_across_datasets(
     subset = pairs_table(dataset="other").slice(0, 6)
     publish_pairs_table(store, subset, "other")
     calls.clear()
-    ref2, reused = run_signal(store, "other", signal(tiny_model))
+    from prefcurate.models import loading
+
+    def no_load(*_a: object, **_k: object) -> None:
+        raise AssertionError("the model is loaded only when a completion is missing from the cache")
+
+    with monkeypatch.context() as m:
+        m.setattr(loading, "load_model_only", no_load)
+        ref2, reused = run_signal(store, "other", signal(tiny_model))
     assert not reused and calls == [] and ref2.manifest["completions"]["from_cache"] == 8
     first = {r["pair_id"]: r for r in ref.read().to_pylist()}
     for row in ref2.read().to_pylist():

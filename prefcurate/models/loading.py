@@ -222,10 +222,9 @@ def gguf_checkpoint(gguf: Path, name: str | None = None) -> Path:
     return folder
 
 
-def load_model(spec: str | Path | None, dtype: str = "bf16") -> tuple[Any, Any]:
-    """(model in eval mode with weights in `dtype`, tokenizer) for a spec; see the module docstring."""
+def _source(spec: str | Path | None) -> tuple[str, dict[str, Any]]:
+    """What from_pretrained is given for a spec: a folder or hub id, and its keyword arguments."""
     transformers = require("transformers", "loading a model")
-    torch_dtype = _torch_dtype(dtype)
     kwargs: dict[str, Any] = {}
     if spec is None:
         source = str(bundled_checkpoint())
@@ -245,12 +244,34 @@ def load_model(spec: str | Path | None, dtype: str = "bf16") -> tuple[Any, Any]:
             source, revision = _split_hub(str(spec))
             if revision:
                 kwargs = {"revision": revision}
+    return source, kwargs
+
+
+def load_tokenizer(spec: str | Path | None) -> Any:
+    """The tokenizer of a spec alone (fast: callers tokenize while `load_model_only` runs)."""
+    transformers = require("transformers", "loading a model")
+    source, kwargs = _source(spec)
+    try:
+        with quiet_transformers():
+            tok_kwargs = {k: v for k, v in kwargs.items() if k in ("gguf_file", "revision")}
+            return transformers.AutoTokenizer.from_pretrained(source, **tok_kwargs)
+    except OSError as exc:
+        raise ConfigError(f"cannot load model {str(spec)!r}: {str(exc).splitlines()[0]}") from exc
+
+
+def load_model_only(spec: str | Path | None, dtype: str = "bf16") -> Any:
+    """The model of a spec in eval mode with weights in `dtype` (no tokenizer)."""
+    transformers = require("transformers", "loading a model")
+    torch_dtype = _torch_dtype(dtype)
+    source, kwargs = _source(spec)
     try:
         with quiet_transformers():
             model = transformers.AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **kwargs)
-            tok_kwargs = {k: v for k, v in kwargs.items() if k in ("gguf_file", "revision")}
-            tokenizer = transformers.AutoTokenizer.from_pretrained(source, **tok_kwargs)
     except OSError as exc:
         raise ConfigError(f"cannot load model {str(spec)!r}: {str(exc).splitlines()[0]}") from exc
-    model.eval()
-    return model, tokenizer
+    return model.eval()
+
+
+def load_model(spec: str | Path | None, dtype: str = "bf16") -> tuple[Any, Any]:
+    """(model in eval mode with weights in `dtype`, tokenizer) for a spec; see the module docstring."""
+    return load_model_only(spec, dtype), load_tokenizer(spec)

@@ -18,10 +18,17 @@ Speed (``LogprobScorer``): sequences are sorted by length and packed into batche
 budget, the backbone runs once under ``torch.inference_mode``, and only the hidden states of the
 scored positions go through the LM head, in row chunks, with the target logit gathered and a
 float32 logsumexp per chunk: a full float32 ``[batch, length, vocabulary]`` log-softmax is never made.
+
+Prefix reuse: completions of one prompt share the prompt's tokens (TRL forwards the prompt once per
+completion of every pair). Items whose tokens before the first scored position are identical form a
+group; the shared prefix goes through the backbone once, its key/value cache is copied to one row per
+completion, and only the completions' own tokens are forwarded after it. The values are the same as
+forwarding each whole sequence (tested against the one-at-a-time full-softmax reference).
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -54,6 +61,7 @@ class LogprobScorer:
         batch_tokens: int = 8192,
         padding_side: str = "right",
         device: str | None = None,
+        prefix_reuse: bool = True,
     ) -> None:
         torch = require("torch", "log-prob scoring")
         check_max_length(max_length)
@@ -66,6 +74,12 @@ class LogprobScorer:
         self.max_length = max_length
         self.batch_tokens = batch_tokens
         self.padding_side = padding_side
+        # Off after a model whose cache is not a plain per-layer key/value store (sliding windows, linear
+        # attention): those go through the whole-sequence path.
+        self.prefix_reuse = prefix_reuse
+        # transformers >= 5.2x names the decoder's cache argument `cache` (`past_key_values` is deprecated).
+        params = inspect.signature(model.get_decoder().forward).parameters
+        self._cache_arg = "cache" if "cache" in params else "past_key_values"
         self.template = template_mode(tokenizer)
         self.pad_id = (
             tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
@@ -93,8 +107,13 @@ class LogprobScorer:
 
         Items are sorted by length internally; `on_batch(completions, tokens)` is called after each batch.
         """
-        order = sorted(range(len(items)), key=lambda i: (-len(items[i].input_ids), i))
         results: list[float | None] = [None] * len(items)
+        alone = list(range(len(items)))
+        if self.prefix_reuse:
+            groups, alone = prefix_groups(items)
+            if groups:
+                alone.extend(self._score_groups(items, groups, results, on_batch))
+        order = sorted(alone, key=lambda i: (-len(items[i].input_ids), i))
         lengths = [len(items[i].input_ids) for i in order]
         for batch in pack(lengths, self.batch_tokens):
             idx = [order[j] for j in batch]
@@ -104,6 +123,112 @@ class LogprobScorer:
             if on_batch is not None:
                 on_batch(len(idx), sum(len(items[i].input_ids) for i in idx))
         return results
+
+    def _score_groups(
+        self,
+        items: Sequence[Encoded],
+        groups: list[list[int]],
+        results: list[float | None],
+        on_batch: Callable[[int, int], None] | None,
+    ) -> list[int]:
+        """Score groups sharing a prefix into `results`; returns the indices left for the whole-sequence
+        path (all of them when the model's cache cannot be copied row by row)."""
+        prefix = [_prefix_len(items[g[0]]) for g in groups]
+        suffix = [max(len(items[i].input_ids) for i in g) - p for g, p in zip(groups, prefix, strict=True)]
+        order = sorted(range(len(groups)), key=lambda k: (-prefix[k], -suffix[k], groups[k][0]))
+        batches: list[list[int]] = []
+        current: list[int] = []
+        for k in order:
+            trial = [*current, k]
+            # Padded tokens forwarded: the prefixes once per group, the suffixes once per completion.
+            cost = max(prefix[j] for j in trial) * len(trial) + max(suffix[j] for j in trial) * sum(
+                len(groups[j]) for j in trial
+            )
+            if current and cost > self.batch_tokens:
+                batches.append(current)
+                trial = [k]
+            current = trial
+        if current:
+            batches.append(current)
+        for n, batch in enumerate(batches):
+            chosen = [groups[k] for k in batch]
+            sums = self._score_prefix_batch([[items[i] for i in g] for g in chosen])
+            if sums is None:  # this model's cache cannot be reused: everything not done yet goes whole
+                self.prefix_reuse = False
+                return [i for later in batches[n:] for k in later for i in groups[k]]
+            for g, values in zip(chosen, sums, strict=True):
+                for i, value in zip(g, values, strict=True):
+                    results[i] = value
+            if on_batch is not None:
+                on_batch(sum(len(g) for g in chosen), sum(len(items[i].input_ids) for g in chosen for i in g))
+        return []
+
+    def _score_prefix_batch(self, groups: Sequence[Sequence[Encoded]]) -> list[list[float]] | None:
+        """Forward each group's shared prefix once, then its completions after a copy of its cache."""
+        torch = self._torch
+        from transformers.cache_utils import DynamicLayer
+
+        left = self.padding_side == "left"
+        plens = [_prefix_len(g[0]) for g in groups]
+        pwidth = max(plens)
+        members = [it for g in groups for it in g]
+        owner = [k for k, g in enumerate(groups) for _ in g]
+        slens = [len(it.input_ids) - plens[k] for it, k in zip(members, owner, strict=True)]
+        swidth = max(slens)
+        pids = torch.full((len(groups), pwidth), self.pad_id, dtype=torch.long)
+        pmask = torch.zeros((len(groups), pwidth), dtype=torch.long)
+        for k, g in enumerate(groups):
+            off = pwidth - plens[k] if left else 0
+            pids[k, off : off + plens[k]] = torch.tensor(g[0].input_ids[: plens[k]], dtype=torch.long)
+            pmask[k, off : off + plens[k]] = 1
+        sids = torch.full((len(members), swidth), self.pad_id, dtype=torch.long)
+        smask = torch.zeros((len(members), swidth), dtype=torch.long)
+        rows: list[int] = []
+        positions: list[int] = []
+        targets: list[int] = []
+        for row, (it, k) in enumerate(zip(members, owner, strict=True)):
+            n = slens[row]
+            off = swidth - n if left else 0
+            sids[row, off : off + n] = torch.tensor(it.input_ids[plens[k] :], dtype=torch.long)
+            smask[row, off : off + n] = 1
+            # Suffix position j predicts suffix token j+1, i.e. input_ids[prefix + j + 1].
+            rows.extend([row] * (n - 1))
+            positions.extend(range(off, off + n - 1))
+            targets.extend(it.input_ids[plens[k] + 1 :])
+        decoder = self.model.get_decoder()
+        with torch.inference_mode():
+            kwargs: dict[str, Any] = {"input_ids": pids.to(self.device), "use_cache": True}
+            if left or len(set(plens)) > 1:
+                kwargs["attention_mask"] = pmask.to(self.device)
+                kwargs["position_ids"] = (pmask.cumsum(dim=1) - 1).clamp(min=0).to(self.device)
+            out = decoder(**kwargs)
+            cache = getattr(out, "cache", None) or out.past_key_values
+            if not all(type(layer) is DynamicLayer for layer in getattr(cache, "layers", [None])):
+                return None
+            cache.reorder_cache(torch.tensor(owner, device=self.device))  # one copy per completion
+            full_mask = torch.cat([pmask[torch.tensor(owner)], smask], dim=1)
+            kwargs = {
+                "input_ids": sids.to(self.device),
+                self._cache_arg: cache,
+                "use_cache": True,
+                "position_ids": (full_mask.cumsum(dim=1) - 1).clamp(min=0)[:, pwidth:].to(self.device),
+            }
+            if left or len(set(plens)) > 1:
+                kwargs["attention_mask"] = full_mask.to(self.device)
+            # Right padding with equal prefixes needs no mask: pads only follow the real tokens.
+            hidden = decoder(**kwargs).last_hidden_state
+            del cache
+            row_index = torch.tensor(rows, device=self.device)
+            picked = hidden[row_index, torch.tensor(positions, device=self.device)]
+            logps = self._token_logps(picked, torch.tensor(targets, device=self.device))
+            per_row = torch.zeros(len(members), dtype=torch.float64, device=self.device)
+            per_row.index_add_(0, row_index, logps.to(torch.float64))
+            values = per_row.cpu().tolist()
+        sums: list[list[float]] = []
+        for g in groups:
+            sums.append(values[: len(g)])
+            values = values[len(g) :]
+        return sums
 
     def _score_batch(self, items: Sequence[Encoded]) -> list[float | None]:
         torch = self._torch
@@ -165,6 +290,77 @@ class LogprobScorer:
                 logits = torch.tanh(logits / self._softcap) * self._softcap
             out[lo:hi] = logits.gather(1, target[lo:hi, None])[:, 0] - torch.logsumexp(logits, dim=-1)
         return out
+
+
+def _prefix_len(item: Encoded) -> int:
+    """Tokens before the first scored position (position p predicts token p+1)."""
+    return max(item.start, 1) - 1
+
+
+def prefix_groups(items: Sequence[Encoded], min_prefix: int = 1) -> tuple[list[list[int]], list[int]]:
+    """(groups of two or more item indices whose tokens before the first scored position are identical,
+    indices scored alone): items with no completion token left, a prefix shorter than `min_prefix`,
+    or no partner go alone."""
+    by_prefix: dict[tuple[int, ...], list[int]] = {}
+    alone: list[int] = []
+    for i, it in enumerate(items):
+        p = _prefix_len(it)
+        if it.n_tokens == 0 or p < min_prefix:
+            alone.append(i)
+        else:
+            by_prefix.setdefault(it.input_ids[:p], []).append(i)
+    groups = [g for g in by_prefix.values() if len(g) > 1]
+    alone.extend(g[0] for g in by_prefix.values() if len(g) == 1)
+    return groups, sorted(alone)
+
+
+class PendingScorer:
+    """A scorer whose tokenizer is ready and whose model loads in a background thread on `start()`:
+    the caller tokenizes (and checks its cache) meanwhile, and waits in `result()`. Nothing is loaded
+    when every completion is already cached."""
+
+    backend = "transformers"
+
+    def __init__(self, spec: str | None, *, dtype: str, max_length: int, batch_tokens: int) -> None:
+        from prefcurate.models.dtypes import check_dtype
+        from prefcurate.models.loading import load_tokenizer
+
+        check_dtype(dtype)
+        if max_length < 2:
+            raise ConfigError(f"--max-length must be at least 2 tokens, got {max_length}")
+        self.spec, self.max_length, self.batch_tokens = spec, max_length, batch_tokens
+        self.device = default_device()
+        self.dtype, _why = resolve_dtype(dtype, self.device)
+        self.tokenizer = load_tokenizer(spec)
+        self.template = template_mode(self.tokenizer)
+        self._future: Any = None
+        self._pool: Any = None
+
+    def encode(self, prompt: Sequence[Mapping[str, str]], completion: str) -> Encoded:
+        return encode(self.tokenizer, prompt, completion, max_length=self.max_length, template=self.template)
+
+    def start(self) -> None:
+        if self._future is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            from prefcurate.models.loading import load_model_only
+
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="load-model")
+            self._future = self._pool.submit(load_model_only, self.spec, self.dtype)
+
+    def result(self) -> LogprobScorer:
+        self.start()
+        if not isinstance(self._future, LogprobScorer):
+            model = self._future.result()
+            self._pool.shutdown()
+            self._future = LogprobScorer(
+                model,
+                self.tokenizer,
+                max_length=self.max_length,
+                batch_tokens=self.batch_tokens,
+                device=self.device,
+            )
+        return self._future
 
 
 def open_scorer(

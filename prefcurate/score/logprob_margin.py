@@ -105,16 +105,26 @@ def completion_logps(
     plus the manifest entries that identify the computation."""
     from prefcurate.models import model_fingerprint
     from prefcurate.models.encoding import TRUNCATION, chat_template_hash
-    from prefcurate.models.logprob import open_scorer
+    from prefcurate.models.logprob import PendingScorer, open_scorer
 
     model_fp = model_fingerprint(options.model)
-    scorer = open_scorer(
-        options.model,
-        backend=options.backend,
-        dtype=options.dtype,
-        max_length=options.max_length,
-        batch_tokens=options.batch_tokens,
-    )
+    # transformers: the tokenizer now, the model in a thread once there is work (tokenize while it loads).
+    scorer: Any
+    if options.backend == "transformers":
+        scorer = PendingScorer(
+            options.model,
+            dtype=options.dtype,
+            max_length=options.max_length,
+            batch_tokens=options.batch_tokens,
+        )
+    else:
+        scorer = open_scorer(
+            options.model,
+            backend=options.backend,
+            dtype=options.dtype,
+            max_length=options.max_length,
+            batch_tokens=options.batch_tokens,
+        )
     identity = {
         "model_fingerprint": model_fp,
         "dtype": scorer.dtype,
@@ -133,7 +143,11 @@ def completion_logps(
     started = time.perf_counter()
     scored_tokens = 0
     if missing:
+        if isinstance(scorer, PendingScorer):
+            scorer.start()
         table = _encode_missing(scorer, missing)
+        if isinstance(scorer, PendingScorer):
+            scorer = scorer.result()
         scored_tokens = int(pc.sum(pc.list_value_length(table.column("input_ids"))).as_py() or 0)
         tag = "logp-" + fingerprint({"key": key, "ids": table.column("completion_id").to_pylist()})[:16]
         state = {"done": 0}

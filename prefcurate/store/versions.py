@@ -37,10 +37,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
+if TYPE_CHECKING:  # loaded where data is read or written, not for `prefcurate ls`
+    import pyarrow as pa
 
 from prefcurate import __version__
 from prefcurate.errors import StoreError
@@ -157,6 +157,8 @@ def write_error(root: Path, exc: OSError) -> StoreError:
 
 def write_parquet(table: pa.Table, path: Path) -> None:
     """Write one Parquet file deterministically, via a temporary name and a rename."""
+    import pyarrow.parquet as pq
+
     tmp = path.with_name(path.name + f".tmp-{uuid.uuid4().hex[:8]}")
     pq.write_table(table, tmp, **PARQUET_OPTIONS)
     os.replace(tmp, path)
@@ -214,6 +216,9 @@ class VersionRef:
         files = self.parquet_files()
         if not files:
             raise StoreError(f"{self.label} holds no Parquet files")
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
         return pa.concat_tables([pq.read_table(f, columns=columns) for f in files])
 
 
