@@ -39,7 +39,7 @@ def complete(out: Path) -> bool:
     if not is_export(out):
         return False
     order = json.loads((out / "order.json").read_text())
-    return all((out / e["path"] / f).exists() for e in order["buckets"] for f in e["files"])
+    return all((out / e.get("path", ".") / f).exists() for e in order["buckets"] for f in e["files"])
 
 
 @pytest.mark.parametrize("where", ["store", "inside", "contains", "project"])

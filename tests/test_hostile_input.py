@@ -205,19 +205,19 @@ def test_read_only_store_and_full_disk_keep_the_earlier_version(tmp_path: Path, 
     result, store = run(tmp_path, ["build", "pairs", str(good), "--name", "d"])
     assert result.exit_code == 0
     before = {p: p.read_bytes() for p in (store / "pairs").rglob("*") if p.is_file()}
-    import prefcurate.store.versions as versions
+    import pyarrow.parquet
 
-    real = versions.pq.write_table
+    real = pyarrow.parquet.write_table
     for code, why in ((errno.ENOSPC, "No space left on device"), (errno.EROFS, "Read-only file system")):
 
         def failing(*a, _code=code, **kw):
             raise OSError(_code, os.strerror(_code))
 
-        monkeypatch.setattr(versions.pq, "write_table", failing)
+        monkeypatch.setattr(pyarrow.parquet, "write_table", failing)
         result, _ = run(tmp_path, ["build", "pairs", str(good), "--name", "d", "--force"])
         assert result.exit_code == 1, result.output
         assert result.stderr == f"Error: cannot write to store {store}: {why}; nothing was published\n"
-        monkeypatch.setattr(versions.pq, "write_table", real)
+        monkeypatch.setattr(pyarrow.parquet, "write_table", real)
         after = {p: p.read_bytes() for p in (store / "pairs").rglob("*") if p.is_file()}
         assert after == before  # v1 intact, no v2
         assert not any((store / ".tmp").iterdir())

@@ -103,7 +103,7 @@ def test_rank_partition_and_export_defaults_stay_on_the_reference_margin(
     import pyarrow.parquet as pq
 
     for entry in exported.order["buckets"]:
-        for row in pq.read_table(tmp_path / "out" / entry["path"] / "train.parquet").to_pylist():
+        for row in pq.read_table(tmp_path / "out" / entry["files"][0]).to_pylist():
             assert row["ref_chosen_logps"] == want[row["pair_id"]]["logprob_margin_v1__chosen_logp"]
             assert row["ref_rejected_logps"] == want[row["pair_id"]]["logprob_margin_v1__rejected_logp"]
 

@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 
 from prefcurate.cli import app
 from prefcurate.errors import ConfigError
-from prefcurate.explore.report import load_report_data, spearman, write_report
+from prefcurate.explore.page import write_report
+from prefcurate.explore.report import load_report_data, spearman
 from prefcurate.store import Store
 
 from .helpers import rich_store

@@ -340,7 +340,8 @@ def is_export(folder: Path) -> bool:
     and the bucket folders it lists."""
     try:
         order = json.loads((folder / "order.json").read_text())
-        listed = {str(e["path"]) for e in order["buckets"]}
+        listed = {str(e["path"]) for e in order["buckets"] if "path" in e}
+        listed |= {Path(f).parts[0] for e in order["buckets"] for f in e.get("files", [])}
     except (OSError, ValueError, KeyError, TypeError):
         return False
     ours = {"order.json", "README.md", "data", "jsonl", "dataset"}  # the layout export writes

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from prefcurate.explore.report import write_report
+from prefcurate.explore.page import write_report
 
 from .app import StoreOpt, app, get_store, out
 

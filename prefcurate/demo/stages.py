@@ -176,7 +176,7 @@ def buckets_stage(ctx: DemoContext) -> None:
     from prefcurate.bucket.export import export
     from prefcurate.bucket.partition import PartitionSpec, partition
     from prefcurate.bucket.split import split_dataset
-    from prefcurate.explore.report import write_report
+    from prefcurate.explore.page import write_report
 
     dataset = f"{UF}-demo"
     if not ctx.store.versions(

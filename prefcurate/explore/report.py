@@ -18,7 +18,6 @@ import datetime as _dt
 import html
 import io
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -514,22 +513,3 @@ def render_html(data: ReportData, figures: list[tuple[str, str, str, str]], extr
     )
     parts.append("</body></html>\n")
     return "\n".join(parts)
-
-
-def write_report(store: Store, target: str, out_html: str | Path) -> Path:
-    """Render a dataset's or bucket set's report into `out_html`; returns the path written."""
-    data = load_report_data(store, target)
-    figs = _Figures(data)
-    figs.histograms()
-    figs.scatter()
-    figs.sources()
-    figs.lengths()
-    from . import panels
-
-    panels.ecdf(figs)
-    panels.source_accuracy(figs)
-    panels.length_vs_value(figs)
-    out_html = Path(out_html)
-    out_html.parent.mkdir(parents=True, exist_ok=True)
-    out_html.write_text(render_html(data, figs.items, panels.examples_html(figs, store)), encoding="utf-8")
-    return out_html
