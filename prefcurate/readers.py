@@ -16,6 +16,7 @@ Every returned table carries two bookkeeping columns, `__file` (index into `inpu
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import re
@@ -24,16 +25,25 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.json as pajson
-import pyarrow.parquet as pq
+from prefcurate.extras import lazy_module
 
 from .errors import ConfigError, InputError
 from .ids import file_fingerprint, fingerprint
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.json as pajson
+    import pyarrow.parquet as pq
+else:  # loaded on first use (extras.lazy_module), so `--help` can import this module cheaply
+    np = lazy_module("numpy")
+    pa = lazy_module("pyarrow")
+    pacsv = lazy_module("pyarrow.csv")
+    pajson = lazy_module("pyarrow.json")
+    pq = lazy_module("pyarrow.parquet")
 
 # Accepted file names, longest suffix first.
 SUFFIXES = (
@@ -59,9 +69,6 @@ _STREAM_BLOCK = 1 << 22  # a row longer than this falls back to the (slow) line 
 # by the Python scan instead, which fails cleanly.
 MAX_FAST_DEPTH = 512
 _DEPTH_CHUNK = 1 << 22
-_DELTA = np.zeros(256, np.int8)
-_DELTA[[ord("["), ord("{")]] = 1
-_DELTA[[ord("]"), ord("}")]] = -1
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}\n")  # dropped before counting depth
 _UNREADABLE = (OSError, EOFError, zlib.error)  # truncated or non-gzip `.gz`, unreadable files
 
@@ -174,6 +181,15 @@ def unreadable(path: Path, exc: BaseException) -> InputError:
     return InputError(why, path=path)
 
 
+@functools.cache
+def _bracket_delta() -> np.ndarray:
+    """Depth change per byte value: +1 for an opening bracket, -1 for a closing one."""
+    delta = np.zeros(256, np.int8)
+    delta[[ord("["), ord("{")]] = 1
+    delta[[ord("]"), ord("}")]] = -1
+    return delta
+
+
 def _too_deep(path: Path) -> bool:
     """Whether some line nests brackets deeper than MAX_FAST_DEPTH (an over-estimate: see above)."""
     carry = 0  # depth at the chunk start, relative to the last newline
@@ -183,7 +199,7 @@ def _too_deep(path: Path) -> bool:
             a = np.frombuffer(block.translate(None, _NOT_BRACKETS), np.uint8)
             if a.size == 0:
                 continue
-            depth = np.cumsum(_DELTA[a], dtype=np.int32) + carry
+            depth = np.cumsum(_bracket_delta()[a], dtype=np.int32) + carry
             newline = a == 10
             last = np.maximum.accumulate(np.where(newline, np.arange(a.size), -1))
             base = np.where(last >= 0, depth[np.maximum(last, 0)], 0)

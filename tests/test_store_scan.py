@@ -19,7 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 from prefcurate.cli import app
-from prefcurate.score.logprob_margin import CACHE_SCHEMA, CompletionCache
+from prefcurate.score.logprob_margin import CompletionCache, cache_schema
 from prefcurate.store import Store
 
 from .helpers import rich_store
@@ -33,7 +33,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
     # a real log-prob cache part, of another schema than any data
     cache = CompletionCache(store.root / ".cache" / "logprobs" / "key")
     cache.add(pa.table({"completion_id": ["c1"], "logp": [-1.0], "tokens": [3], "truncated": [False]}), "t0")
-    assert CACHE_SCHEMA.names == ["completion_id", "logp", "tokens", "truncated"]
+    assert cache_schema().names == ["completion_id", "logp", "tokens", "truncated"]
     return store
 
 

@@ -13,10 +13,15 @@ against an export's `ref_chosen_logps` / `ref_rejected_logps` (see docs/buckets.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import TrainConfig
-from .runner import RunResult, StagePlan, StageResult, plan_stages, run
+
+if TYPE_CHECKING:
+    from .runner import RunResult, StagePlan, StageResult, plan_stages, run
+
+# Loaded on first use (pyarrow): `prefcurate train --help` imports trainers.config for its choices.
+_FROM_RUNNER = ("RunResult", "StagePlan", "StageResult", "plan_stages", "run")
 
 __all__ = [
     "PrecomputedRefDPOTrainer",
@@ -44,6 +49,10 @@ def demo_run(*args: Any, **kwargs: Any) -> Any:
 
 
 def __getattr__(name: str) -> Any:
+    if name in _FROM_RUNNER:
+        from . import runner
+
+        return getattr(runner, name)
     if name == "PrecomputedRefDPOTrainer":  # imports trl: only when asked for
         from .precomputed import PrecomputedRefDPOTrainer
 

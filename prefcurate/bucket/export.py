@@ -27,19 +27,24 @@ import uuid
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any
-
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING, Any
 
 from prefcurate import render
 from prefcurate.errors import ConfigError
+from prefcurate.extras import lazy_module
 from prefcurate.ids import fingerprint
 from prefcurate.progress import progress_bar
-from prefcurate.schema import MESSAGE
 from prefcurate.score.base import computed_on
 from prefcurate.store import Store, VersionRef, parse_ref, write_parquet
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+else:  # loaded on first use (extras.lazy_module), so `--help` can import this module cheaply
+    pa = lazy_module("pyarrow")
+    pc = lazy_module("pyarrow.compute")
+    pq = lazy_module("pyarrow.parquet")
 
 
 class Layout(str, Enum):
@@ -54,7 +59,6 @@ LAYOUTS = tuple(m.value for m in Layout)
 REF_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
 # Fields of a log-prob signal that hold the sequence log-probs of the two completions.
 LOGP_FIELDS = ("chosen_logp", "rejected_logp")
-ONE_MESSAGE = pa.list_(MESSAGE)
 FLAT_COLUMNS = (
     "pair_id",
     "prompt_id",
@@ -70,16 +74,20 @@ FLAT_COLUMNS = (
 
 def _assistant(texts: pa.ChunkedArray | pa.Array) -> pa.Array:
     """Each text as a one-element list [{"role": "assistant", "content": text}]."""
+    from prefcurate.schema import MESSAGE
+
     texts = texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
     n = len(texts)
     roles = pa.array(["assistant"] * n, pa.string())
     structs = pa.StructArray.from_arrays([roles, texts.cast(pa.string())], fields=list(MESSAGE))
     offsets = pa.array(range(n + 1), pa.int32())
-    return pa.ListArray.from_arrays(offsets, structs, type=ONE_MESSAGE)
+    return pa.ListArray.from_arrays(offsets, structs, type=pa.list_(MESSAGE))
 
 
 def trl_table(pairs: pa.Table) -> pa.Table:
     """Pairs (or bucket rows) in TRL's conversational explicit-prompt form, keeping the reference columns."""
+    from prefcurate.schema import MESSAGE
+
     for name in ("pair_id", "prompt", "chosen", "rejected"):
         if name not in pairs.column_names:
             raise ConfigError(

@@ -21,33 +21,48 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-import duckdb
-import numpy as np
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from prefcurate.bucket.spec import SOURCE_STATS, STRATEGIES, PartitionSpec, _fmt_list, parse_like
 from prefcurate.bucket.strategies import ASSIGNERS, _r, _stats, equal_sizes
 from prefcurate.errors import ConfigError, PrefcurateError
+from prefcurate.extras import lazy_module
 from prefcurate.ids import fingerprint
 from prefcurate.progress import progress_bar
-from prefcurate.schema import PAIR_COLUMNS, PAIR_SCHEMA
 from prefcurate.score.base import computed_on
 from prefcurate.store import Store, VersionRef, check_name
 from prefcurate.store.views import to_arrow
 
-# `bucket` is in the rows as well as the folder name, so a file read on its own (or by a tool that does
-# not parse hive folders) still knows its bucket; int32 is what hive partitioning infers for `bucket=<k>`.
-BUCKET_SCHEMA = pa.schema(
-    [
-        *PAIR_SCHEMA,
-        pa.field("signal_value", pa.float64()),
-        pa.field("position", pa.int64()),
-        pa.field("bucket", pa.int32()),
-    ]
-)
+if TYPE_CHECKING:
+    import duckdb
+    import numpy as np
+    import pyarrow as pa
+else:  # loaded on first use (extras.lazy_module), so `--help` can import this module cheaply
+    duckdb = lazy_module("duckdb")
+    np = lazy_module("numpy")
+    pa = lazy_module("pyarrow")
+
 SPLIT_SIGNAL = "split_v1"
+
+
+def bucket_schema() -> pa.Schema:
+    """A bucket row: the pair, its signal value, its position in training order and its bucket.
+
+    `bucket` is in the rows as well as the folder name, so a file read on its own (or by a tool that
+    does not parse hive folders) still knows its bucket; int32 is what hive partitioning infers for
+    `bucket=<k>`."""
+    from prefcurate.schema import PAIR_SCHEMA
+
+    return pa.schema(
+        [
+            *PAIR_SCHEMA,
+            pa.field("signal_value", pa.float64()),
+            pa.field("position", pa.int64()),
+            pa.field("bucket", pa.int32()),
+        ]
+    )
+
+
 _IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -363,7 +378,10 @@ def _partition(store: Store, spec: PartitionSpec, force: bool) -> PartitionResul
         manifest["cut_values"] = extra.get("_cuts")
     for entry in bucket_entries:
         entry.pop("_cuts", None)
+    from prefcurate.schema import PAIR_COLUMNS
+
     cols = ", ".join(f"p.{c}" for c in PAIR_COLUMNS)
+    schema = bucket_schema()
     with (
         store.publish("buckets", spec.name, manifest) as pub,
         progress_bar("writing buckets", n_buckets) as bar,
@@ -374,9 +392,7 @@ def _partition(store: Store, spec: PartitionSpec, force: bool) -> PartitionResul
                 f"WHERE a.bucket = {k} ORDER BY a.position",
                 f"writing bucket {k}",
             )
-            pub.write_table(
-                table.select(BUCKET_SCHEMA.names).cast(BUCKET_SCHEMA), f"bucket={k}/part-00000.parquet"
-            )
+            pub.write_table(table.select(schema.names).cast(schema), f"bucket={k}/part-00000.parquet")
             bar.advance(1)
     inputs.con.close()
     return PartitionResult(

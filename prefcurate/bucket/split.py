@@ -5,12 +5,17 @@ prefcurate.score.split).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import pyarrow.compute as pc
-
+from prefcurate.extras import lazy_module
 from prefcurate.score import run_signal
 from prefcurate.score.split import HOLDOUT, Split, check_fraction
 from prefcurate.store import Store, VersionRef
+
+if TYPE_CHECKING:
+    import pyarrow.compute as pc
+else:  # loaded on first use (extras.lazy_module), so `--help` can import this module cheaply
+    pc = lazy_module("pyarrow.compute")
 
 
 @dataclass

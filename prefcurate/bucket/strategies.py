@@ -8,17 +8,22 @@ everywhere, so the same inputs give the same buckets.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
-
-import numpy as np
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from prefcurate.bucket.spec import PartitionSpec
 from prefcurate.errors import ConfigError
 from prefcurate.explore.stats import accuracy_sql
+from prefcurate.extras import lazy_module
 from prefcurate.store import VersionRef
 
-Assignment = tuple[list[np.ndarray], list[str], dict[Any, Any]]
+if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
+else:  # loaded on first use (extras.lazy_module), so `--help` can import this module cheaply
+    np = lazy_module("numpy")
+    pa = lazy_module("pyarrow")
+
+Assignment = tuple[list["np.ndarray"], list[str], dict[Any, Any]]
 
 
 def _difficulty_order(ids: np.ndarray, values: np.ndarray, easy: str) -> np.ndarray:

@@ -10,16 +10,20 @@ import json
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from prefcurate.errors import ConfigError, InputError
+from prefcurate.extras import lazy_module
 from prefcurate.ids import fingerprint
 from prefcurate.progress import progress_bar
 from prefcurate.readers import Loaded, local_fingerprints
-from prefcurate.schema import PAIR_SCHEMA, conform_pairs
+from prefcurate.schema import conform_pairs
 from prefcurate.store import Store, VersionRef, check_name
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+else:  # loaded on first use (extras.lazy_module), so `--help` can import this module cheaply
+    pa = lazy_module("pyarrow")
 
 
 @dataclass
@@ -102,6 +106,8 @@ def publish_pairs(
             if len(pending) > 2:
                 pending.pop(0).result()
         if index < 0:  # no pairs: one empty part keeps the version readable
+            from prefcurate.schema import PAIR_SCHEMA
+
             pending.append(pool.submit(pub.write_table, PAIR_SCHEMA.empty_table(), "part-00000.parquet"))
         for fut in pending:
             fut.result()

@@ -25,12 +25,11 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from prefcurate.build import check_empty
 from prefcurate.errors import ConfigError, InputError
+from prefcurate.extras import lazy_module
 from prefcurate.ids import completion_id, file_fingerprint, fingerprint, pair_id, prompt_id
 from prefcurate.readers import iter_json_lines
 from prefcurate.sandbox.codetests import (
@@ -40,9 +39,13 @@ from prefcurate.sandbox.codetests import (
     suite_from_spec,
     truncate_body,
 )
-from prefcurate.schema import PAIR_SCHEMA
 from prefcurate.score import RunContext
 from prefcurate.store import Store, VersionRef, check_name
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+else:  # loaded on first use (extras.lazy_module), so `--help` can import this module cheaply
+    pa = lazy_module("pyarrow")
 
 
 class CodeInputFormat(str, Enum):
@@ -64,17 +67,21 @@ class CodePairing(str, Enum):
 
 
 PAIRINGS = tuple(m.value for m in CodePairing)
-RUN_SCHEMA = pa.schema(
-    [
-        ("passed", pa.int32()),
-        ("failed", pa.int32()),
-        ("errored", pa.int32()),
-        ("timed_out", pa.int32()),
-        ("total", pa.int32()),
-        ("status", pa.string()),
-        ("reason", pa.string()),
-    ]
-)
+
+
+def run_schema() -> pa.Schema:
+    """One sandbox run of a sample against its problem's tests."""
+    return pa.schema(
+        [
+            ("passed", pa.int32()),
+            ("failed", pa.int32()),
+            ("errored", pa.int32()),
+            ("timed_out", pa.int32()),
+            ("total", pa.int32()),
+            ("status", pa.string()),
+            ("reason", pa.string()),
+        ]
+    )
 
 
 @dataclass
@@ -412,7 +419,7 @@ def _build_code(store: Store, opts: CodeBuildOptions) -> CodeBuildResult:
 
         def run_shard(shard: pa.Table) -> pa.Table:
             results = run([jobs[i] for i in shard.column("job").to_pylist()])
-            return pa.Table.from_pylist([r.to_dict() for r in results], schema=RUN_SCHEMA).add_column(
+            return pa.Table.from_pylist([r.to_dict() for r in results], schema=run_schema()).add_column(
                 0, "job", shard.column("job")
             )
 
@@ -465,6 +472,8 @@ def _build_code(store: Store, opts: CodeBuildOptions) -> CodeBuildResult:
                     "meta": meta_json,
                 }
             )
+    from prefcurate.schema import PAIR_SCHEMA
+
     table = pa.Table.from_pylist(rows, schema=PAIR_SCHEMA)
     counts = {
         "read": read,

@@ -26,17 +26,20 @@ from __future__ import annotations
 import math
 import re
 from enum import Enum
-from typing import Any
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from prefcurate.build import BuildResult, meta_json, run_build
 from prefcurate.errors import ConfigError, InputError
+from prefcurate.extras import lazy_module
 from prefcurate.ids import completion_id, pair_id, prompt_id
 from prefcurate.progress import progress_bar
 from prefcurate.readers import FILE_COL, Loaded, load, looks_like_hub_id, stem
-from prefcurate.schema import PAIR_SCHEMA
 from prefcurate.store import Store
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+else:  # loaded on first use (extras.lazy_module), so `--help` can import this module cheaply
+    pa = lazy_module("pyarrow")
 
 
 class InputFormat(str, Enum):
@@ -148,6 +151,8 @@ def pairs_from_table(
     source: str | None = None,
     source_col: str | None = None,
 ) -> tuple[pa.Table, dict[str, Any]]:
+    from prefcurate.schema import PAIR_SCHEMA
+
     table = loaded.table
     first = loaded.inputs[0].path
     for col in (chosen_col, rejected_col):

@@ -24,26 +24,30 @@ reasons candidate pairs.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterator
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-
 from prefcurate import ids
 from prefcurate.build import BuildResult, run_build
 from prefcurate.errors import ConfigError, InputError
+from prefcurate.extras import lazy_module
 from prefcurate.ids import prompt_id
 from prefcurate.readers import FILE_COL, Loaded, load
-from prefcurate.schema import MESSAGE
 from prefcurate.store import Store
 
 if TYPE_CHECKING:  # polars is imported where used: `prefcurate --help` and `build pairs` stay light
+    import numpy as np
     import polars as pl
+    import pyarrow as pa
+    import pyarrow.compute as pc
+else:  # loaded on first use (extras.lazy_module), so `--help` can import this module cheaply
+    np = lazy_module("numpy")
+    pa = lazy_module("pyarrow")
+    pc = lazy_module("pyarrow.compute")
 
 
 class Pairing(str, Enum):
@@ -77,28 +81,32 @@ SCORE_FIELDS = {"overall": "overall_score", "fine-grained": "fine-grained_score"
 DEFAULT_HUB_ID = "openbmb/UltraFeedback"
 _HASH_BATCH = 65_536
 CHUNK_PAIRS = 50_000  # pairs per Parquet part (= the store's row group size)
-_RATING = pa.struct([("Rating", pa.string())])
-# The fields pairing needs: JSON Lines / Parquet reads skip the rest (rationales, critiques...).
-READ_SCHEMA = pa.schema(
-    [
-        ("source", pa.string()),
-        ("instruction", pa.string()),
-        (
-            "completions",
-            pa.list_(
-                pa.struct(
-                    [
-                        ("model", pa.string()),
-                        ("response", pa.string()),
-                        ("overall_score", pa.float64()),
-                        ("fine-grained_score", pa.float64()),
-                        ("annotations", pa.struct([(a, _RATING) for a in ASPECTS])),
-                    ]
-                )
+
+
+@functools.cache
+def read_schema() -> pa.Schema:
+    """The fields pairing needs: JSON Lines / Parquet reads skip the rest (rationales, critiques...)."""
+    rating = pa.struct([("Rating", pa.string())])
+    return pa.schema(
+        [
+            ("source", pa.string()),
+            ("instruction", pa.string()),
+            (
+                "completions",
+                pa.list_(
+                    pa.struct(
+                        [
+                            ("model", pa.string()),
+                            ("response", pa.string()),
+                            ("overall_score", pa.float64()),
+                            ("fine-grained_score", pa.float64()),
+                            ("annotations", pa.struct([(a, rating) for a in ASPECTS])),
+                        ]
+                    )
+                ),
             ),
-        ),
-    ]
-)
+        ]
+    )
 
 
 def validate_options(pairing: str, rating: str, min_gap: float, limit: int | None) -> None:
@@ -290,6 +298,8 @@ def pairs_from_table(
 ) -> tuple[Iterator[pa.Table], dict[str, Any]]:
     """Pair the completions of the loaded rows; returns the pair tables (parts, in order) and the counts."""
     import polars as pl
+
+    from prefcurate.schema import MESSAGE
 
     _check_schema(loaded)
     table = loaded.table
@@ -546,7 +556,7 @@ def build_ultrafeedback(
             source,
             split=split,
             limit=limit,
-            schema=READ_SCHEMA,
+            schema=read_schema(),
             defer_fingerprints=True,
             hub_config=hub_config,
             hub_data_dir=hub_data_dir,

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import pyarrow as pa
 import typer
 
 from prefcurate.bucket.export import Layout as ExportLayout
@@ -16,10 +15,16 @@ from prefcurate.bucket.partition import PartitionSpec
 from prefcurate.bucket.partition import partition as partition_pairs
 from prefcurate.bucket.spec import Easy, Strategy
 from prefcurate.bucket.split import split_dataset
+from prefcurate.extras import lazy_module
 
 from ..errors import ConfigError
 from ..render import json_text
 from .app import Format, FormatOpt, StoreOpt, app, default_of, field_default, get_store, out, render
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+else:  # loaded on first use (extras.lazy_module), so `--help` can import this module cheaply
+    pa = lazy_module("pyarrow")
 
 
 def parse_numbers(text: str | None, flag: str) -> list[float] | None:

@@ -5,13 +5,19 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import pyarrow as pa
 import typer
+
+from prefcurate.extras import lazy_module
 
 from ..errors import ConfigError
 from .app import Format, FormatOpt, StoreOpt, _typer, app, get_store, out, parse_key_values, render
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+else:  # loaded on first use (extras.lazy_module), so `--help` can import this module cheaply
+    pa = lazy_module("pyarrow")
 
 eval_app = _typer("Evaluate models and orderings: pass@k in the sandbox, win rates, paired comparisons.")
 app.add_typer(eval_app, name="eval")

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import pyarrow as pa
 import typer
+
+from prefcurate.extras import lazy_module
 
 from ..render import json_text, to_csv
 from ..sandbox.files import FileRun, run_file
 from .app import Format, FormatOpt, sandbox_app
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+else:  # loaded on first use (extras.lazy_module), so `--help` can import this module cheaply
+    pa = lazy_module("pyarrow")
 
 # Exit codes: 0 = the program ran and every test unit passed; 2 = anything else it reports
 # (a failing unit, a refusal, a timeout...); 1 = the command itself failed (missing file).

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import pyarrow as pa
 import typer
 
+from prefcurate.extras import lazy_module
 from prefcurate.store.views import canned_queries, run_named
 
 from .app import Format, FormatOpt, StoreOpt, app, err, get_store, parse_key_values, render
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+else:  # loaded on first use (extras.lazy_module), so `--help` can import this module cheaply
+    pa = lazy_module("pyarrow")
 
 
 @app.command(

@@ -6,7 +6,6 @@ import json
 import sys
 from typing import Annotated
 
-import pyarrow as pa
 import typer
 
 from prefcurate.store import KINDS, kinds_for
@@ -42,7 +41,7 @@ def ls(store: StoreOpt = None, format: FormatOpt = Format.table) -> None:
     if not rows["name"] and format is Format.table:
         out.print(f"Store {st.root} is empty. Start with: prefcurate build ultrafeedback --from FILE")
         return
-    render(pa.table(rows), format, title=f"Store {st.root}")
+    render(rows, format, title=f"Store {st.root}")  # a column mapping: `ls` loads no pyarrow
 
 
 @app.command("info")

@@ -8,11 +8,17 @@ stages use small slices of the data so the whole demo runs in minutes on 2 CPU c
 
 from __future__ import annotations
 
-import pyarrow as pa
+from typing import TYPE_CHECKING
 
 from prefcurate.demo.context import DemoContext
+from prefcurate.extras import lazy_module
 from prefcurate.render import render
 from prefcurate.store.views import run_named, run_sql
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+else:  # loaded on first use (extras.lazy_module), so `--help` can import this module cheaply
+    pa = lazy_module("pyarrow")
 
 UF = "ultrafeedback"
 HH = "hh-rlhf"

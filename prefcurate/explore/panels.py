@@ -11,13 +11,18 @@ import html
 import math
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pyarrow as pa
+from prefcurate.extras import lazy_module
 
 if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
+
     from prefcurate.store import Store
 
     from .report import _Figures
+else:  # loaded on first use (extras.lazy_module), so `--help` can import this module cheaply
+    np = lazy_module("numpy")
+    pa = lazy_module("pyarrow")
 
 MAX_ECDF = 6
 LENGTH_RHO_WARN = 0.5  # |Spearman rho| of the bucketing value with the length difference that earns a warning

@@ -8,15 +8,22 @@ value sort last; ties are broken by pair_id so the order is deterministic.
 from __future__ import annotations
 
 from pathlib import Path
-
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING
 
 from prefcurate.errors import ConfigError
+from prefcurate.extras import lazy_module
 from prefcurate.render import write_csv, write_jsonl
 from prefcurate.score import get_signal
 from prefcurate.store import Store, VersionRef
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+else:  # loaded on first use (extras.lazy_module), so `--help` can import this module cheaply
+    pa = lazy_module("pyarrow")
+    pc = lazy_module("pyarrow.compute")
+    pq = lazy_module("pyarrow.parquet")
 
 OUT_FORMATS = (".parquet", ".csv", ".jsonl")
 

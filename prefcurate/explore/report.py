@@ -18,18 +18,23 @@ import datetime as _dt
 import html
 import io
 from dataclasses import dataclass, field
-from typing import Any
-
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
+from typing import TYPE_CHECKING, Any
 
 from prefcurate import __version__
 from prefcurate.bucket.export import read_buckets, resolve
 from prefcurate.bucket.partition import signal_on
 from prefcurate.errors import ConfigError
-from prefcurate.extras import require
+from prefcurate.extras import lazy_module, require
 from prefcurate.store import Store, VersionRef, parse_ref
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+else:  # loaded on first use (extras.lazy_module), so `--help` can import this module cheaply
+    np = lazy_module("numpy")
+    pa = lazy_module("pyarrow")
+    pc = lazy_module("pyarrow.compute")
 
 MAX_HISTOGRAMS = 9  # histogram panels; more would be unreadable
 MAX_MATRIX = 8  # signals in the correlation matrix

@@ -14,13 +14,19 @@ first: that is sDPO's easy-to-hard order of the sources (`source_order`).
 from __future__ import annotations
 
 from enum import Enum
-
-import pyarrow as pa
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING
 
 from prefcurate.errors import ConfigError
+from prefcurate.extras import lazy_module
 from prefcurate.store import Store
 from prefcurate.store.views import run_named
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+else:  # loaded on first use (extras.lazy_module), so `--help` can import this module cheaply
+    pa = lazy_module("pyarrow")
+    pq = lazy_module("pyarrow.parquet")
 
 DEFAULT_SIGNAL = "logprob_margin_v1__correct"
 

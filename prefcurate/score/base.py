@@ -18,12 +18,10 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, ClassVar
-
-import pyarrow as pa
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from prefcurate.errors import ConfigError, PrefcurateError
+from prefcurate.extras import lazy_module
 from prefcurate.ids import fingerprint
 from prefcurate.progress import progress_bar
 from prefcurate.store import Store, VersionRef, write_parquet
@@ -31,6 +29,13 @@ from prefcurate.store.versions import CACHE_SUFFIX
 
 from .subset import Subset
 from .subset import select as select_subset
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+else:  # loaded on first use (extras.lazy_module), so `--help` can import this module cheaply
+    pa = lazy_module("pyarrow")
+    pq = lazy_module("pyarrow.parquet")
 
 REGISTRY: dict[str, type[Signal]] = {}
 

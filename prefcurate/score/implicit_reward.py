@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from typing import Any
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from prefcurate.errors import ConfigError
+from prefcurate.extras import lazy_module
 from prefcurate.score.base import Computed, RunContext, Signal, register
 from prefcurate.score.logprob_margin import LogprobMargin, completion_logps
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+else:  # loaded on first use (extras.lazy_module), so `--help` can import this module cheaply
+    pa = lazy_module("pyarrow")
 
 BF16_WARNING = (
     "Warning: implicit reward in bf16 is risky: it is a difference of two close log-probs (policy minus "

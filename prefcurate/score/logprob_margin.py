@@ -19,19 +19,25 @@ import time
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any
-
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING, Any
 
 from prefcurate.errors import ConfigError
+from prefcurate.extras import lazy_module
 from prefcurate.ids import fingerprint
 from prefcurate.models.dtypes import check_dtype
 from prefcurate.models.encoding import check_batch_tokens, check_max_length
 from prefcurate.score.base import Computed, RunContext, Signal, distinct_completions, register
 from prefcurate.store import write_parquet
 from prefcurate.store.versions import CACHE_SUFFIX
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+else:  # loaded on first use (extras.lazy_module), so `--help` can import this module cheaply
+    pa = lazy_module("pyarrow")
+    pc = lazy_module("pyarrow.compute")
+    pq = lazy_module("pyarrow.parquet")
 
 
 class Backend(str, Enum):
@@ -45,14 +51,18 @@ BACKENDS = tuple(m.value for m in Backend)
 # Completions per resumable shard: small enough that a shard takes seconds on a CPU (progress, resume),
 # growing with the batch budget so GPU runs are not split into tiny shards.
 MIN_SHARD_ROWS = 64
-CACHE_SCHEMA = pa.schema(
-    [
-        ("completion_id", pa.string()),
-        ("logp", pa.float64()),
-        ("tokens", pa.int32()),
-        ("truncated", pa.bool_()),
-    ]
-)
+
+
+def cache_schema() -> pa.Schema:
+    """A row of the per-completion log-prob cache."""
+    return pa.schema(
+        [
+            ("completion_id", pa.string()),
+            ("logp", pa.float64()),
+            ("tokens", pa.int32()),
+            ("truncated", pa.bool_()),
+        ]
+    )
 
 
 @register
@@ -163,7 +173,7 @@ def completion_logps(
                     "tokens": pa.array([it.n_tokens for it in items], pa.int32()),
                     "truncated": shard.column("truncated"),
                 },
-                schema=CACHE_SCHEMA,
+                schema=cache_schema(),
             )
 
         def tokens_of(t: pa.Table) -> float:
@@ -251,7 +261,7 @@ class CompletionCache:
 
     def add(self, table: pa.Table, tag: str) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        write_parquet(table.cast(CACHE_SCHEMA), self.folder / f"part-{tag}{CACHE_SUFFIX}")
+        write_parquet(table.cast(cache_schema()), self.folder / f"part-{tag}{CACHE_SUFFIX}")
 
     @staticmethod
     def as_dict(table: pa.Table) -> dict[str, tuple]:

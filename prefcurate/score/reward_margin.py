@@ -11,11 +11,9 @@ packed into batches under `batch_tokens`; an interrupted run resumes from the fi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import pyarrow as pa
-import pyarrow.compute as pc
-
+from prefcurate.extras import lazy_module
 from prefcurate.models.dtypes import check_dtype
 from prefcurate.models.encoding import check_batch_tokens, check_max_length
 from prefcurate.models.reward import (
@@ -27,6 +25,13 @@ from prefcurate.models.reward import (
 )
 from prefcurate.progress import progress_bar
 from prefcurate.score.base import Computed, RunContext, Signal, distinct_completions, register
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+else:  # loaded on first use (extras.lazy_module), so `--help` can import this module cheaply
+    pa = lazy_module("pyarrow")
+    pc = lazy_module("pyarrow.compute")
 
 
 @register

@@ -15,11 +15,16 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-
-import pyarrow as pa
+from typing import TYPE_CHECKING
 
 from prefcurate.errors import ConfigError
+from prefcurate.extras import lazy_module
 from prefcurate.score.base import Computed, RunContext, Signal, register
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+else:  # loaded on first use (extras.lazy_module), so `--help` can import this module cheaply
+    pa = lazy_module("pyarrow")
 
 TRAIN, HOLDOUT = "train", "holdout"
 

@@ -13,12 +13,17 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-
-import pyarrow as pa
+from typing import TYPE_CHECKING
 
 from prefcurate.errors import InputError
+from prefcurate.extras import lazy_module
 from prefcurate.sandbox.codetests import TestSuite, build_program, lazy_suite_runner, meta_suite
 from prefcurate.score.base import Computed, RunContext, Signal, distinct_completions, register
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+else:  # loaded on first use (extras.lazy_module), so `--help` can import this module cheaply
+    pa = lazy_module("pyarrow")
 
 SHARD_ROWS = 256  # distinct completions per resumable shard
 

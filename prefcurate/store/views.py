@@ -23,13 +23,18 @@ import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
-
-import duckdb
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from prefcurate.errors import ConfigError, PrefcurateError
+from prefcurate.extras import lazy_module
 from prefcurate.store import Store, VersionRef
+
+if TYPE_CHECKING:
+    import duckdb
+    import pyarrow as pa
+else:  # loaded on first use (extras.lazy_module), so `--help` can import this module cheaply
+    duckdb = lazy_module("duckdb")
+    pa = lazy_module("pyarrow")
 
 
 def view_name(*parts: str) -> str:
