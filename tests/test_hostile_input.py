@@ -183,6 +183,36 @@ def test_deeply_nested_line_fails_cleanly_in_a_contained_process(tmp_path: Path,
     assert not (tmp_path / "s" / "pairs").exists()
 
 
+@pytest.mark.parametrize("limit", [None, 100_000], ids=["whole-file", "streamed-with-limit"])
+def test_a_deep_line_after_many_blocks_is_caught_before_the_parser(tmp_path: Path, limit: int | None) -> None:
+    # The nesting guard checks each block on its way into pyarrow.json, which parses earlier blocks in
+    # parallel meanwhile: a deep line well past the first blocks must still never reach the parser.
+    path = tmp_path / "deep_late.jsonl"
+    filler = jsonl(GOOD | {"chosen": "x" * 2000})
+    rows = 12 * (1 << 20) // len(filler)  # ~12 MB: three 4 MB blocks before the deep line
+    path.write_bytes(filler * rows + nested(30_000) + b"\n")
+    extra = ["--limit", str(limit)] if limit else []
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "prefcurate",
+            "build",
+            "pairs",
+            str(path),
+            "--store",
+            str(tmp_path / "s"),
+            *extra,
+        ],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert proc.stderr == f"Error: {path}:{rows + 1}: JSON nested too deeply to read\n"
+
+
 def test_moderate_nesting_still_reads(tmp_path: Path) -> None:
     path = tmp_path / "ok.jsonl"
     path.write_bytes(nested(600) + b"\n")  # over the fast-path bound, within Python's parser
