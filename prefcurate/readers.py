@@ -16,10 +16,8 @@ Every returned table carries two bookkeeping columns, `__file` (index into `inpu
 
 from __future__ import annotations
 
-import functools
 import gzip
 import json
-import os
 import re
 import zlib
 from collections.abc import Iterator
@@ -32,6 +30,7 @@ from prefcurate.extras import lazy_module
 
 from .errors import ConfigError, InputError
 from .ids import file_fingerprint, fingerprint
+from .nesting import DepthGuard, TooDeep
 
 if TYPE_CHECKING:
     import numpy as np
@@ -65,11 +64,6 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 FILE_COL, ROW_COL = "__file", "__row"
 _BLOCK = 1 << 24  # pyarrow.json block size: large enough for long UltraFeedback rows
 _STREAM_BLOCK = 1 << 22  # a row longer than this falls back to the (slow) line scan
-# pyarrow.json hangs at ~10,000 levels of nesting and crashes the process (SIGSEGV) at ~30,000: a
-# line whose bracket depth (counted naively, brackets in strings included) exceeds this is parsed
-# by the Python scan instead, which fails cleanly.
-MAX_FAST_DEPTH = 512
-_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}\n")  # dropped before counting depth
 _UNREADABLE = (OSError, EOFError, zlib.error)  # truncated or non-gzip `.gz`, unreadable files
 
 
@@ -179,70 +173,6 @@ def unreadable(path: Path, exc: BaseException) -> InputError:
     else:
         why = f"cannot read ({getattr(exc, 'strerror', None) or exc})"
     return InputError(why, path=path)
-
-
-@functools.cache
-def _bracket_delta() -> np.ndarray:
-    """Depth change per byte value: +1 for an opening bracket, -1 for a closing one."""
-    delta = np.zeros(256, np.int8)
-    delta[[ord("["), ord("{")]] = 1
-    delta[[ord("]"), ord("}")]] = -1
-    return delta
-
-
-class _TooDeep(Exception):
-    """A line nests brackets deeper than MAX_FAST_DEPTH: read this file with the Python scan."""
-
-
-class _DepthGuard:
-    """The file's bytes on their way into pyarrow.json, each block checked for nesting depth before
-    the parser sees it (one pass over the file; the parser's threads work on earlier blocks
-    meanwhile). Raises _TooDeep for a line deeper than MAX_FAST_DEPTH (an over-estimate: see above)."""
-
-    def __init__(self, path: Path) -> None:
-        self._fh = _open_binary(path)
-        self._carry = 0  # depth at the block start, relative to the last newline
-        self.closed = False
-
-    def read(self, size: int = -1) -> bytes:
-        block = self._fh.read(size)
-        # Keep only brackets and newlines (bytes.translate runs at memory speed), then count.
-        a = np.frombuffer(block.translate(None, _NOT_BRACKETS), np.uint8)
-        if a.size:
-            depth = np.cumsum(_bracket_delta()[a], dtype=np.int32) + self._carry
-            last = np.maximum.accumulate(np.where(a == 10, np.arange(a.size), -1))
-            base = np.where(last >= 0, depth[np.maximum(last, 0)], 0)
-            if int((depth - base).max(initial=0)) > MAX_FAST_DEPTH:
-                raise _TooDeep
-            self._carry = int(depth[-1] - base[-1])
-        return block
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        self._fh.close()
-        self.closed = True
-
-
-@functools.cache
-def use_retaining_pool() -> None:
-    """Make jemalloc Arrow's default memory pool, unless the user chose one (ARROW_DEFAULT_MEMORY_POOL).
-
-    A build allocates and frees GBs of Arrow buffers, part after part. pyarrow's default mimalloc pool
-    hands freed pages back to the OS at once, so every part faults fresh pages in again; jemalloc keeps
-    them for reuse (64,000 UltraFeedback prompts: system time 4.6 -> 1.9 s, the output takes 2.4 -> 0.6
-    s CPU, peak RSS 170 MB lower; benchmarks/RESULTS.md). Where pyarrow has no jemalloc, nothing changes.
-    """
-    if os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
-        return
-    try:
-        pa.set_memory_pool(pa.jemalloc_memory_pool())
-    except NotImplementedError:  # a pyarrow built without jemalloc
-        pass
 
 
 def _decode_line(raw: bytes, path: Path, number: int) -> str:
@@ -414,7 +344,7 @@ def _read_jsonl(path: Path, schema: pa.Schema | None = None, limit: int | None =
     parse = (
         pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore") if schema else None
     )
-    guard = _DepthGuard(path)
+    guard = DepthGuard(_open_binary(path))
     try:
         stream = pa.PythonFile(guard, mode="r")
         if limit is not None:
@@ -439,7 +369,7 @@ def _read_jsonl(path: Path, schema: pa.Schema | None = None, limit: int | None =
         # pyarrow.json passes bytes through: invalid UTF-8 and lone surrogates make strings that
         # fail later, far from the input. Full validation checks UTF-8; the scan names the line.
         table.validate(full=True)
-    except _TooDeep:
+    except TooDeep:
         return _scan_jsonl(path)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
         return _scan_jsonl(path)
@@ -557,7 +487,6 @@ def load(
         raise InputError("no such file or folder (nor a hub id like owner/name)", path=text)
     if hub_config or hub_data_dir:
         raise ConfigError(f"--config and --data-dir are for hub ids; {text} is a local path")
-    use_retaining_pool()
     tables: list[pa.Table] = []
     inputs: list[InputFile] = []
     remaining = limit

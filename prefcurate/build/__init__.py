@@ -6,7 +6,9 @@ fingerprint) and publishing with reuse of an identical earlier build.
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -158,6 +160,7 @@ def _run_build(
             if found is not None:
                 check_empty(found.counts, fail_on_empty, source)
                 return found
+    use_retaining_pool()
     loaded = load()
     loaded.start_fingerprints()
     tables, counts = build(loaded)
@@ -170,6 +173,23 @@ def _run_build(
     return publish_pairs(
         store, dataset, tables, command=command, options=options, loaded=loaded, counts=counts, fp=fp
     )
+
+
+@functools.cache
+def use_retaining_pool() -> None:
+    """Make jemalloc Arrow's default memory pool, unless the user chose one (ARROW_DEFAULT_MEMORY_POOL).
+
+    A build allocates and frees GBs of Arrow buffers, part after part. pyarrow's default mimalloc pool
+    hands freed pages back to the OS at once, so every part faults fresh pages in again; jemalloc keeps
+    them for reuse (64,000 UltraFeedback prompts: system time 4.6 -> 1.9 s, the output takes 2.4 -> 0.6
+    s CPU, peak RSS 170 MB lower; benchmarks/RESULTS.md). Where pyarrow has no jemalloc, nothing changes.
+    """
+    if os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
+        return
+    try:
+        pa.set_memory_pool(pa.jemalloc_memory_pool())
+    except NotImplementedError:  # a pyarrow built without jemalloc
+        pass
 
 
 def meta_json(obj: dict[str, Any]) -> str:

@@ -28,11 +28,13 @@ import functools
 import hashlib
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from prefcurate import ids
 from prefcurate.build import BuildResult, run_build
+from prefcurate.build.ratings import ASPECTS, candidates, ratings, struct_child
 from prefcurate.errors import ConfigError, InputError
 from prefcurate.extras import lazy_module
 from prefcurate.ids import prompt_id
@@ -60,7 +62,6 @@ class Pairing(str, Enum):
 
 
 PAIRINGS = tuple(m.value for m in Pairing)
-ASPECTS = ("helpfulness", "honesty", "instruction_following", "truthfulness")
 
 
 class Rating(str, Enum):
@@ -77,7 +78,6 @@ class Rating(str, Enum):
 
 RATINGS = tuple(m.value for m in Rating)
 assert RATINGS[3:] == ASPECTS  # the aspects, in the order the raw data lists them
-SCORE_FIELDS = {"overall": "overall_score", "fine-grained": "fine-grained_score"}
 DEFAULT_HUB_ID = "openbmb/UltraFeedback"
 _HASH_BATCH = 65_536
 CHUNK_PAIRS = 50_000  # pairs per Parquet part (= the store's row group size)
@@ -161,104 +161,6 @@ def _check_schema(loaded: Loaded) -> None:
             raise loaded.error(0, "source", f"expected a string, got {stype}")
 
 
-def _as_float(arr: pa.ChunkedArray | pa.Array | None, n: int) -> pl.Series:
-    """A rating column as float64: strings are parsed ("N/A" and junk -> null), NaN -> null."""
-    import polars as pl
-
-    if arr is None:
-        return pl.Series(values=np.full(n, np.nan)).fill_nan(None)
-    s = pl.from_arrow(arr)
-    assert isinstance(s, pl.Series)
-    if s.dtype == pl.String:
-        s = s.str.strip_chars().cast(pl.Float64, strict=False)
-    elif s.dtype.is_numeric() or s.dtype == pl.Null or s.dtype == pl.Boolean:
-        s = s.cast(pl.Float64, strict=False)
-    else:
-        s = pl.Series(values=np.full(n, np.nan))
-    return s.fill_nan(None)
-
-
-def _struct_child(arr: pa.ChunkedArray, path: list[str]) -> pa.ChunkedArray | None:
-    """A nested struct field (None when any level is absent)."""
-    cur = arr
-    for name in path:
-        if not pa.types.is_struct(cur.type) or cur.type.get_field_index(name) < 0:
-            return None
-        cur = pc.struct_field(cur, name)
-    return cur
-
-
-def _ratings(flat: pa.ChunkedArray, rating: str) -> pl.Series:
-    import polars as pl
-
-    n = len(flat)
-    if rating in SCORE_FIELDS:
-        return _as_float(_struct_child(flat, [SCORE_FIELDS[rating]]), n)
-    if rating in ASPECTS:
-        return _as_float(_struct_child(flat, ["annotations", rating, "Rating"]), n)
-    cols = [_as_float(_struct_child(flat, ["annotations", a, "Rating"]), n).alias(a) for a in ASPECTS]
-    return pl.DataFrame(cols).select(pl.mean_horizontal(*ASPECTS)).to_series()
-
-
-def _pick(comp: pl.DataFrame, *, best: bool) -> pl.DataFrame:
-    """Per prompt: the first best-rated completion, or the last worst-rated one."""
-
-    if best:
-        ordered = comp.sort(["p", "rating", "ci"], descending=[False, True, False])
-    else:
-        ordered = comp.sort(["p", "rating", "ci"], descending=[False, False, True])
-    return ordered.group_by("p", maintain_order=True).first()
-
-
-def _candidates(comp: pl.DataFrame, pairing: str, seed: int, n_prompts: int) -> pl.DataFrame:
-    """Candidate pairs (p, c = chosen row, r = rejected row) before dropping ties and small gaps."""
-    import polars as pl
-
-    c_cols = [pl.col("k").alias("c"), pl.col("rating").alias("c_rating"), pl.col("ci").alias("c_ci")]
-    r_cols = [pl.col("k").alias("r"), pl.col("rating").alias("r_rating"), pl.col("ci").alias("r_ci")]
-    best = _pick(comp, best=True).select("p", *c_cols)
-    if pairing == "top-vs-rest":
-        rest = comp.select("p", *r_cols)
-        return best.join(rest, on="p").filter(pl.col("c") != pl.col("r"))
-    if pairing == "best-vs-worst":
-        worst = _pick(comp, best=False).select("p", *r_cols)
-        return best.join(worst, on="p")
-    if pairing == "best-vs-random":
-        # One seeded draw per read prompt, so a prompt's choice does not depend on other prompts.
-        draws = pl.DataFrame(
-            {"p": np.arange(n_prompts, dtype=np.int64), "u": np.random.default_rng(seed).random(n_prompts)}
-        )
-        others = (
-            best.select("p", "c")
-            .join(comp.select("p", *r_cols), on="p")
-            .filter(pl.col("c") != pl.col("r"))
-            .sort(["p", "r_ci"])
-            .with_columns(pl.int_range(pl.len()).over("p").alias("j"), pl.len().over("p").alias("m"))
-            .join(draws, on="p")
-            .filter(pl.col("j") == (pl.col("u") * pl.col("m")).floor().cast(pl.Int64))
-            .select("p", "r", "r_rating", "r_ci")
-        )
-        return best.join(others, on="p")
-    # all-ordered: every unordered pair once, oriented so the higher rating is chosen.
-    a = comp.select(
-        "p", pl.col("k").alias("a"), pl.col("rating").alias("a_rating"), pl.col("ci").alias("a_ci")
-    )
-    b = comp.select(
-        "p", pl.col("k").alias("b"), pl.col("rating").alias("b_rating"), pl.col("ci").alias("b_ci")
-    )
-    both = a.join(b, on="p").filter(pl.col("a_ci") < pl.col("b_ci"))
-    swap = pl.col("b_rating") > pl.col("a_rating")
-    return both.select(
-        "p",
-        pl.when(swap).then("b").otherwise("a").alias("c"),
-        pl.when(swap).then("b_rating").otherwise("a_rating").alias("c_rating"),
-        pl.when(swap).then("b_ci").otherwise("a_ci").alias("c_ci"),
-        pl.when(swap).then("a").otherwise("b").alias("r"),
-        pl.when(swap).then("a_rating").otherwise("b_rating").alias("r_rating"),
-        pl.when(swap).then("a_ci").otherwise("b_ci").alias("r_ci"),
-    )
-
-
 def _take(arr: pa.ChunkedArray, indices: np.ndarray) -> pa.Array | pa.ChunkedArray:
     """`arr.take(indices)` chunk by chunk: Arrow's take on a ChunkedArray concatenates every
     chunk first (a copy of the whole column per call); pairs read rows nearly in order, so
@@ -286,27 +188,23 @@ def _text(arr: pa.ChunkedArray) -> pa.ChunkedArray:
     return arr if arr.type in (pa.string(), pa.large_string()) else pc.cast(arr, pa.string())
 
 
-def pairs_from_table(
-    loaded: Loaded,
-    *,
-    dataset: str,
-    pairing: str = "top-vs-rest",
-    rating: str = "overall",
-    min_gap: float = 0.0,
-    exclude_sources: tuple[str, ...] = (),
-    seed: int = 0,
-) -> tuple[Iterator[pa.Table], dict[str, Any]]:
-    """Pair the completions of the loaded rows; returns the pair tables (parts, in order) and the counts."""
-    import polars as pl
+@dataclass
+class _Completions:
+    """Every completion of every row, exploded (Arrow views: nothing copied), indexed by position."""
 
-    from prefcurate.schema import MESSAGE
+    flat: pa.ChunkedArray  # the completion structs
+    response: pa.ChunkedArray  # their texts
+    parent: np.ndarray  # the row of each completion
+    ci: np.ndarray  # its index among its row's completions
+    in_kept: np.ndarray  # whether its row passed the prompt-level filters
 
-    _check_schema(loaded)
+
+def _kept_prompts(
+    loaded: Loaded, exclude_sources: tuple[str, ...], dropped: dict[str, int]
+) -> tuple[pa.ChunkedArray, np.ndarray]:
+    """Prompt-level filters: (the source of every row, the rows kept)."""
     table = loaded.table
-    dropped: dict[str, int] = {}
     read = table.num_rows
-
-    # Prompt-level filters.
     stems = pc.take(pa.array([i.source for i in loaded.inputs], pa.string()), table.column(FILE_COL))
     if "source" in table.column_names:  # rows without a source: the input file's stem
         source = pc.coalesce(_text(table.column("source")), stems)
@@ -318,45 +216,53 @@ def pairs_from_table(
         excluded = pc.is_in(source, value_set=pa.array(list(exclude_sources), pa.string()))
         dropped["excluded_source"] = pc.sum(pc.and_(excluded, keep)).as_py() or 0
         keep = pc.and_(keep, pc.invert(excluded))
-    kept_rows = np.flatnonzero(np.asarray(keep.to_numpy(zero_copy_only=False), dtype=bool))
+    return source, np.flatnonzero(np.asarray(keep.to_numpy(zero_copy_only=False), dtype=bool))
 
-    # Explode completions of every row (cheap: Arrow views); rows filtered out are masked below.
-    comps = table.column("completions")
+
+def _explode(loaded: Loaded, kept_rows: np.ndarray) -> tuple[_Completions, int]:
+    """The completions of every row (rows filtered out are masked, not removed) and how many the
+    kept rows hold."""
+    comps = loaded.table.column("completions")
+    read = loaded.table.num_rows
     lengths = np.asarray(
         pc.fill_null(pc.list_value_length(comps), 0).to_numpy(zero_copy_only=False), dtype=np.int64
     )
     flat = pc.list_flatten(comps)
     parent = np.repeat(np.arange(read, dtype=np.int64), lengths)
     starts = np.cumsum(lengths) - lengths
-    ci = np.arange(len(parent), dtype=np.int64) - starts[parent]
     row_kept = np.zeros(read, dtype=bool)
     row_kept[kept_rows] = True
-    in_kept = row_kept[parent]
-    completions_read = int(lengths[kept_rows].sum())
-
     response = _text(pc.struct_field(flat, "response"))
     bad = _first_bad(pc.is_null(response))
     if bad is not None:
         raise loaded.error(int(parent[bad]), "completions[].response", "missing required field")
+    ci = np.arange(len(parent), dtype=np.int64) - starts[parent]
+    return _Completions(flat, response, parent, ci, row_kept[parent]), int(lengths[kept_rows].sum())
 
-    # Ids: the only per-row Python work. Texts are hashed straight from slices of the Arrow
-    # column (no copies); `skey` (id of the whitespace-trimmed text) finds identical replies.
-    instructions = _text(table.column("instruction")).to_pylist()
-    pids: list[str | None] = [None] * read
+
+def _hash_ids(
+    loaded: Loaded, kept_rows: np.ndarray, comp: _Completions
+) -> tuple[list[str | None], np.ndarray, list[str], list[str], int]:
+    """Ids: the only per-row Python work. Texts are hashed straight from slices of the Arrow column
+    (no copies); `skey` (id of the whitespace-trimmed text) finds identical replies. Returns the
+    prompt id of every row (None where dropped), the usable (non-blank) completions, their ids and
+    skeys, and the number of blank responses."""
+    instructions = _text(loaded.table.column("instruction")).to_pylist()
+    pids: list[str | None] = [None] * loaded.table.num_rows
     for i in kept_rows.tolist():
         pids[i] = prompt_id(({"role": "user", "content": instructions[i]},))
     del instructions
-    usable_list: list[int] = []
+    usable: list[int] = []
     cids: list[str] = []
     skeys: list[str] = []
     blank = 0
     # ids.completion_id inlined (same bytes, same digest): this loop runs once per completion.
     blake2b, sep, size = hashlib.blake2b, ids._SEP, ids.ID_HEX_CHARS // 2
-    for start in range(0, len(parent), _HASH_BATCH):
-        stop = min(start + _HASH_BATCH, len(parent))
-        texts = response.slice(start, stop - start).to_pylist()
+    for start in range(0, len(comp.parent), _HASH_BATCH):
+        stop = min(start + _HASH_BATCH, len(comp.parent))
+        texts = comp.response.slice(start, stop - start).to_pylist()
         for j, (p, keep_row, t) in enumerate(
-            zip(parent[start:stop].tolist(), in_kept[start:stop].tolist(), texts, strict=True)
+            zip(comp.parent[start:stop].tolist(), comp.in_kept[start:stop].tolist(), texts, strict=True)
         ):
             if not keep_row:
                 continue
@@ -365,42 +271,66 @@ def pairs_from_table(
                 blank += 1
                 continue
             cid = blake2b(f"{pids[p]}{sep}{t}".encode(), digest_size=size).hexdigest()
-            usable_list.append(start + j)
+            usable.append(start + j)
             cids.append(cid)
             skeys.append(
                 cid if s is t else blake2b(f"{pids[p]}{sep}{s}".encode(), digest_size=size).hexdigest()
             )
         del texts
-    dropped["empty_response"] = blank
-    usable = np.asarray(usable_list, dtype=np.int64)
-    del usable_list
+    return pids, np.asarray(usable, dtype=np.int64), cids, skeys, blank
 
-    ratings = _ratings(flat, rating).gather(usable) if len(flat) else pl.Series(values=[], dtype=pl.Float64)
-    comp = pl.DataFrame(
+
+def _rated(
+    comp: _Completions, usable: np.ndarray, cids: list[str], rating: str, n_kept: int, dropped: dict[str, int]
+) -> pl.DataFrame:
+    """The usable completions that can be ranked: one per distinct text of a prompt, with a finite
+    rating, of prompts left with at least two."""
+    import polars as pl
+
+    scores = (
+        ratings(comp.flat, rating).gather(usable)
+        if len(comp.flat)
+        else pl.Series(values=[], dtype=pl.Float64)
+    )
+    frame = pl.DataFrame(
         {
-            "p": parent[usable],
-            "ci": ci[usable],
+            "p": comp.parent[usable],
+            "ci": comp.ci[usable],
             "k": np.arange(len(usable), dtype=np.int64),
             "cid": cids,
-            "rating": ratings,
+            "rating": scores,
         },
         schema={"p": pl.Int64, "ci": pl.Int64, "k": pl.Int64, "cid": pl.String, "rating": pl.Float64},
     )
-    before = comp.height
-    comp = comp.unique(subset=["p", "cid"], keep="first", maintain_order=True)
-    dropped["duplicate_completion"] = before - comp.height
-    before = comp.height
-    comp = comp.filter(pl.col("rating").is_not_null() & ~pl.col("rating").is_nan())
-    dropped["missing_rating"] = before - comp.height
-    before = comp.height
-    comp = comp.filter(pl.col("rating").is_finite())  # Infinity would rank above every real rating
-    dropped["non_finite_rating"] = before - comp.height
-    sizes = comp.group_by("p").len()
+    before = frame.height
+    frame = frame.unique(subset=["p", "cid"], keep="first", maintain_order=True)
+    dropped["duplicate_completion"] = before - frame.height
+    before = frame.height
+    frame = frame.filter(pl.col("rating").is_not_null() & ~pl.col("rating").is_nan())
+    dropped["missing_rating"] = before - frame.height
+    before = frame.height
+    frame = frame.filter(pl.col("rating").is_finite())  # Infinity would rank above every real rating
+    dropped["non_finite_rating"] = before - frame.height
+    sizes = frame.group_by("p").len()
     enough = sizes.filter(pl.col("len") >= 2).select("p")
-    dropped["too_few_completions"] = len(kept_rows) - enough.height
-    comp = comp.join(enough, on="p", how="semi", maintain_order="left")
+    dropped["too_few_completions"] = n_kept - enough.height
+    return frame.join(enough, on="p", how="semi", maintain_order="left")
 
-    cand = _candidates(comp, pairing, seed, read).sort(["p", "c_ci", "r_ci"])
+
+def _kept_pairs(
+    rated: pl.DataFrame,
+    skeys: list[str],
+    *,
+    pairing: str,
+    seed: int,
+    n_rows: int,
+    min_gap: float,
+    dropped: dict[str, int],
+) -> pl.DataFrame:
+    """The policy's candidate pairs, less ties, identical texts and gaps below `min_gap`."""
+    import polars as pl
+
+    cand = candidates(rated, pairing, seed, n_rows).sort(["p", "c_ci", "r_ci"])
     gap = pl.col("c_rating") - pl.col("r_rating")
     skey = pl.Series(skeys, dtype=pl.String)  # indexed like `usable` (c and r are such indices)
     cand = (
@@ -422,83 +352,134 @@ def pairs_from_table(
     cand = cand.with_columns(reason.alias("reason"))
     for name in ("tie", "identical_text", "below_min_gap"):
         dropped[name] = int((cand["reason"] == name).sum())
-    pairs = cand.filter(pl.col("reason").is_null())
+    return cand.filter(pl.col("reason").is_null())
 
+
+def pairs_from_table(
+    loaded: Loaded,
+    *,
+    dataset: str,
+    pairing: str = "top-vs-rest",
+    rating: str = "overall",
+    min_gap: float = 0.0,
+    exclude_sources: tuple[str, ...] = (),
+    seed: int = 0,
+) -> tuple[Iterator[pa.Table], dict[str, Any]]:
+    """Pair the completions of the loaded rows; returns the pair tables (parts, in order) and the counts."""
+    _check_schema(loaded)
+    dropped: dict[str, int] = {}
+    read = loaded.table.num_rows
+    source, kept_rows = _kept_prompts(loaded, exclude_sources, dropped)
+    comp, completions_read = _explode(loaded, kept_rows)
+    pids, usable, cids, skeys, dropped["empty_response"] = _hash_ids(loaded, kept_rows, comp)
+    rated = _rated(comp, usable, cids, rating, len(kept_rows), dropped)
+    pairs = _kept_pairs(
+        rated, skeys, pairing=pairing, seed=seed, n_rows=read, min_gap=min_gap, dropped=dropped
+    )
     counts = {
         "read": read,
         "completions": completions_read,
         "kept": pairs.height,
         "dropped": {k: v for k, v in dropped.items() if v},
     }
-    model = _struct_child(flat, ["model"])
-    instruction = _text(table.column("instruction"))
+    parts = _pair_parts(
+        loaded,
+        comp,
+        pairs,
+        dataset=dataset,
+        source=source,
+        pids=pids,
+        usable=usable,
+        cids=cids,
+        pairing=pairing,
+        rating=rating,
+    )
+    return parts, counts
+
+
+def _pair_parts(
+    loaded: Loaded,
+    comp: _Completions,
+    pairs: pl.DataFrame,
+    *,
+    dataset: str,
+    source: pa.ChunkedArray,
+    pids: list[str | None],
+    usable: np.ndarray,
+    cids: list[str],
+    pairing: str,
+    rating: str,
+) -> Iterator[pa.Table]:
+    """The output in parts of CHUNK_PAIRS pairs: only one part's texts are copied at a time."""
+    import polars as pl
+
+    from prefcurate.schema import MESSAGE
+
+    model = struct_child(comp.flat, ["model"])
+    instruction = _text(loaded.table.column("instruction"))
     model_text = _text(model) if model is not None else None
     cid_arr = pa.array(cids, pa.string())
     meta_head = pl.lit('{"chosen_index":')
     meta_mid = pl.lit(f',"pairing":{json.dumps(pairing)},"rating":{json.dumps(rating)},"rejected_index":')
-
-    def chunks() -> Iterator[pa.Table]:
-        """The output in parts of CHUNK_PAIRS pairs: only one part's texts are copied at a time."""
-        for start in range(0, pairs.height, CHUNK_PAIRS):
-            part = pairs.slice(start, CHUNK_PAIRS)
-            n = part.height
-            c_k = part.get_column("c").to_numpy()
-            r_k = part.get_column("r").to_numpy()
-            c_rows, r_rows = usable[c_k], usable[r_k]
-            p_np = part.get_column("p").to_numpy()
-            pid_list = [pids[p] for p in p_np.tolist()]
-            cids_c, cids_r = pc.take(cid_arr, pa.array(c_k)), pc.take(cid_arr, pa.array(r_k))
-            pair_ids = [
-                blake2b(f"{p}{sep}{c}{sep}{r}".encode(), digest_size=size).hexdigest()  # ids.pair_id inlined
-                for p, c, r in zip(pid_list, cids_c.to_pylist(), cids_r.to_pylist(), strict=True)
-            ]
-            prompt_col = pa.ListArray.from_arrays(
-                pa.array(np.arange(n + 1, dtype=np.int32)),
-                pa.StructArray.from_arrays(
-                    [pa.array(["user"] * n, pa.string()), _combine(_take(instruction, p_np))],
-                    fields=list(MESSAGE),
-                ),
-            )
-            if model is not None:
-                chosen_model, rejected_model = _take(model_text, c_rows), _take(model_text, r_rows)
-            else:
-                chosen_model = rejected_model = pa.nulls(n, pa.string())
-            # meta as JSON with sorted keys, built column-wise.
-            meta = (
-                part.select(
-                    pl.concat_str(
-                        [
-                            meta_head,
-                            pl.col("c_ci").cast(pl.String),
-                            meta_mid,
-                            pl.col("r_ci").cast(pl.String),
-                            pl.lit("}"),
-                        ]
-                    )
+    blake2b, sep, size = hashlib.blake2b, ids._SEP, ids.ID_HEX_CHARS // 2
+    for start in range(0, pairs.height, CHUNK_PAIRS):
+        part = pairs.slice(start, CHUNK_PAIRS)
+        n = part.height
+        c_k = part.get_column("c").to_numpy()
+        r_k = part.get_column("r").to_numpy()
+        c_rows, r_rows = usable[c_k], usable[r_k]
+        p_np = part.get_column("p").to_numpy()
+        pid_list = [pids[p] for p in p_np.tolist()]
+        cids_c, cids_r = pc.take(cid_arr, pa.array(c_k)), pc.take(cid_arr, pa.array(r_k))
+        pair_ids = [
+            blake2b(f"{p}{sep}{c}{sep}{r}".encode(), digest_size=size).hexdigest()  # ids.pair_id inlined
+            for p, c, r in zip(pid_list, cids_c.to_pylist(), cids_r.to_pylist(), strict=True)
+        ]
+        prompt_col = pa.ListArray.from_arrays(
+            pa.array(np.arange(n + 1, dtype=np.int32)),
+            pa.StructArray.from_arrays(
+                [pa.array(["user"] * n, pa.string()), _combine(_take(instruction, p_np))],
+                fields=list(MESSAGE),
+            ),
+        )
+        if model is not None:
+            chosen_model, rejected_model = _take(model_text, c_rows), _take(model_text, r_rows)
+        else:
+            chosen_model = rejected_model = pa.nulls(n, pa.string())
+        # meta as JSON with sorted keys, built column-wise.
+        meta = (
+            part.select(
+                pl.concat_str(
+                    [
+                        meta_head,
+                        pl.col("c_ci").cast(pl.String),
+                        meta_mid,
+                        pl.col("r_ci").cast(pl.String),
+                        pl.lit("}"),
+                    ]
                 )
-                .to_series()
-                .to_arrow()
             )
-            yield pa.table(
-                {
-                    "pair_id": pa.array(pair_ids, pa.string()),
-                    "prompt_id": pa.array(pid_list, pa.string()),
-                    "dataset": pa.array([dataset] * n, pa.string()),
-                    "source": _take(source, p_np),
-                    "prompt": prompt_col,
-                    "chosen": _take(response, c_rows),
-                    "rejected": _take(response, r_rows),
-                    "chosen_id": cids_c,
-                    "rejected_id": cids_r,
-                    "chosen_score": part.get_column("c_rating").to_arrow(),
-                    "rejected_score": part.get_column("r_rating").to_arrow(),
-                    "chosen_model": chosen_model,
-                    "rejected_model": rejected_model,
-                    "meta": pc.cast(meta, pa.string()),
-                }
-            )
-
-    return chunks(), counts
+            .to_series()
+            .to_arrow()
+        )
+        yield pa.table(
+            {
+                "pair_id": pa.array(pair_ids, pa.string()),
+                "prompt_id": pa.array(pid_list, pa.string()),
+                "dataset": pa.array([dataset] * n, pa.string()),
+                "source": _take(source, p_np),
+                "prompt": prompt_col,
+                "chosen": _take(comp.response, c_rows),
+                "rejected": _take(comp.response, r_rows),
+                "chosen_id": cids_c,
+                "rejected_id": cids_r,
+                "chosen_score": part.get_column("c_rating").to_arrow(),
+                "rejected_score": part.get_column("r_rating").to_arrow(),
+                "chosen_model": chosen_model,
+                "rejected_model": rejected_model,
+                "meta": pc.cast(meta, pa.string()),
+            }
+        )
 
 
 def build_ultrafeedback(
