@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
@@ -138,6 +139,107 @@ def _score(row: dict[str, Any], col: str | None, meta_key: str) -> Any:
     return meta.get(meta_key) if isinstance(meta, dict) else None
 
 
+Messages = list[dict[str, str]]
+ErrorAt = Callable[[str, str], InputError]  # (field, message) -> the error naming this row
+
+
+def _check_columns(
+    table: pa.Table,
+    first: str,
+    fmt: str,
+    prompt_col: str,
+    chosen_col: str,
+    rejected_col: str,
+    named: tuple[str | None, ...],
+) -> None:
+    """The columns the options name exist (a missing one is named before any row is read)."""
+    for col in (chosen_col, rejected_col):
+        if col not in table.column_names:
+            raise InputError("missing required field", path=first, field=col)
+    if fmt == "flat" and prompt_col not in table.column_names:
+        raise InputError(
+            "missing required field (flat format needs a prompt column)", path=first, field=prompt_col
+        )
+    for col in named:
+        if col is not None and col not in table.column_names:
+            raise InputError("missing column named by an option", path=first, field=col)
+
+
+def _conversation(
+    row: dict[str, Any], fmt: str, prompt_col: str, chosen_col: str, rejected_col: str, err: ErrorAt
+) -> tuple[Messages, Messages, Messages]:
+    """(prompt, chosen tail, rejected tail) of one row in its input format."""
+    c_val, r_val = row.get(chosen_col), row.get(rejected_col)
+    for col, val in ((chosen_col, c_val), (rejected_col, r_val)):
+        if val is None:
+            raise err(col, "missing required field")
+    if fmt == "flat":
+        p_val = row.get(prompt_col)
+        if p_val is None:
+            raise err(prompt_col, "missing required field")
+        for col, val in ((prompt_col, p_val), (chosen_col, c_val), (rejected_col, r_val)):
+            if not isinstance(val, str):
+                raise err(col, f"expected a string, got {type(val).__name__}")
+        return (
+            [{"role": "user", "content": p_val}],
+            [{"role": "assistant", "content": c_val}],
+            [{"role": "assistant", "content": r_val}],
+        )
+    if fmt == "hh-rlhf":
+        for col, val in ((chosen_col, c_val), (rejected_col, r_val)):
+            if not isinstance(val, str):
+                raise err(col, f"expected a Human/Assistant transcript string, got {type(val).__name__}")
+        c_msgs, r_msgs = parse_transcript(c_val), parse_transcript(r_val)
+        if c_msgs is None or r_msgs is None:
+            raise err(
+                chosen_col if c_msgs is None else rejected_col,
+                "not a Human/Assistant transcript (expected '\\n\\nHuman: ...\\n\\nAssistant: ...')",
+            )
+    else:
+        c_msgs = _messages(c_val, chosen_col, err)
+        r_msgs = _messages(r_val, rejected_col, err)
+    prefix, c_tail, r_tail = _split(c_msgs, r_msgs)
+    p_val = row.get(prompt_col) if fmt == "conversational" else None
+    if prefix:
+        return prefix, c_tail, r_tail
+    if p_val is not None:
+        return _messages(p_val, prompt_col, err), c_tail, r_tail
+    raise err(
+        prompt_col,
+        "no prompt: the chosen and rejected messages share no prefix and there is no prompt column",
+    )
+
+
+def _scores(
+    row: dict[str, Any], chosen_score_col: str | None, rejected_score_col: str | None, err: ErrorAt
+) -> list[float | None]:
+    """(chosen, rejected) scores as floats, from the named columns or the metadata's keys."""
+    scores: list[float | None] = []
+    for score_col, key in ((chosen_score_col, "score_chosen"), (rejected_score_col, "score_rejected")):
+        val = _score(row, score_col, key)
+        if val is not None and (isinstance(val, bool) or not isinstance(val, (int, float))):
+            try:
+                val = float(val)
+            except (TypeError, ValueError):
+                raise err(score_col or key, f"expected a number, got {val!r}") from None
+        scores.append(None if val is None else float(val))
+    return scores
+
+
+def _drop_reason(prompt: Messages, c_tail: Messages, r_tail: Messages) -> str | None:
+    """Why a row that parsed makes no pair (before its scores are read), or None."""
+    if len(c_tail) != 1 or len(r_tail) != 1:
+        return "not_one_reply"
+    chosen, rejected = c_tail[0]["content"], r_tail[0]["content"]
+    if not any(m["content"].strip() for m in prompt):
+        return "empty_prompt"
+    if not chosen.strip() or not rejected.strip():
+        return "empty_text"
+    if chosen.strip() == rejected.strip():
+        return "identical_text"
+    return None
+
+
 def pairs_from_table(
     loaded: Loaded,
     *,
@@ -154,37 +256,20 @@ def pairs_from_table(
     from prefcurate.schema import PAIR_SCHEMA
 
     table = loaded.table
-    first = loaded.inputs[0].path
-    for col in (chosen_col, rejected_col):
-        if col not in table.column_names:
-            raise InputError("missing required field", path=first, field=col)
     fmt = detect_format(table, chosen_col, prompt_col) if format == "auto" else format
-    if fmt == "flat" and prompt_col not in table.column_names:
-        raise InputError(
-            "missing required field (flat format needs a prompt column)", path=first, field=prompt_col
-        )
-    for named in (source_col, chosen_score_col, rejected_score_col):
-        if named is not None and named not in table.column_names:
-            raise InputError("missing column named by an option", path=first, field=named)
+    _check_columns(
+        table,
+        loaded.inputs[0].path,
+        fmt,
+        prompt_col,
+        chosen_col,
+        rejected_col,
+        (source_col, chosen_score_col, rejected_score_col),
+    )
     use_source_col = source_col or ("source" if source is None and "source" in table.column_names else None)
-
-    wanted = [
-        c
-        for c in (
-            prompt_col,
-            chosen_col,
-            rejected_col,
-            use_source_col,
-            chosen_score_col,
-            rejected_score_col,
-            "score_chosen",
-            "score_rejected",
-            "metadata",
-            FILE_COL,
-        )
-        if c and c in table.column_names
-    ]
-    rows = table.select(list(dict.fromkeys(wanted))).to_pylist()
+    wanted = (prompt_col, chosen_col, rejected_col, use_source_col, chosen_score_col, rejected_score_col)
+    wanted += ("score_chosen", "score_rejected", "metadata", FILE_COL)
+    rows = table.select(list(dict.fromkeys(c for c in wanted if c and c in table.column_names))).to_pylist()
     stems = [i.source for i in loaded.inputs]
     dropped: dict[str, int] = {}
     out: dict[str, list] = {name: [] for name in PAIR_SCHEMA.names}
@@ -200,85 +285,24 @@ def pairs_from_table(
             def err(field: str, message: str, i: int = i) -> InputError:
                 return loaded.error(i, field, message)
 
-            c_val, r_val = row.get(chosen_col), row.get(rejected_col)
-            for col, val in ((chosen_col, c_val), (rejected_col, r_val)):
-                if val is None:
-                    raise err(col, "missing required field")
-            if fmt == "flat":
-                p_val = row.get(prompt_col)
-                if p_val is None:
-                    raise err(prompt_col, "missing required field")
-                for col, val in ((prompt_col, p_val), (chosen_col, c_val), (rejected_col, r_val)):
-                    if not isinstance(val, str):
-                        raise err(col, f"expected a string, got {type(val).__name__}")
-                prompt = [{"role": "user", "content": p_val}]
-                c_tail = [{"role": "assistant", "content": c_val}]
-                r_tail = [{"role": "assistant", "content": r_val}]
-            else:
-                if fmt == "hh-rlhf":
-                    for col, val in ((chosen_col, c_val), (rejected_col, r_val)):
-                        if not isinstance(val, str):
-                            raise err(
-                                col, f"expected a Human/Assistant transcript string, got {type(val).__name__}"
-                            )
-                    c_msgs, r_msgs = parse_transcript(c_val), parse_transcript(r_val)
-                    if c_msgs is None or r_msgs is None:
-                        raise err(
-                            chosen_col if c_msgs is None else rejected_col,
-                            "not a Human/Assistant transcript (expected '\\n\\nHuman: ...\\n\\nAssistant: ...')",
-                        )
-                else:
-                    c_msgs = _messages(c_val, chosen_col, err)
-                    r_msgs = _messages(r_val, rejected_col, err)
-                prefix, c_tail, r_tail = _split(c_msgs, r_msgs)
-                p_val = row.get(prompt_col) if fmt == "conversational" else None
-                if prefix:
-                    prompt = prefix
-                elif p_val is not None:
-                    prompt = _messages(p_val, prompt_col, err)
-                else:
-                    raise err(
-                        prompt_col,
-                        "no prompt: the chosen and rejected messages share no prefix and there is no prompt column",
-                    )
-            if len(c_tail) != 1 or len(r_tail) != 1:
-                drop("not_one_reply")
+            prompt, c_tail, r_tail = _conversation(row, fmt, prompt_col, chosen_col, rejected_col, err)
+            reason = _drop_reason(prompt, c_tail, r_tail)
+            if reason:
+                drop(reason)
                 continue
             chosen, rejected = c_tail[0]["content"], r_tail[0]["content"]
-            if not any(m["content"].strip() for m in prompt):
-                drop("empty_prompt")
-                continue
-            if not chosen.strip() or not rejected.strip():
-                drop("empty_text")
-                continue
-            if chosen.strip() == rejected.strip():
-                drop("identical_text")
-                continue
-            scores = []
-            for score_col, key in (
-                (chosen_score_col, "score_chosen"),
-                (rejected_score_col, "score_rejected"),
-            ):
-                val = _score(row, score_col, key)
-                if val is not None and (isinstance(val, bool) or not isinstance(val, (int, float))):
-                    try:
-                        val = float(val)
-                    except (TypeError, ValueError):
-                        raise err(col or key, f"expected a number, got {val!r}") from None
-                scores.append(None if val is None else float(val))
+            scores = _scores(row, chosen_score_col, rejected_score_col, err)
             if any(v is not None and not math.isfinite(v) for v in scores):
                 drop("non_finite_score")  # Infinity/NaN gaps would land in the easiest bucket
                 continue
             if scores[0] is not None and scores[0] == scores[1]:
                 drop("tie")
                 continue
-            if source is not None:
-                src = source
-            elif use_source_col:
-                src = row.get(use_source_col)
-                src = stems[row[FILE_COL]] if src is None else str(src)
-            else:
-                src = stems[row[FILE_COL]]
+            # The pair's source: --source, else the source column, else the input file's stem.
+            src = source
+            if src is None:
+                named = row.get(use_source_col) if use_source_col else None
+                src = stems[row[FILE_COL]] if named is None else str(named)
             pid = prompt_id(prompt)
             cid = cid_cache.setdefault((pid, chosen), completion_id(pid, chosen))
             rid = cid_cache.setdefault((pid, rejected), completion_id(pid, rejected))
