@@ -228,28 +228,32 @@ def partition(store: Store, spec: PartitionSpec, *, force: bool = False) -> Part
         return _partition(store, spec, force)
 
 
-def _partition(store: Store, spec: PartitionSpec, force: bool) -> PartitionResult:
-    like_ref: VersionRef | None = None
-    if spec.like:
-        like_name, like_version = parse_like(spec.like)
-        like_ref = store.get("buckets", like_name, like_version)
-        lm = like_ref.manifest
-        if lm.get("dataset") != spec.dataset:
-            raise ConfigError(
-                f"--like {spec.like!r} partitions dataset {lm.get('dataset')!r}, not {spec.dataset!r}"
-            )
-        ref_pairs = lm.get("inputs", {}).get("pairs", {}).get("version")
-        if spec.pairs_version and spec.pairs_version != ref_pairs:
-            raise ConfigError(
-                f"--like {spec.like!r} was built on pairs {ref_pairs}, not {spec.pairs_version}"
-            )
-        spec.pairs_version = ref_pairs
-        spec.keep_holdout = bool(lm.get("spec", {}).get("keep_holdout", False))  # same pool as the reference
-        if spec.by is None:
-            spec.by = lm.get("spec", {}).get("by")  # report the reference's signal across the random buckets
-    pairs_ref = store.get("pairs", spec.dataset, spec.pairs_version)
-    inputs = _Inputs(store, spec, pairs_ref)
-    input_doc: dict[str, Any] = {
+def _resolve_like(store: Store, spec: PartitionSpec) -> VersionRef | None:
+    """`--like`: the reference bucket set, whose pairs version, pool and signal the spec takes on."""
+    if not spec.like:
+        return None
+    like_name, like_version = parse_like(spec.like)
+    like_ref = store.get("buckets", like_name, like_version)
+    lm = like_ref.manifest
+    if lm.get("dataset") != spec.dataset:
+        raise ConfigError(
+            f"--like {spec.like!r} partitions dataset {lm.get('dataset')!r}, not {spec.dataset!r}"
+        )
+    ref_pairs = lm.get("inputs", {}).get("pairs", {}).get("version")
+    if spec.pairs_version and spec.pairs_version != ref_pairs:
+        raise ConfigError(f"--like {spec.like!r} was built on pairs {ref_pairs}, not {spec.pairs_version}")
+    spec.pairs_version = ref_pairs
+    spec.keep_holdout = bool(lm.get("spec", {}).get("keep_holdout", False))  # same pool as the reference
+    if spec.by is None:
+        spec.by = lm.get("spec", {}).get("by")  # report the reference's signal across the random buckets
+    return like_ref
+
+
+def _input_doc(
+    spec: PartitionSpec, pairs_ref: VersionRef, inputs: _Inputs, like_ref: VersionRef | None
+) -> dict[str, Any]:
+    """The input versions, as the manifest records them (and the fingerprint covers them)."""
+    doc: dict[str, Any] = {
         "pairs": {
             "dataset": spec.dataset,
             "version": pairs_ref.version,
@@ -261,16 +265,31 @@ def _partition(store: Store, spec: PartitionSpec, force: bool) -> PartitionResul
         },
     }
     if like_ref is not None:
-        input_doc["like"] = {
+        doc["like"] = {
             "name": like_ref.name,
             "version": like_ref.version,
             "fingerprint": like_ref.manifest.get("fingerprint"),
         }
-    manifest_spec = spec.to_manifest()
-    fp = fingerprint({"spec": {k: v for k, v in manifest_spec.items() if k != "name"}, "inputs": input_doc})
-    if existing := store.reusable("buckets", spec.name, fp, force=force):
-        return PartitionResult(existing, True, existing.manifest)
+    return doc
 
+
+@dataclass
+class _Candidates:
+    """Every pair of the input (sorted by pair_id) with its value and source, and which are kept."""
+
+    ids: np.ndarray
+    values: np.ndarray
+    sources: np.ndarray
+    keep: np.ndarray
+    dropped: dict[str, int]
+    extremes: list[float] | None
+    is_bool: bool
+
+
+def _filter(
+    spec: PartitionSpec, inputs: _Inputs, pairs_ref: VersionRef, like_ref: VersionRef | None
+) -> _Candidates:
+    """The filters, in their fixed order; every dropped pair is counted under one reason."""
     value_sql, is_bool = inputs.value_expr() if spec.by else ("CAST(NULL AS DOUBLE)", False)
     where_sql = f"coalesce(({spec.where}), false)" if spec.where else "true"
     holdout_sql = f"coalesce({SPLIT_SIGNAL}__split = 'holdout', false)" if inputs.holdout else "false"
@@ -280,12 +299,11 @@ def _partition(store: Store, spec: PartitionSpec, force: bool) -> PartitionResul
         f"--where {spec.where!r}" if spec.where else f"--by {spec.by!r}",
     )
     ids = np.asarray(base.column("pair_id").to_pylist(), dtype=object)
-    n_input = len(ids)
-    if len(set(ids.tolist())) != n_input:
+    if len(set(ids.tolist())) != len(ids):
         raise PrefcurateError(f"{pairs_ref.label} has duplicate pair_id values; rebuild the dataset")
     values = np.asarray(base.column("value").to_numpy(zero_copy_only=False), dtype=float)
     sources = np.asarray(base.column("source").to_pylist(), dtype=object)
-    keep = np.ones(n_input, dtype=bool)
+    keep = np.ones(len(ids), dtype=bool)
     dropped: dict[str, int] = {}
 
     def drop(reason: str, mask: np.ndarray) -> None:
@@ -313,27 +331,36 @@ def _partition(store: Store, spec: PartitionSpec, force: bool) -> PartitionResul
         extremes = [_r(lo), _r(hi)]
         drop("extreme_low", values < lo)
         drop("extreme_high", values > hi)
+    return _Candidates(ids, values, sources, keep, dropped, extremes, is_bool)
 
-    kept = np.flatnonzero(keep)
+
+def _check_left(
+    spec: PartitionSpec,
+    cand: _Candidates,
+    kept: np.ndarray,
+    pairs_ref: VersionRef,
+    like_ref: VersionRef | None,
+) -> None:
+    """Pairs are left to partition (and, with --like, exactly the reference's)."""
     if kept.size == 0:
-        detail = ", ".join(f"{k}={v}" for k, v in dropped.items() if v) or "no pairs"
+        detail = ", ".join(f"{k}={v}" for k, v in cand.dropped.items() if v) or "no pairs"
         raise ConfigError(f"no pairs left to partition in {pairs_ref.label} (dropped: {detail})")
-
     if like_ref is not None and kept.size != sum(int(b["rows"]) for b in like_ref.manifest["buckets"]):
-        detail = ", ".join(f"{k}={v}" for k, v in dropped.items() if v)
+        detail = ", ".join(f"{k}={v}" for k, v in cand.dropped.items() if v)
         raise ConfigError(
             f"--like {spec.like!r} holds {sum(int(b['rows']) for b in like_ref.manifest['buckets'])} pairs but only "
             f"{kept.size} of them are left here (dropped: {detail}); was the split made after {like_ref.label}?"
         )
-    assign, labels, extra = ASSIGNERS[spec.strategy](
-        spec, inputs, ids, values, sources, kept, like_ref, is_bool
-    )
 
-    # Write each bucket in its fixed order (positions are 0..rows-1 inside a bucket).
-    n_buckets = len(labels)
+
+def _bucket_order(
+    spec: PartitionSpec, cand: _Candidates, assign: list[np.ndarray], labels: list[str], extra: dict[Any, Any]
+) -> tuple[list[dict[str, Any]], pa.Table]:
+    """Each bucket's manifest entry, and the assignment (pair_id, bucket, position, value) in each
+    bucket's fixed order (positions are 0..rows-1 inside a bucket)."""
     order_rows = []
     bucket_entries = []
-    for k in range(n_buckets):
+    for k in range(len(labels)):
         members = assign[k]
         if members.size == 0:
             raise ConfigError(
@@ -346,11 +373,11 @@ def _partition(store: Store, spec: PartitionSpec, force: bool) -> PartitionResul
             "rows": int(members.size),
             "label": labels[k],
             **extra.get(k, {}),
-            "signal": _stats(values[members]),
+            "signal": _stats(cand.values[members]),
         }
         bucket_entries.append(entry)
         order_rows += [
-            (ids[i], k, pos, None if math.isnan(values[i]) else float(values[i]))
+            (cand.ids[i], k, pos, None if math.isnan(cand.values[i]) else float(cand.values[i]))
             for pos, i in enumerate(members)
         ]
     assignment = pa.table(
@@ -361,23 +388,13 @@ def _partition(store: Store, spec: PartitionSpec, force: bool) -> PartitionResul
             "value": pa.array([r[3] for r in order_rows], pa.float64()),
         }
     )
-    inputs.con.register("assignment", assignment)
-    manifest = {
-        "dataset": spec.dataset,
-        "spec": manifest_spec,
-        "direction": f"bucket 0 = easiest; easy = {spec.easy} values of {spec.by or 'the order statistic'}",
-        "inputs": input_doc,
-        "counts": {"input": n_input, "kept": int(kept.size), "dropped": dropped},
-        "buckets": bucket_entries,
-        "signal": _stats(values[kept]) if spec.by else None,
-        "fingerprint": fp,
-    }
-    if extremes is not None:
-        manifest["extremes"] = {"low": extremes[0], "high": extremes[1]}
-    if spec.strategy in ("percentiles", "thresholds"):
-        manifest["cut_values"] = extra.get("_cuts")
-    for entry in bucket_entries:
-        entry.pop("_cuts", None)
+    return bucket_entries, assignment
+
+
+def _write_buckets(
+    store: Store, spec: PartitionSpec, inputs: _Inputs, manifest: dict[str, Any], n_buckets: int
+) -> tuple[VersionRef, dict[str, Any]]:
+    """Publish the version: each bucket's full pair rows in the assignment's order."""
     from prefcurate.schema import PAIR_COLUMNS
 
     cols = ", ".join(f"p.{c}" for c in PAIR_COLUMNS)
@@ -394,10 +411,46 @@ def _partition(store: Store, spec: PartitionSpec, force: bool) -> PartitionResul
             )
             pub.write_table(table.select(schema.names).cast(schema), f"bucket={k}/part-00000.parquet")
             bar.advance(1)
-    inputs.con.close()
-    return PartitionResult(
-        VersionRef("buckets", spec.name, pub.manifest["version"], pub.path), False, pub.manifest
+    return VersionRef("buckets", spec.name, pub.manifest["version"], pub.path), pub.manifest
+
+
+def _partition(store: Store, spec: PartitionSpec, force: bool) -> PartitionResult:
+    like_ref = _resolve_like(store, spec)
+    pairs_ref = store.get("pairs", spec.dataset, spec.pairs_version)
+    inputs = _Inputs(store, spec, pairs_ref)
+    input_doc = _input_doc(spec, pairs_ref, inputs, like_ref)
+    manifest_spec = spec.to_manifest()
+    fp = fingerprint({"spec": {k: v for k, v in manifest_spec.items() if k != "name"}, "inputs": input_doc})
+    if existing := store.reusable("buckets", spec.name, fp, force=force):
+        return PartitionResult(existing, True, existing.manifest)
+
+    cand = _filter(spec, inputs, pairs_ref, like_ref)
+    kept = np.flatnonzero(cand.keep)
+    _check_left(spec, cand, kept, pairs_ref, like_ref)
+    assign, labels, extra = ASSIGNERS[spec.strategy](
+        spec, inputs, cand.ids, cand.values, cand.sources, kept, like_ref, cand.is_bool
     )
+    bucket_entries, assignment = _bucket_order(spec, cand, assign, labels, extra)
+    inputs.con.register("assignment", assignment)
+    manifest = {
+        "dataset": spec.dataset,
+        "spec": manifest_spec,
+        "direction": f"bucket 0 = easiest; easy = {spec.easy} values of {spec.by or 'the order statistic'}",
+        "inputs": input_doc,
+        "counts": {"input": len(cand.ids), "kept": int(kept.size), "dropped": cand.dropped},
+        "buckets": bucket_entries,
+        "signal": _stats(cand.values[kept]) if spec.by else None,
+        "fingerprint": fp,
+    }
+    if cand.extremes is not None:
+        manifest["extremes"] = {"low": cand.extremes[0], "high": cand.extremes[1]}
+    if spec.strategy in ("percentiles", "thresholds"):
+        manifest["cut_values"] = extra.get("_cuts")
+    for entry in bucket_entries:
+        entry.pop("_cuts", None)
+    ref, published = _write_buckets(store, spec, inputs, manifest, len(labels))
+    inputs.con.close()
+    return PartitionResult(ref, False, published)
 
 
 __all__ = ["SOURCE_STATS", "STRATEGIES", "PartitionResult", "PartitionSpec", "equal_sizes", "partition"]
