@@ -94,8 +94,32 @@ def connect(store: Store, database: str = ":memory:") -> duckdb.DuckDBPyConnecti
 def create_views(con: duckdb.DuckDBPyConnection, store: Store) -> None:
     version_rows: list[tuple[str, str, str, int | None, str | None]] = []
     named: dict[str, str] = {}  # exact view name -> its SELECT, created at the end (see _create_named)
+    latest_pairs = _create_pairs_view(con, store, version_rows, named)
+    by_signal = _create_scores_views(con, store, version_rows, named, latest_pairs)
+    _create_buckets_view(con, store, version_rows, named)
+    _create_runs_view(con, store, version_rows)
+    _create_evals_view(con, store, version_rows)
+    _create_drops_view(con, store)
 
-    # pairs
+    versions = pa.table(
+        {
+            "kind": [r[0] for r in version_rows],
+            "name": [r[1] for r in version_rows],
+            "version": [r[2] for r in version_rows],
+            "rows": pa.array([r[3] for r in version_rows], pa.int64()),
+            "created_at": [r[4] for r in version_rows],
+        }
+    )
+    con.register("_versions_arrow", versions)
+    con.execute("CREATE OR REPLACE VIEW versions AS SELECT * FROM _versions_arrow")
+    fixed = {"pairs", "scores", "buckets", "runs", "drops", "versions", *by_signal}
+    _create_named(con, named, fixed)
+
+
+def _create_pairs_view(
+    con: duckdb.DuckDBPyConnection, store: Store, version_rows: list, named: dict[str, str]
+) -> dict[str, VersionRef]:
+    """`pairs`: the latest version of every dataset; returns those versions."""
     latest_pairs: dict[str, VersionRef] = {}
     for name in store.names("pairs"):
         refs = store.versions("pairs", name)
@@ -122,8 +146,17 @@ def create_views(con: duckdb.DuckDBPyConnection, store: Store) -> None:
             "NULL::DOUBLE AS chosen_score, NULL::DOUBLE AS rejected_score, NULL::VARCHAR AS chosen_model, "
             "NULL::VARCHAR AS rejected_model, NULL::VARCHAR AS meta) WHERE false"
         )
+    return latest_pairs
 
-    # scores: per-signal views and one wide `scores` view
+
+def _create_scores_views(
+    con: duckdb.DuckDBPyConnection,
+    store: Store,
+    version_rows: list,
+    named: dict[str, str],
+    latest_pairs: dict[str, VersionRef],
+) -> dict[str, list[tuple[str, VersionRef]]]:
+    """Per-signal views and one wide `scores` view (a row per latest pair); returns the signals."""
     by_signal: dict[str, list[tuple[str, VersionRef]]] = {}
     for name in store.names("scores"):
         dataset, _, signal = name.partition("/")
@@ -159,8 +192,13 @@ def create_views(con: duckdb.DuckDBPyConnection, store: Store) -> None:
         con.execute(
             "CREATE OR REPLACE VIEW scores AS SELECT NULL::VARCHAR AS dataset, NULL::VARCHAR AS pair_id WHERE false"
         )
+    return by_signal
 
-    # buckets
+
+def _create_buckets_view(
+    con: duckdb.DuckDBPyConnection, store: Store, version_rows: list, named: dict[str, str]
+) -> None:
+    """`buckets`: the latest version of every bucket set, with its name and version."""
     latest_buckets = []
     bucket_sql: dict[tuple[str, str], str] = {}
     for name in store.names("buckets"):
@@ -196,7 +234,9 @@ def create_views(con: duckdb.DuckDBPyConnection, store: Store) -> None:
             "NULL::BIGINT AS bucket, * FROM _empty_buckets_arrow"
         )
 
-    # runs (training metrics)
+
+def _create_runs_view(con: duckdb.DuckDBPyConnection, store: Store, version_rows: list) -> None:
+    """`runs`: training metrics of the latest version of every run."""
     latest_runs = []
     for name in store.names("runs"):
         refs = store.versions("runs", name)
@@ -217,23 +257,6 @@ def create_views(con: duckdb.DuckDBPyConnection, store: Store) -> None:
                 ]
             )
         )
-
-    _create_evals_view(con, store, version_rows)
-    _create_drops_view(con, store)
-
-    versions = pa.table(
-        {
-            "kind": [r[0] for r in version_rows],
-            "name": [r[1] for r in version_rows],
-            "version": [r[2] for r in version_rows],
-            "rows": pa.array([r[3] for r in version_rows], pa.int64()),
-            "created_at": [r[4] for r in version_rows],
-        }
-    )
-    con.register("_versions_arrow", versions)
-    con.execute("CREATE OR REPLACE VIEW versions AS SELECT * FROM _versions_arrow")
-    fixed = {"pairs", "scores", "buckets", "runs", "drops", "versions", *by_signal}
-    _create_named(con, named, fixed)
 
 
 def _create_evals_view(con: duckdb.DuckDBPyConnection, store: Store, version_rows: list) -> None:
