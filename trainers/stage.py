@@ -12,7 +12,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -211,26 +211,29 @@ def train_stage(ctx: StageContext, plan: StagePlan, n_stages: int) -> StageResul
         return _train_stage(ctx, plan, n_stages, transformers)
 
 
-def _train_stage(ctx: StageContext, plan: StagePlan, n_stages: int, transformers: Any) -> StageResult:
-    started = time.perf_counter()
-    stage_dir = ctx.run_dir / f"stage-{plan.stage}"
-    stage_dir.mkdir(parents=True)
-    c = ctx.config
-    table, bucket_of = _stage_table(ctx, plan)
-    head = f"stage {plan.stage}/{n_stages}"
-    what = (
-        f"bucket {plan.buckets[0]}"
-        if len(plan.buckets) == 1
-        else f"buckets {','.join(map(str, plan.buckets))}"
-    )
-    ctx.log(
-        f"{head}: {what}, {table.num_rows} pairs, {plan.epochs} epoch(s), order {c.order}; "
-        f"start = {plan.start} model, reference = {plan.reference} model"
-    )
-    model, tokenizer = load_for_training(model_path(ctx, plan.start))
+@dataclass
+class _Reference:
+    """Where a stage's reference log-probs come from, and the trainer built for that."""
 
-    # Reference log-probs: inject when the reference is model 0 and a matching log-prob signal exists
-    # (checked by fingerprint, then by a spot check against TRL's own computation); else TRL computes them.
+    trainer: Any
+    model: Any
+    tokenizer: Any
+    injected: bool
+    detail: str  # for the log and the StageResult
+
+
+def _with_reference(
+    ctx: StageContext,
+    plan: StagePlan,
+    stage_dir: Path,
+    head: str,
+    table: pa.Table,
+    model: Any,
+    tokenizer: Any,
+) -> _Reference:
+    """Reference log-probs: inject when the reference is model 0 and a matching log-prob signal exists
+    (checked by fingerprint, then by a spot check against TRL's own computation); else TRL computes them."""
+    c = ctx.config
     check: ReferenceCheck | None = None
     plain_table = table.drop_columns([col for col in REF_COLUMNS if col in table.column_names])
     trainer = None
@@ -283,26 +286,13 @@ def _train_stage(ctx: StageContext, plan: StagePlan, n_stages: int, transformers
             )
         )
         detail = f"computed by TRL with the {plan.reference} model ({why})"
-    ctx.log(f"{head}: reference log-probs {detail}")
-    kept = len(trainer.train_dataset)
-    if kept < table.num_rows:
-        ctx.log(
-            f"{head}: TRL dropped {table.num_rows - kept} pair(s) whose prompt alone fills --max-length {c.max_length}"
-        )
+    return _Reference(trainer, model, tokenizer, injected, detail)
 
-    collector = _Collector(ctx, plan, bucket_of)
-    trainer.remove_callback(transformers.PrinterCallback)
-    trainer.add_callback(collector)
-    if c.save_at_steps:
-        trainer.add_callback(_SaveAtSteps(ctx, plan, tokenizer))
-    for cb in ctx.callbacks:
-        trainer.add_callback(cb)
-    with progress_bar(f"{head} training", None, rate_field="rate") as bar:
-        collector.bar = bar
-        trainer.train()
-    save_checkpoint(trainer.model, tokenizer, stage_dir / "model")
 
-    # Records: consumed order, reference log-probs, per-step metrics.
+def _write_records(
+    stage_dir: Path, table: pa.Table, bucket_of: list[int], trainer: Any, injected: bool
+) -> None:
+    """Records: consumed order, reference log-probs."""
     pair_ids = table.column("pair_id").to_pylist()
     order_rows = [
         {
@@ -330,6 +320,54 @@ def _train_stage(ctx: StageContext, plan: StagePlan, n_stages: int, transformers
         ),
         stage_dir / "ref_logps.parquet",
     )
+
+
+def _train_stage(ctx: StageContext, plan: StagePlan, n_stages: int, transformers: Any) -> StageResult:
+    started = time.perf_counter()
+    stage_dir = ctx.run_dir / f"stage-{plan.stage}"
+    stage_dir.mkdir(parents=True)
+    c = ctx.config
+    table, bucket_of = _stage_table(ctx, plan)
+    head = f"stage {plan.stage}/{n_stages}"
+    what = (
+        f"bucket {plan.buckets[0]}"
+        if len(plan.buckets) == 1
+        else f"buckets {','.join(map(str, plan.buckets))}"
+    )
+    ctx.log(
+        f"{head}: {what}, {table.num_rows} pairs, {plan.epochs} epoch(s), order {c.order}; "
+        f"start = {plan.start} model, reference = {plan.reference} model"
+    )
+    model, tokenizer = load_for_training(model_path(ctx, plan.start))
+    ref = _with_reference(ctx, plan, stage_dir, head, table, model, tokenizer)
+    trainer, model, tokenizer, injected, detail = (
+        ref.trainer,
+        ref.model,
+        ref.tokenizer,
+        ref.injected,
+        ref.detail,
+    )
+    del ref  # the models are freed at the stage's end
+    ctx.log(f"{head}: reference log-probs {detail}")
+    kept = len(trainer.train_dataset)
+    if kept < table.num_rows:
+        ctx.log(
+            f"{head}: TRL dropped {table.num_rows - kept} pair(s) whose prompt alone fills --max-length {c.max_length}"
+        )
+
+    collector = _Collector(ctx, plan, bucket_of)
+    trainer.remove_callback(transformers.PrinterCallback)
+    trainer.add_callback(collector)
+    if c.save_at_steps:
+        trainer.add_callback(_SaveAtSteps(ctx, plan, tokenizer))
+    for cb in ctx.callbacks:
+        trainer.add_callback(cb)
+    with progress_bar(f"{head} training", None, rate_field="rate") as bar:
+        collector.bar = bar
+        trainer.train()
+    save_checkpoint(trainer.model, tokenizer, stage_dir / "model")
+
+    _write_records(stage_dir, table, bucket_of, trainer, injected)
     steps = trainer.state.global_step
     accuracy = gamma = None
     if ctx.holdout is not None:
