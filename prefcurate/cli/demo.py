@@ -7,8 +7,6 @@ from typing import Annotated
 
 import typer
 
-from prefcurate.demo.run import run_demo
-
 from .app import StoreOpt, app, get_store, out
 
 
@@ -23,6 +21,8 @@ def demo(
     ] = False,
 ) -> None:
     """Run the whole pipeline on the bundled real data: build, SQL, score, bucket, export, report, train."""
+    from prefcurate.demo.run import run_demo  # imported when the command runs: --help stays light
+
     ctx = run_demo(get_store(store), out_dir, quick=quick, console=out)
     out.rule("[bold]done")
     out.print(f"Store: {ctx.store.root}  (try: prefcurate ls, prefcurate sql overview)")

@@ -7,8 +7,6 @@ from typing import Annotated
 
 import typer
 
-from prefcurate.explore.ranking import rank_pairs, write_ranking
-
 from .app import Format, FormatOpt, StoreOpt, app, get_store, out, render
 
 
@@ -57,6 +55,11 @@ def rank(
 
     Pairs without a value (e.g. a prompt longer than --max-length) come last; ties keep pair_id order.
     """
+    from prefcurate.explore.ranking import (  # imported when the command runs: --help stays light
+        rank_pairs,
+        write_ranking,
+    )
+
     table, ref, field_name = rank_pairs(
         get_store(store),
         get_store(store).dataset_or_only(dataset),

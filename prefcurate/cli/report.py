@@ -7,8 +7,6 @@ from typing import Annotated
 
 import typer
 
-from prefcurate.explore.page import write_report
-
 from .app import StoreOpt, app, get_store, out
 
 
@@ -35,5 +33,7 @@ def report(
         path = write_run_report(run_dir, out_html)
         out.print(f"Wrote {path} (training run {run_dir})", soft_wrap=True)
         return
+    from prefcurate.explore.page import write_report  # imported when the command runs: --help stays light
+
     path = write_report(get_store(store), target, out_html)
     out.print(f"Wrote {path} ({path.stat().st_size:,} bytes)", soft_wrap=True)

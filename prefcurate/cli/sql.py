@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from prefcurate.extras import lazy_module
-from prefcurate.store.views import canned_queries, run_named
 
 from .app import Format, FormatOpt, StoreOpt, app, err, get_store, parse_key_values, render
 
@@ -47,6 +46,8 @@ def sql(
     ] = None,
 ) -> None:
     """Query pairs, signals and buckets with SQL (DuckDB views over the store's Parquet files)."""
+    from prefcurate.store.views import canned_queries, run_named  # imported when the command runs
+
     if db is not None:
         from prefcurate.store.dbfile import write_views
 

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING
 from prefcurate.errors import ConfigError
 from prefcurate.extras import lazy_module
 from prefcurate.store import Store
-from prefcurate.store.views import run_named
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -81,6 +80,8 @@ def accuracy(store: Store, dataset: str, column: str = DEFAULT_SIGNAL, by: str =
     if by not in GROUPINGS:
         raise ConfigError(f"--by {by!r} is not one of: {', '.join(GROUPINGS)}")
     check_signal_column(store, dataset, column)
+    from prefcurate.store.views import run_named  # duckdb: when a query runs
+
     return run_named(store, "accuracy", {"signal": column, "by": by, "dataset": dataset})
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -370,6 +369,8 @@ def parse_canned(path: Path) -> CannedQuery:
 
 def sql_dir() -> Path:
     """The canned query folder: packaged copy (wheel) or the repository's sql/ (editable install)."""
+    from importlib import resources  # not at import: `--help` imports this module
+
     packaged = resources.files("prefcurate") / "sql"
     if packaged.is_dir():
         return Path(str(packaged))
