@@ -160,21 +160,22 @@ def _check_columns(
         raise InputError(
             "missing required field (flat format needs a prompt column)", path=first, field=prompt_col
         )
-    for col in named:
-        if col is not None and col not in table.column_names:
-            raise InputError("missing column named by an option", path=first, field=col)
+    for name in named:
+        if name is not None and name not in table.column_names:
+            raise InputError("missing column named by an option", path=first, field=name)
 
 
 def _conversation(
     row: dict[str, Any], fmt: str, prompt_col: str, chosen_col: str, rejected_col: str, err: ErrorAt
 ) -> tuple[Messages, Messages, Messages]:
     """(prompt, chosen tail, rejected tail) of one row in its input format."""
-    c_val, r_val = row.get(chosen_col), row.get(rejected_col)
+    c_val: Any = row.get(chosen_col)
+    r_val: Any = row.get(rejected_col)
     for col, val in ((chosen_col, c_val), (rejected_col, r_val)):
         if val is None:
             raise err(col, "missing required field")
     if fmt == "flat":
-        p_val = row.get(prompt_col)
+        p_val: Any = row.get(prompt_col)
         if p_val is None:
             raise err(prompt_col, "missing required field")
         for col, val in ((prompt_col, p_val), (chosen_col, c_val), (rejected_col, r_val)):
@@ -267,8 +268,8 @@ def pairs_from_table(
         (source_col, chosen_score_col, rejected_score_col),
     )
     use_source_col = source_col or ("source" if source is None and "source" in table.column_names else None)
-    wanted = (prompt_col, chosen_col, rejected_col, use_source_col, chosen_score_col, rejected_score_col)
-    wanted += ("score_chosen", "score_rejected", "metadata", FILE_COL)
+    wanted = [prompt_col, chosen_col, rejected_col, use_source_col, chosen_score_col, rejected_score_col]
+    wanted += ["score_chosen", "score_rejected", "metadata", FILE_COL]
     rows = table.select(list(dict.fromkeys(c for c in wanted if c and c in table.column_names))).to_pylist()
     stems = [i.source for i in loaded.inputs]
     dropped: dict[str, int] = {}
