@@ -79,7 +79,7 @@ class Rating(str, Enum):
 RATINGS = tuple(m.value for m in Rating)
 assert RATINGS[3:] == ASPECTS  # the aspects, in the order the raw data lists them
 DEFAULT_HUB_ID = "openbmb/UltraFeedback"
-_HASH_BATCH = 65_536
+_HASH_BATCH = 8_192  # completions whose texts are Python strings at a time (peak memory)
 CHUNK_PAIRS = 50_000  # pairs per Parquet part (= the store's row group size)
 
 
