@@ -182,3 +182,13 @@ def test_a_length_ordering_is_called_one(tmp_path: Path) -> None:
     caption = re.search(r"id='length-value'.*?<figcaption>(.*?)</figcaption>", text, re.S).group(1)
     assert "Warning: len_v1__d has a rank correlation of +1.00 with the length difference" in caption
     assert "mostly a length ordering" in caption
+
+
+def test_the_bucket_report_renders_in_chromium(store: Store, tmp_path: Path) -> None:
+    """What a browser shows: every panel's image decodes and fills the page (no blank or broken images)."""
+    from .helpers import chromium_screenshot
+
+    page = write_report(store, "uf-cur", tmp_path / "r.html")
+    pixels = chromium_screenshot(page, tmp_path / "r.png", height=2400)
+    ink = (pixels[..., :3].mean(axis=2) < 0.9).mean(axis=1)  # share of non-white pixels per screen row
+    assert (ink > 0.02).sum() > 800  # ~1,050 rendered; ~600 with the images broken (text and tables only)
