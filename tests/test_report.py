@@ -42,6 +42,12 @@ def test_spearman_with_ties() -> None:
     assert spearman(x, np.array([10.0, 20.0, 30.0, 40.0, 1.0])) == pytest.approx(1.0)
     assert spearman(x, -x) == pytest.approx(-1.0)
     assert spearman(np.array([1.0, 2.0]), np.array([2.0, 1.0])) is None  # too few pairs
+    stats = pytest.importorskip("scipy.stats")  # the reference implementation agrees, ties included
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, 6, 200).astype(float), rng.normal(size=200)
+    b[::7] = np.nan
+    ok = ~np.isnan(b)
+    assert spearman(a, b) == pytest.approx(stats.spearmanr(a[ok], b[ok]).statistic, abs=1e-12)
 
 
 def test_bucket_set_report_has_every_figure_and_table(store: Store, tmp_path: Path) -> None:
