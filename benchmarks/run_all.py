@@ -41,6 +41,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     ),
     "logprob_bf16_fp32": ("logprob_bf16_fp32.py", [], ["--pairs", "64"]),
     "read_guard": ("read_guard.py", ["--mb", "64"], ["--mb", "16"]),
+    "trl_defaults": ("trl_defaults.py", ["--reps", "5"], ["--reps", "2"]),
 }
 
 

@@ -302,3 +302,34 @@ def usage_error(result: Any) -> str:
     for ch in "│╭╮╰╯─":
         text = text.replace(ch, " ")
     return " ".join(text.split())
+
+
+def chromium_screenshot(page: Path, png: Path, height: int = 1600) -> Any:
+    """Render an HTML file in headless Chromium and return the screenshot as an RGB(A) float array; skips
+    the test when no Chromium is installed (Debian: `apt-get install chromium`)."""
+    import shutil
+    import subprocess
+
+    import pytest
+
+    browser = next((b for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
+    if browser is None:
+        pytest.skip("no headless Chromium on PATH (apt-get install chromium)")
+    subprocess.run(
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            f"--window-size=1280,{height}",
+            f"--screenshot={png}",
+            page.resolve().as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    import matplotlib.image
+
+    return matplotlib.image.imread(png)

@@ -133,3 +133,39 @@ def test_every_build_command_takes_source_or_from(tmp_path: Path) -> None:
         assert "Wrote pairs/ultrafeedback/v1" in positional.stdout
     code = CliRunner().invoke(app, ["build", "code", *store])
     assert code.exit_code == 1 and "no input: give SOURCE or --from SOURCE" in code.stderr
+
+
+def test_model_fingerprint_resolves_hub_revisions_with_huggingface_hub(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hub id's fingerprint names the commit: online from the hub, else from the HF cache's refs/."""
+    from huggingface_hub import HfApi, constants
+
+    from prefcurate.models import model_fingerprint
+
+    sha_cached, sha_online = "a" * 40, "b" * 40
+    cache = tmp_path / "hub"
+    (cache / "models--org--tiny" / "refs").mkdir(parents=True)
+    (cache / "models--org--tiny" / "refs" / "main").write_text(sha_cached)  # what a download leaves
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # cache only: no request is made
+    assert model_fingerprint("org/tiny") == {"model": "org/tiny", "revision": sha_cached}
+    assert model_fingerprint("org/tiny@v2") == {"model": "org/tiny", "revision": "v2"}  # not cached
+    assert model_fingerprint("org/other") == {"model": "org/other", "revision": None}
+    assert model_fingerprint(f"org/x@{sha_online}")["revision"] == sha_online  # a commit is itself
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    asked: list[tuple[str, str | None]] = []
+
+    def repo_info(self: Any, repo_id: str, *, revision: str | None = None, **kwargs: Any) -> Any:
+        asked.append((repo_id, revision))
+        if repo_id == "org/gone":
+            raise OSError("[Errno -2] Name or service not known")  # unreachable: the cache answers
+        return type("Info", (), {"sha": sha_online})()
+
+    monkeypatch.setattr(HfApi, "repo_info", repo_info)
+    # online the hub decides (main may have moved since the cached download), and refs/ is updated
+    assert model_fingerprint("org/tiny")["revision"] == sha_online
+    assert (cache / "models--org--tiny" / "refs" / "main").read_text() == sha_online
+    assert model_fingerprint("org/gone@v1") == {"model": "org/gone", "revision": "v1"}
+    assert asked == [("org/tiny", None), ("org/gone", "v1")]

@@ -42,6 +42,12 @@ def test_spearman_with_ties() -> None:
     assert spearman(x, np.array([10.0, 20.0, 30.0, 40.0, 1.0])) == pytest.approx(1.0)
     assert spearman(x, -x) == pytest.approx(-1.0)
     assert spearman(np.array([1.0, 2.0]), np.array([2.0, 1.0])) is None  # too few pairs
+    stats = pytest.importorskip("scipy.stats")  # the reference implementation agrees, ties included
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, 6, 200).astype(float), rng.normal(size=200)
+    b[::7] = np.nan
+    ok = ~np.isnan(b)
+    assert spearman(a, b) == pytest.approx(stats.spearmanr(a[ok], b[ok]).statistic, abs=1e-12)
 
 
 def test_bucket_set_report_has_every_figure_and_table(store: Store, tmp_path: Path) -> None:
@@ -182,3 +188,13 @@ def test_a_length_ordering_is_called_one(tmp_path: Path) -> None:
     caption = re.search(r"id='length-value'.*?<figcaption>(.*?)</figcaption>", text, re.S).group(1)
     assert "Warning: len_v1__d has a rank correlation of +1.00 with the length difference" in caption
     assert "mostly a length ordering" in caption
+
+
+def test_the_bucket_report_renders_in_chromium(store: Store, tmp_path: Path) -> None:
+    """What a browser shows: every panel's image decodes and fills the page (no blank or broken images)."""
+    from .helpers import chromium_screenshot
+
+    page = write_report(store, "uf-cur", tmp_path / "r.html")
+    pixels = chromium_screenshot(page, tmp_path / "r.png", height=2400)
+    ink = (pixels[..., :3].mean(axis=2) < 0.9).mean(axis=1)  # share of non-white pixels per screen row
+    assert (ink > 0.02).sum() > 800  # ~1,050 rendered; ~600 with the images broken (text and tables only)

@@ -463,7 +463,8 @@ def test_cli_train_publishes_metrics_and_report(tiny_model: str, tmp_path: Path)
     ]
 
     page = (tmp_path / "run.html").read_text()
-    assert page.count("data:image/png;base64,") == 2 and "<script" not in page
+    assert page.count("data:image/png;base64,") == 3 and "<script" not in page  # steps, optimizer, held-out
+    assert "Held-out set too small to tell anything: with 3 pairs" in page
 
     bad = runner.invoke(app, ["train", str(bucket_file), "--out", str(tmp_path / "x"), "--schedule", "sdpo"])
     assert "'sdpo' is not one of 'plain', 'curriculum', 'stepwise'" in usage_error(bad)

@@ -33,6 +33,7 @@ __all__ = [
     "plan_stages",
     "run",
     "write_run_report",
+    "write_runs_report",
 ]
 
 
@@ -40,6 +41,12 @@ def write_run_report(run_dir: Any, out_html: Any) -> Any:
     from .report import write_run_report as _write
 
     return _write(run_dir, out_html)
+
+
+def write_runs_report(run_dirs: Any, out_html: Any) -> Any:
+    from .overlay import write_runs_report as _write
+
+    return _write(run_dirs, out_html)
 
 
 def demo_run(*args: Any, **kwargs: Any) -> Any:

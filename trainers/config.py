@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from enum import Enum
 from typing import Any
 
 from prefcurate.errors import ConfigError
 from prefcurate.models.encoding import check_max_length
+
+from .trl_options import TRL_OPTIONS, dpo_fields, parse_trl_args, trl_default
 
 
 class Schedule(str, Enum):
@@ -161,29 +163,38 @@ class TrainConfig:
                   is the starting model
     report_to     where TRL logs too (TrainingArguments.report_to: "none", "wandb", "tensorboard,mlflow"...);
                   per-step metrics always go to the store
+    trl           any other trl.DPOConfig field, as given (`--trl loss_type=ipo --trl weight_decay=0.01`)
+
+    TRL's options (beta, learning_rate, batch_size, grad_accum, max_length, lr_scheduler, warmup_ratio,
+    seed, report_to: see trl_options.TRL_OPTIONS for their DPOConfig names) default to DPOConfig's own
+    defaults, except the few in trl_options.OURS, which say why they differ.
     """
 
     schedule: str = "curriculum"
     model: str | None = None
-    beta: float = 0.1
-    learning_rate: float = 1e-6
+    beta: float = trl_default("beta")
+    learning_rate: float = trl_default("learning_rate")
     epochs_per_stage: tuple[int, ...] = (1,)
     order: str = "shuffle"
-    seed: int = 0
+    seed: int = trl_default("seed")
     max_steps_per_stage: int | None = None
-    batch_size: int = 4
-    grad_accum: int = 1
-    max_length: int = 512
+    batch_size: int = trl_default("batch_size")
+    grad_accum: int = trl_default("grad_accum")
+    max_length: int = trl_default("max_length")
     dtype: str = "auto"
-    lr_scheduler: str = "linear"
-    warmup_ratio: float = 0.0
+    lr_scheduler: str = trl_default("lr_scheduler")
+    warmup_ratio: float = trl_default("warmup_ratio")
     ref_logps: str = "auto"
     eval_max_pairs: int | None = None
     eval_batch_tokens: int = 4096
     save_at_steps: tuple[int, ...] = ()  # extra checkpoints at these global steps (RUN_DIR/step-<N>/)
-    report_to: str = "none"
+    report_to: str = trl_default("report_to")
+    trl: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self.trl = parse_trl_args(self.trl)
+        if not dpo_fields() and any(getattr(self, name) is None for name in TRL_OPTIONS):
+            return  # TRL is not installed: its defaults are unknown, and training says to install it
         self.epochs_per_stage = parse_epochs(self.epochs_per_stage)
         self.save_at_steps = parse_steps(self.save_at_steps)
         self.report_to = parse_report_to(self.report_to)
@@ -235,6 +246,12 @@ class TrainConfig:
             raise ConfigError(f"{self._flag(name)} must be a whole number >= 1, got {value!r}")
 
     # -- derived -----------------------------------------------------------------------------------
+    def dpo_kwargs(self) -> dict[str, Any]:
+        """The trl.DPOConfig keyword arguments this config decides (a stage adds its own: epochs, paths...)."""
+        kwargs = {dpo: getattr(self, ours) for ours, dpo in TRL_OPTIONS.items()}
+        kwargs["report_to"] = self.report_to_list()
+        return {**kwargs, **self.trl}
+
     def report_to_list(self) -> list[str]:
         """TrainingArguments.report_to: [] for none (TRL's own default would try every integration)."""
         return [] if self.report_to == "none" else self.report_to.split(",")
@@ -259,6 +276,8 @@ class TrainConfig:
             data["save_at_steps"] = list(self.save_at_steps)
         else:
             del data["save_at_steps"]
+        if not data["trl"]:
+            del data["trl"]
         return data
 
     @classmethod

@@ -1,12 +1,11 @@
 """`write_run_report(run_dir, out_html)`: one self-contained HTML page (PNG plots embedded as base64)
 for a training run: loss, implicit rewards, margins and reward accuracy per step with stage
-boundaries, and the per-stage held-out accuracy and mean gamma."""
+boundaries, learning rate and grad norm per step, the per-stage held-out accuracy and mean gamma (with a
+warning when the held-out set is too small to tell anything), and the `eval run` results."""
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 from pathlib import Path
 from typing import Any
@@ -16,11 +15,8 @@ import pyarrow.parquet as pq
 from prefcurate.errors import PrefcurateError
 from prefcurate.extras import require
 
-
-def _png(fig: Any) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    return base64.b64encode(buf.getvalue()).decode()
+from .overlay import OPTIMIZER_PANELS, RunData, holdout_warning, step_figure
+from .overlay import png as _png
 
 
 def _stage_lines(ax: Any, steps: list[dict[str, Any]]) -> None:
@@ -98,6 +94,11 @@ def write_run_report(run_dir: str | Path, out_html: str | Path) -> Path:
         )
         images.append(("Per-step training metrics", _png(fig)))
         plt.close(fig)
+    if steps:  # learning rate and grad norm as TRL logged them (the overlay report draws the same panel)
+        this = RunData(run_dir, str(meta.get("name", run_dir.name)), "", meta, steps, evals)
+        fig = step_figure(plt, [this], OPTIMIZER_PANELS)
+        images.append(("Learning rate and grad norm", _png(fig)))
+        plt.close(fig)
     if evals:
         fig, axes = plt.subplots(1, 2, figsize=(11, 3.4))
         stages = [r["stage"] for r in evals]
@@ -129,10 +130,14 @@ def write_run_report(run_dir: str | Path, out_html: str | Path) -> Path:
     )
     from prefcurate.evaluate.report import eval_section  # `eval run` results, when there are any
 
+    warning = holdout_warning(int(meta.get("holdout", {}).get("pairs") or 0))
+    if warning:
+        body = f"<p class='warn holdout-warning'>{html.escape(warning)}</p>" + body
+
     body += eval_section(run_dir, plt, _png)
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>run {html.escape(meta.get("name", run_dir.name))}</title>
 <style>body{{font-family:sans-serif;max-width:1150px;margin:2em auto;color:#222}} img{{max-width:100%}}
-table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}} pre{{background:#f6f6f6;padding:8px}}</style>
+table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}} pre{{background:#f6f6f6;padding:8px}} .warn{{background:#fff4d6;border-left:4px solid #e0a800;padding:6px 10px}}</style>
 </head><body><h1>Training run {html.escape(meta.get("name", run_dir.name))}</h1>
 <p>schedule <b>{html.escape(str(meta.get("config", {}).get("schedule")))}</b>, buckets from {html.escape(str(meta.get("buckets_source")))},
 held-out pairs: {html.escape(str(meta.get("holdout", {}).get("pairs")))}; starting model mean gamma {_fmt(meta.get("start_gamma"))}</p>

@@ -121,29 +121,21 @@ def _stage_table(ctx: StageContext, plan: StagePlan) -> tuple[pa.Table, list[int
 def _dpo_args(ctx: StageContext, plan: StagePlan, stage_dir: Path) -> Any:
     trl = require("trl", "training")
     c = ctx.config
+    # TRL's own options (beta, learning rate, batch size..., --trl KEY=VALUE), over two defaults of ours
+    options = {"gradient_checkpointing": False, "dataloader_num_workers": 0, **c.dpo_kwargs()}
     return trl.DPOConfig(
+        **options,
         output_dir=str(stage_dir / "trainer"),
-        per_device_train_batch_size=c.batch_size,
-        gradient_accumulation_steps=c.grad_accum,
         num_train_epochs=plan.epochs,
         max_steps=c.max_steps_per_stage or -1,
-        learning_rate=c.learning_rate,
-        lr_scheduler_type=c.lr_scheduler,
-        warmup_steps=c.warmup_ratio,
-        beta=c.beta,
-        max_length=c.max_length,
         truncation_mode="keep_start",
         precompute_ref_log_probs=True,  # reference log-probs once per stage (or injected): no reference model kept
         precompute_ref_batch_size=max(c.batch_size, 8),
         bf16=ctx.dtype == "bf16",
-        gradient_checkpointing=False,
         logging_steps=1,
         save_strategy="no",
-        report_to=c.report_to_list(),  # [] unless asked: TRL's default would try every installed integration
         disable_tqdm=True,
-        seed=c.seed,
         data_seed=c.seed,
-        dataloader_num_workers=0,
         use_cpu=not _cuda(),
     )
 

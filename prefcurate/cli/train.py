@@ -10,6 +10,7 @@ import typer
 from prefcurate.errors import ConfigError
 from trainers.config import LrScheduler, Order, RefLogps, Schedule, TrainConfig, parse_epochs, parse_steps
 from trainers.config import TrainDtype as Dtype
+from trainers.trl_options import parse_trl_args
 
 from .app import Format, FormatOpt, StoreOpt, app, err, get_store, out, render
 
@@ -48,11 +49,15 @@ def train(
             "--epochs-per-stage", help="Epochs per stage: one value, or one per stage (e.g. 1,5,5)."
         ),
     ] = ",".join(map(str, D.epochs_per_stage)),
-    beta: Annotated[float, typer.Option(help="DPO beta.")] = D.beta,
-    lr: Annotated[float, typer.Option("--lr", help="Learning rate (AdamW).")] = D.learning_rate,
+    beta: Annotated[float, typer.Option(help="DPO beta (trl.DPOConfig.beta).")] = D.beta,
+    lr: Annotated[
+        float, typer.Option("--lr", help="Learning rate (trl.DPOConfig.learning_rate).")
+    ] = D.learning_rate,
     max_length: Annotated[
         int,
-        typer.Option(help="Truncate prompt+completion to this many tokens (keep the start, as TRL does)."),
+        typer.Option(
+            help="Truncate prompt+completion to this many tokens, keeping the start (trl.DPOConfig.max_length; 512 = the log-prob signal's, so its values can be injected)."
+        ),
     ] = D.max_length,
     order: Annotated[
         Order,
@@ -60,14 +65,23 @@ def train(
             help="Order within a stage: shuffle (seeded, within the bucket) or sequential (the exported order)."
         ),
     ] = Order(D.order),
-    seed: Annotated[int, typer.Option(help="Seed for shuffling and initialisation.")] = D.seed,
+    seed: Annotated[
+        int,
+        typer.Option(
+            help="Seed for shuffling and initialisation (trl.DPOConfig.seed; 0 as in every other step)."
+        ),
+    ] = D.seed,
     max_steps_per_stage: Annotated[
         int | None, typer.Option("--max-steps-per-stage", help="Stop each stage after N optimizer steps.")
     ] = None,
     batch_size: Annotated[
-        int, typer.Option(help="Pairs per optimizer step (per micro-batch).")
+        int,
+        typer.Option(help="Pairs per micro-batch (trl.DPOConfig.per_device_train_batch_size; 4 for a CPU)."),
     ] = D.batch_size,
-    grad_accum: Annotated[int, typer.Option(help="Gradient accumulation steps.")] = D.grad_accum,
+    grad_accum: Annotated[
+        int,
+        typer.Option(help="Micro-batches per optimizer step (trl.DPOConfig.gradient_accumulation_steps)."),
+    ] = D.grad_accum,
     dtype: Annotated[
         Dtype,
         typer.Option(
@@ -75,10 +89,14 @@ def train(
         ),
     ] = Dtype(D.dtype),
     lr_scheduler: Annotated[
-        LrScheduler, typer.Option(help="Learning-rate schedule (restarts each stage).")
+        LrScheduler,
+        typer.Option(help="Learning-rate schedule, restarting each stage (trl.DPOConfig.lr_scheduler_type)."),
     ] = LrScheduler(D.lr_scheduler),
     warmup_ratio: Annotated[
-        float, typer.Option(help="Share of each stage's steps spent warming up.")
+        float,
+        typer.Option(
+            help="Share of each stage's steps spent warming up (trl.DPOConfig.warmup_steps below 1)."
+        ),
     ] = D.warmup_ratio,
     ref_logps: Annotated[
         RefLogps,
@@ -130,7 +148,15 @@ def train(
             "--report-to",
             help="Also log to these TRL/transformers integrations, comma-separated (wandb, tensorboard, mlflow, trackio, ...; all; none).",
         ),
-    ] = "none",
+    ] = D.report_to,
+    trl_args: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--trl",
+            help="Any other trl.DPOConfig option as KEY=VALUE, repeatable (--trl loss_type=ipo --trl weight_decay=0.01); VALUE is read as JSON when it parses.",
+            show_default=False,
+        ),
+    ] = None,
     fmt: FormatOpt = Format.table,
     store: StoreOpt = None,
 ) -> None:
@@ -164,6 +190,7 @@ def train(
         eval_max_pairs=eval_max_pairs,
         save_at_steps=parse_steps(save_at_steps),
         report_to=report_to,
+        trl=parse_trl_args(trl_args),
     )
     result = trainers.run(
         buckets,

@@ -115,25 +115,18 @@ def _split_hub(spec: str) -> tuple[str, str | None]:
 
 
 def _hub_revision(repo_id: str, revision: str | None) -> str | None:
-    """The commit a hub id resolves to: from the local HF cache, else asked online, else None."""
-    if revision and len(revision) == 40:
-        return revision
+    """The commit a hub id resolves to, by huggingface_hub's own resolver: asked online first (what
+    `from_pretrained` will download), else the `refs/` of the local HF cache (offline, or the hub out of
+    reach); None-or-the-asked-revision when neither knows (the fingerprint then names the request only)."""
     try:
-        from huggingface_hub import constants
+        from huggingface_hub import HfApi
     except ImportError:
         return revision
-    ref = (
-        Path(constants.HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}" / "refs" / (revision or "main")
-    )
-    if ref.is_file():
-        return ref.read_text().strip()
-    if os.environ.get("HF_HUB_OFFLINE") not in (None, "", "0"):
-        return revision
-    try:
-        from huggingface_hub import model_info
+    from prefcurate.hub import offline_mode  # reads the environment now, not at huggingface_hub's import
 
-        return model_info(repo_id, revision=revision, timeout=10).sha
-    except Exception:  # offline or unknown: the fingerprint then names the requested revision only
+    try:
+        return HfApi().resolve_revision(repo_id, revision=revision, local_files_only=offline_mode()).resolved
+    except Exception:  # not cached and not reachable, or no such repo/revision: loading will say which
         return revision
 
 
