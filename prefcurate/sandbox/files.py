@@ -93,8 +93,6 @@ def run_file(
     setup, units = ("", ())
     if tests is not None:
         setup, units = split_test_source(_read(tests, "tests"), entry_point, where=str(tests), program=source)
-    if setup:
-        source = source + ("" if source.endswith("\n") else "\n") + setup + "\n"
     with SandboxPool(
         workers=1,
         timeout=timeout,
@@ -102,6 +100,6 @@ def run_file(
         max_steps=max_steps,
         require_isolation=require_isolation,
     ) as pool:
-        result = pool.run(source, list(units))
+        result = pool.run(source, list(units), setup=setup)
         iso = pool.isolation
     return FileRun(result=result, units=tuple(units), program=program, isolation=iso)
