@@ -11,6 +11,7 @@ import typer
 
 from ..render import json_text, to_csv
 from ..sandbox.files import FileRun, run_file
+from ..sandbox.policy import DEFAULT_MAX_STEPS
 from .app import Format, FormatOpt, sandbox_app
 
 # Exit codes: 0 = the program ran and every test unit passed; 2 = anything else it reports
@@ -50,7 +51,7 @@ def run(
     ] = 512,
     max_steps: Annotated[
         int, typer.Option("--max-steps", help="Interpreter step budget (statements and loop iterations).")
-    ] = 10_000_000,
+    ] = DEFAULT_MAX_STEPS,
     require_isolation: Annotated[
         bool,
         typer.Option(

@@ -398,9 +398,10 @@ class LazySuiteRunner:
     ran something (None before), for the manifest."""
 
     def __init__(self, workers: int | None, timeout: float, require_isolation: bool = False) -> None:
+        from prefcurate.sandbox.policy import DEFAULT_MAX_STEPS
         from prefcurate.sandbox.pool import validate_limits
 
-        validate_limits(timeout, 512, 10_000_000, workers)  # before anything runs
+        validate_limits(timeout, 512, DEFAULT_MAX_STEPS, workers)  # before anything runs
         self.workers, self.timeout, self.require_isolation = workers, timeout, require_isolation
         self.pool: Any = None
         self.isolation: dict[str, Any] | None = None

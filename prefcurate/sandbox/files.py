@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
+from .policy import DEFAULT_MAX_STEPS
 from .pool import SandboxPool, validate_limits
 from .result import RunResult
 
@@ -84,7 +85,7 @@ def run_file(
     timeout: float = 5.0,
     entry_point: str | None = None,
     memory_mb: int = 512,
-    max_steps: int = 10_000_000,
+    max_steps: int = DEFAULT_MAX_STEPS,
     require_isolation: bool = False,
 ) -> FileRun:
     """Run `program` (then the units of `tests`) in a one-worker sandbox pool."""

@@ -70,6 +70,7 @@ class FunctionCompiler:
         if args.kwarg:
             scope.assigned.add(args.kwarg.arg)
         scope.firstarg = params[0] if params else (args.vararg.arg if args.vararg else None)
+        extra = [a.arg for a in (args.vararg, args.kwarg) if a is not None]
         collect_scope(scope, body)
         for p in (*params, *kwonly):
             if p in scope.globals or p in scope.nonlocals:
@@ -82,7 +83,7 @@ class FunctionCompiler:
         in_class, in_gen = self.in_class_body, self.gen_body
         self.in_class_body, self.gen_body = False, is_gen
         try:
-            code = self.block(body, gen=is_gen)
+            code = self.function_block(body, is_gen, [*params, *kwonly, *extra])
         finally:
             self.scope = outer
             self.qual.pop()
@@ -103,6 +104,7 @@ class FunctionCompiler:
         parent_fn_like = outer.fn_like
         max_depth = ctx.max_depth
         modname = ctx.module_name
+        native = getattr(code, "native", False)
 
         def make(env: Env) -> Any:
             decorators = [d(env) for d in decos]
@@ -125,6 +127,21 @@ class FunctionCompiler:
 
                 def fn(*a: Any, **k: Any) -> Any:
                     return gen_run(Env(bind(a, k), up, g, cls))
+
+            elif native:  # the body is one host function taking the parameters (fastexpr)
+                npos = len(pos_names)
+
+                def fn(*a: Any, **k: Any) -> Any:
+                    if k or not simple_sig or len(a) != npos:
+                        a, k = (), bind(a, k)  # every parameter by name
+                    ctx.depth += 1
+                    if ctx.depth > max_depth:
+                        ctx.depth -= 1
+                        raise RecursionError("maximum recursion depth exceeded")
+                    try:
+                        return code(g, up, *a, **k)
+                    finally:
+                        ctx.depth -= 1
 
             elif simple_sig:
                 npos = len(pos_names)

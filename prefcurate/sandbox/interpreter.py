@@ -39,7 +39,7 @@ from typing import Any
 from . import policy
 from .asserts import AssertCompiler
 from .expressions import ExpressionCompiler, frozen_constants
-from .fastexpr import ROOTS, compile_fast, compile_fast_stmt
+from .fastexpr import ROOTS, compile_fast, compile_fast_block, compile_fast_function, compile_fast_stmt
 from .functions import FunctionCompiler
 from .modules import ModuleProxy, refuse_module
 from .patterns import PatternCompiler
@@ -51,7 +51,9 @@ from .statements import GEN_STATEMENTS, StatementCompiler
 __all__ = ["Compiler", "Ctx", "Env", "Interpreter"]
 
 # Simple statements that may run as one host function (fastexpr.compile_fast_stmt).
-_FAST_STATEMENTS = frozenset({"Assign", "AugAssign", "Expr", "Return", "If", "Break", "Continue"})
+_FAST_STATEMENTS = frozenset(
+    {"Assign", "AugAssign", "Expr", "Return", "If", "Break", "Continue", "For", "While"}
+)
 
 
 class Compiler(ExpressionCompiler, StatementCompiler, PatternCompiler, AssertCompiler, FunctionCompiler):
@@ -87,6 +89,29 @@ class Compiler(ExpressionCompiler, StatementCompiler, PatternCompiler, AssertCom
         return self.expr(tree.body)
 
     # -- dispatch ----------------------------------------------------------------------------
+    def function_block(self, body: list[ast.stmt], gen: bool, params: list[str]) -> Fn:
+        """A function's body: one host function with native locals where it allows it
+        (`fastexpr.compile_fast_function`), else a block."""
+        if not gen:
+            resolve = self.scope.resolve
+            local_names = {n for n in self.scope.assigned if resolve(n) == ("local",)}
+            signals = (RETURN, BREAK, CONTINUE)
+            fast = compile_fast_function(body, resolve, self.names, self.ctx, signals, local_names, params)
+            if fast is not None:
+                return fast
+        return self.block(body, gen)
+
+    def block(self, stmts: list[ast.stmt], gen: bool = False) -> Fn:
+        """A statement list as one host function where every statement allows it (a hot
+        function or loop body, see `fastexpr`), else the closures (`StatementCompiler.block`)."""
+        if not gen and not self.gen_body and self._hot():
+            fast = compile_fast_block(
+                stmts, self.scope.resolve, self.names, self.ctx, (RETURN, BREAK, CONTINUE)
+            )
+            if fast is not None:
+                return fast
+        return super().block(stmts, gen)
+
     def _hot(self) -> bool:
         """Code that may run many times: function bodies, comprehensions, loop bodies. Code run
         once (a module's or a test unit's top level) keeps the closures, which cost less to
@@ -132,7 +157,10 @@ class Interpreter:
     helpers, `candidate`) through a fall-back to the program's globals."""
 
     def __init__(
-        self, max_steps: int = 10_000_000, max_depth: int = 1000, module_name: str = "__sandbox__"
+        self,
+        max_steps: int = policy.DEFAULT_MAX_STEPS,
+        max_depth: int = 1000,
+        module_name: str = "__sandbox__",
     ) -> None:
         self.ctx = ctx = Ctx(max_steps, max_depth, module_name)
         ctx.builtins.update(make_builtins(ctx, ctx.builtins))

@@ -31,6 +31,7 @@ from . import isolation
 from .channel import ChildDied, Conn, Deadline, Violation
 from .judge import JobState as _Job
 from .judge import judge_unit  # noqa: F401 - part of this module's interface
+from .policy import DEFAULT_MAX_STEPS
 from .result import (
     ERROR,
     ERRORED,
@@ -191,7 +192,7 @@ class SandboxPool:
         workers: int | None = None,
         timeout: float = 5.0,
         memory_mb: int = 512,
-        max_steps: int = 10_000_000,
+        max_steps: int = DEFAULT_MAX_STEPS,
         require_isolation: bool = False,
     ) -> None:
         validate_limits(timeout, memory_mb, max_steps, workers)

@@ -66,7 +66,7 @@ def run_job(chan: Channel, job: dict) -> None:
     from .interpreter import Interpreter
     from .policy import PolicyError, StepLimit
 
-    interp = Interpreter(max_steps=int(job.get("max_steps", 10_000_000)))
+    interp = Interpreter(max_steps=int(job["max_steps"]))
     ctx = interp.ctx
 
     def prog(status: str, reason: str) -> None:
