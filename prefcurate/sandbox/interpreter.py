@@ -192,20 +192,25 @@ class Interpreter:
             return self._test_import(object.__getattribute__(value, "_sandbox_name"))
         return value
 
+    def prepare_tests(self) -> dict[str, Any]:
+        """The test units' fresh builtins (made once per run, on first use)."""
+        if self._test_builtins is None:
+            fresh = Names(self._test_import)
+            fresh.update(make_builtins(self.ctx, fresh))
+            self._test_builtins = dict(fresh)
+        return self._test_builtins
+
     def test_names(self, tree: ast.AST) -> Names:
         """A test unit's builtins: fresh ones, then the program's globals. A builtin name the
         program redefines (mbpp/126 tests a function named `sum`) is the program's only when
         the unit uses no other name of the program: then it is the function under test, not a
         helper wrapped around the candidate's result (`abs(candidate(x) - y) < 1e-6`)."""
-        if self._test_builtins is None:
-            fresh = Names(self._test_import)
-            fresh.update(make_builtins(self.ctx, fresh))
-            self._test_builtins = dict(fresh)
+        test_builtins = self.prepare_tests()
         used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
         program = {n for n in used if n in self.globals and n not in self.test_globals}
-        shadowing = {n for n in program if n in self._test_builtins}
+        shadowing = {n for n in program if n in test_builtins}
         names = Names(self._test_import, self._program_name)
-        names.update(self._test_builtins)
+        names.update(test_builtins)
         if shadowing and shadowing == program:
             for n in shadowing:
                 del names[n]
