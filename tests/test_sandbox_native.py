@@ -194,6 +194,46 @@ PROGRAMS: dict[str, str] = {
         except IndexError as e:
             print(e)
     """,
+    "augmented_assignment_of_native_locals": """
+        def build(n):
+            s = ''
+            xs = []
+            k = 1
+            for i in range(n):
+                s += str(i)
+                xs += [i]
+                k *= 3
+                k //= 2
+            return s, xs, k
+        def unbound():
+            for i in range(1):
+                total += i
+            total = 0
+        print(build(12))
+        try:
+            unbound()
+        except UnboundLocalError as e:
+            print(e)
+    """,
+    "attributes_of_the_programs_objects": """
+        class Counter:
+            def __init__(self, start):
+                self.n = start
+                self._hits = 0
+                self.log = []
+            def inc(self, by=1):
+                self.n += by
+                self._hits += 1
+                self.log += [self.n]
+                return self._hits
+        def run():
+            c = Counter(10)
+            for i in range(5):
+                c.inc(i)
+            c.label = 'x'
+            return c.n, c._hits, c.log, c.label
+        print(run())
+    """,
     "docstring_and_pass": """
         def f(x):
             "doc"
@@ -282,3 +322,31 @@ def test_the_budget_runs_out_at_the_same_step(name: str, closures_only) -> None:
     with pytest.raises(StepLimit):
         _sandbox(source, needed - 1)
     assert _sandbox(source, needed)[1] is None
+
+
+REFUSED = {
+    "private_read_of_a_library_object": "def f():\n    d = {}\n    for i in range(1):\n        return d._x\nf()\n",
+    "dunder_store": "class C:\n    pass\ndef f():\n    c = C()\n    for i in range(1):\n        c.__dict__ = {}\nf()\n",
+    "store_on_a_host_object": "def f():\n    xs = []\n    for i in range(1):\n        xs.n = 1\nf()\n",
+    "aug_store_on_a_module": "import math\ndef f():\n    for i in range(1):\n        math.pi += 1\n    return math.pi\nprint(f())\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(REFUSED))
+def test_policy_decides_the_same_in_generated_code(name: str, closures_only) -> None:  # noqa: ANN001
+    """Attribute reads and writes in generated code go through the same policy calls as the
+    closures: the same refusal (or the same result) either way."""
+
+    def outcome() -> tuple[str, str]:
+        interp = Interpreter()
+        try:
+            interp.run(REFUSED[name])
+        except SandboxAbort as exc:
+            return type(exc).__name__, str(exc)
+        return "ok", interp.ctx.take_output()
+
+    fast = outcome()
+    closures_only()
+    assert fast == outcome()
+    if name != "aug_store_on_a_module":  # a module proxy of this run may be written
+        assert fast[0] == "PolicyError", fast

@@ -23,7 +23,16 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .policy import BLOCKED_ATTRS, BLOCKED_ON_HOST_TYPES, StepLimit, is_dunder, is_private
+from .policy import (
+    BLOCKED_ATTRS,
+    BLOCKED_ON_HOST_TYPES,
+    StepLimit,
+    check_private,
+    checked_getattr,
+    is_dunder,
+    is_private,
+)
+from .runtime import owned_setattr
 
 _BIN = {
     ast.Add: "+",
@@ -113,6 +122,7 @@ class _Shape:
         # `compile_fast_function`): read and written natively, not through `env.l`.
         self.native_locals: frozenset[str] = frozenset()
         self.direct = False  # `return v` returns v itself (no RETURN signal, no env.ret)
+        self.ctx: Any = None  # the run's Ctx, for attribute stores (statements only)
 
     def _param(self, value: Any) -> str:
         self.params.append(value)
@@ -153,7 +163,7 @@ class _Shape:
             elts = [self.gen(e) for e in node.elts]
             if any(e is None for e in elts):
                 return None
-            inner = "".join(f"{e}, " for e in elts)  # type: ignore[str-bytes-safe]
+            inner = "".join(f"{e}, " for e in elts)
             return f"({inner})" if isinstance(node, ast.Tuple) else f"[{inner}]"
         if isinstance(node, ast.Dict):
             if any(k is None for k in node.keys):
@@ -176,12 +186,12 @@ class _Shape:
             word = " and " if isinstance(node.op, ast.And) else " or "
             return "(" + word.join(parts) + ")"  # type: ignore[arg-type]
         if isinstance(node, ast.Compare):
-            parts = [self.gen(node.left)]
-            for op, right in zip(node.ops, node.comparators, strict=True):
-                parts += [_CMP[type(op)], self.gen(right)]
-            if any(p is None for p in parts):
+            terms: list[str | None] = [self.gen(node.left)]
+            for cmp, right in zip(node.ops, node.comparators, strict=True):
+                terms += [_CMP[type(cmp)], self.gen(right)]
+            if any(p is None for p in terms):
                 return None
-            return "(" + " ".join(parts) + ")"  # type: ignore[arg-type]
+            return "(" + " ".join(terms) + ")"  # type: ignore[arg-type]
         if isinstance(node, ast.IfExp):
             test, body, orelse = self.gen(node.test), self.gen(node.body), self.gen(node.orelse)
             if test is None or body is None or orelse is None:
@@ -192,10 +202,15 @@ class _Shape:
             index = self._slice(node.slice)
             return None if value is None or index is None else f"{value}[{index}]"
         if isinstance(node, ast.Attribute):
-            if not plain_attribute(node.attr):
+            name = node.attr
+            if not (plain_attribute(name) or _private_readable(name)):
                 return None
             value = self.gen(node.value)
-            return None if value is None else f"{value}.{node.attr}"
+            if value is None:
+                return None
+            if plain_attribute(name):
+                return f"{value}.{name}"
+            return f"{self._param(_private_read)}({value}, {self._param(name)})"  # as e_Attribute
         if isinstance(node, ast.Call):
             if node.keywords or any(isinstance(a, ast.Starred) for a in node.args):
                 return None
@@ -264,8 +279,32 @@ class _Shape:
             parts = [self._target(e) for e in node.elts]
             if any(p is None for p in parts):
                 return None
-            return "(" + "".join(f"{p}, " for p in parts) + ")"  # type: ignore[str-bytes-safe]
+            return "(" + "".join(f"{p}, " for p in parts) + ")"
         return None
+
+    def _attribute_store(self, node: ast.Assign | ast.AugAssign) -> list[str] | None:
+        """`o.name = v` and `o.name op= v` through the policy's `owned_setattr`, in the
+        closures' order: `v` then `o` for `=`; `o`, the policy's read, `v` for `op=`."""
+        target = node.targets[0] if isinstance(node, ast.Assign) else node.target
+        assert isinstance(target, ast.Attribute)
+        if self.ctx is None:
+            return None
+        obj, value = self.gen(target.value), self.gen(node.value)
+        if obj is None or value is None:
+            return None
+        setter, name = self._param(_attr_setter(self.ctx)), self._param(target.attr)
+        if isinstance(node, ast.Assign):
+            return [f"{setter}({value}, {obj}, {name})"]
+        if type(node.op) not in _INPLACE:
+            return None
+        op = self._param(_INPLACE[type(node.op)])
+        # `checked_getattr` reads a plain name exactly as `getattr` does
+        read = (
+            f"_o.{target.attr}"
+            if plain_attribute(target.attr)
+            else f"{self._param(checked_getattr)}(_o, {name})"
+        )
+        return ["_o = " + obj, f"{setter}({op}({read}, {value}), _o, {name})"]
 
     def stmt(self, node: ast.stmt) -> list[str] | None:
         """Lines of a statement (see `compile_fast_stmt`), or None."""
@@ -284,6 +323,10 @@ class _Shape:
         if isinstance(node, ast.Expr):
             value = self.gen(node.value)
             return None if value is None else [value]
+        if isinstance(node, (ast.Assign, ast.AugAssign)):
+            stores = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if len(stores) == 1 and isinstance(stores[0], ast.Attribute):
+                return self._attribute_store(node)
         if isinstance(node, ast.Assign):
             value = self.gen(node.value)  # evaluated first, then the targets left to right
             targets = [self._target(t) for t in node.targets] if value is not None else [None]
@@ -300,6 +343,11 @@ class _Shape:
                 return [f"{target} {_BIN[type(node.op)]}= {value}"]
             if not isinstance(node.target, ast.Name):
                 return None
+            if node.target.id in self.native_locals and self.resolve(node.target.id)[0] == "local":
+                # Native `x += v`: CPython's own order and its in-place `str` concatenation
+                # (a loop of `s += t` stays linear, as in CPython).
+                value = self.gen(node.value)
+                return None if value is None else [f"{node.target.id} {_BIN[type(node.op)]}= {value}"]
             load = self.gen(node.target)  # read first, as in CPython
             value = self.gen(node.value)
             op = self._param(_INPLACE[type(node.op)])
@@ -374,6 +422,23 @@ class _Shape:
         return self.gen(node)
 
 
+def _private_readable(name: str) -> bool:
+    """A private name `e_Attribute` reads through `check_private` (owned objects only)."""
+    return is_private(name) and not is_dunder(name) and name not in BLOCKED_ATTRS
+
+
+def _private_read(obj: Any, name: str) -> Any:
+    check_private(obj, name)
+    return getattr(obj, name)
+
+
+def _attr_setter(ctx: Any) -> Callable[[Any, Any, str], None]:
+    def set_attr(value: Any, obj: Any, name: str) -> None:
+        owned_setattr(ctx, obj, name, value)
+
+    return set_attr
+
+
 def _indent(lines: list[str]) -> list[str]:
     return ["    " + x for x in lines]
 
@@ -432,6 +497,7 @@ def compile_fast_stmt(
     shape = _Shape(resolve)
     shape.signals = tuple(shape._param(s) for s in signals)
     shape.charge = (shape._param(ctx), shape._param(_over_budget))
+    shape.ctx = ctx
     if isinstance(node, (ast.For, ast.While, ast.If)):
         shape.max_nodes = MAX_BLOCK_NODES
     lines = shape.stmt(node)
@@ -453,6 +519,7 @@ def compile_fast_block(
     shape = _Shape(resolve)
     shape.signals = tuple(shape._param(s) for s in signals)
     shape.charge = (shape._param(ctx), shape._param(_over_budget))
+    shape.ctx = ctx
     shape.max_nodes = MAX_BLOCK_NODES
     lines = shape.block(stmts)
     if lines is None:
@@ -461,7 +528,7 @@ def compile_fast_block(
 
 
 # Identifiers of the generated code; a local of the same name cannot be a native local.
-_RESERVED = re.compile(r"_(l|g|up|env|f|make|zip|steps|U|G|F|K|B|[puv]\d+)\Z")
+_RESERVED = re.compile(r"_(l|g|o|up|env|f|make|zip|steps|U|G|F|K|B|[puv]\d+)\Z")
 
 
 def compile_fast_function(
@@ -485,6 +552,7 @@ def compile_fast_function(
     shape.direct = True
     shape.signals = tuple(shape._param(s) for s in signals)
     shape.charge = (shape._param(ctx), shape._param(_over_budget))
+    shape.ctx = ctx
     shape.max_nodes = MAX_BLOCK_NODES
     lines = shape.block(body)
     if lines is None:
