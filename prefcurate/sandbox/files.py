@@ -91,7 +91,8 @@ def run_file(
     """Run `program` (then the units of `tests`) in a one-worker sandbox pool."""
     validate_limits(timeout, memory_mb, max_steps)
     source = _read(program, "program")
-    setup, units = ("", ())
+    setup: str = ""
+    units: tuple[str, ...] = ()
     if tests is not None:
         setup, units = split_test_source(_read(tests, "tests"), entry_point, where=str(tests), program=source)
     with SandboxPool(

@@ -9,17 +9,16 @@ import types
 from collections.abc import Callable
 from typing import Any
 
+from .compiler_parts import CompilerBase
 from .policy import check_bases, check_metaclass
-from .runtime import RETURN, Ctx, Env, Fn, StopCarrier, _refuse
+from .runtime import RETURN, Env, Fn, StopCarrier, _refuse
 from .scope import Scope, _contains_yield, collect_scope
 
 
-class FunctionCompiler:
+class FunctionCompiler(CompilerBase):
     """Mixin of `Compiler`: functions, lambdas' bodies, classes, generator bodies."""
 
-    ctx: Ctx
     scope: Scope
-    qual: list[str]
     in_class_body: bool
     gen_body: bool
 
@@ -53,9 +52,9 @@ class FunctionCompiler:
         )
         # Annotations are evaluated at definition time, as CPython does (and then dropped).
         ann_nodes = [a.annotation for a in (*args.posonlyargs, *args.args, *args.kwonlyargs) if a.annotation]
-        for extra in (args.vararg, args.kwarg):
-            if extra is not None and extra.annotation is not None:
-                ann_nodes.append(extra.annotation)
+        for star in (args.vararg, args.kwarg):
+            if star is not None and star.annotation is not None:
+                ann_nodes.append(star.annotation)
         if returns is not None:
             ann_nodes.append(returns)
         anns = () if self.scope.future_annotations else tuple(self.expr(a) for a in ann_nodes)
@@ -194,7 +193,7 @@ class FunctionCompiler:
             if k.arg == "metaclass" or k.arg is None:
                 raise _refuse(node, "custom metaclasses are not allowed in the sandbox")
         bases = tuple(self.expr(b) for b in node.bases)
-        kwds = tuple((k.arg, self.expr(k.value)) for k in node.keywords)
+        kwds = tuple((k.arg, self.expr(k.value)) for k in node.keywords if k.arg is not None)  # None: refused
         decos = tuple(self.expr(d) for d in node.decorator_list)
         outer = self.scope
         scope = Scope("class", outer)

@@ -24,11 +24,15 @@ program can reach new objects: attribute access (no dunders except a few harmles
 frames/code/generator internals), imports (per-run proxies of allowed modules), builtins
 (an explicit list, with safe `getattr`/`setattr`/`eval`/`print`), and `str.format` field paths.
 
-Layout: `Compiler` (here) combines one mixin per part of the language: expressions.py
-(names, operators, calls, attributes, comprehensions, targets), statements.py (blocks and the
-step budget, control flow, try, with, imports, match), asserts.py (trusted test asserts),
-functions.py (functions, classes, generator bodies); scope.py does the symbol pass,
-runtime.py holds the per-run state, safe_builtins.py the builtins, policy.py the rules.
+Layout: `Compiler` (here) combines one mixin per part of the language: names.py (names and
+assignment targets), expressions.py (operators, calls, attributes, f-strings, lambdas),
+comprehensions.py, statements.py (blocks and the step budget, control flow, try, with,
+imports, match), patterns.py (match patterns), asserts.py (trusted test asserts),
+functions.py (functions, classes, generator bodies); compiler_parts.py is their typing
+contract (a Protocol), fastexpr.py and faststmt.py the generated host code for hot code
+(expressions; statements, loops, blocks, function bodies), constants.py
+CPython's folded set constants; scope.py does the symbol pass, runtime.py holds the per-run
+state, safe_builtins.py the builtins, policy.py the rules.
 """
 
 from __future__ import annotations
@@ -38,10 +42,14 @@ from typing import Any
 
 from . import policy
 from .asserts import AssertCompiler
-from .expressions import ExpressionCompiler, frozen_constants
-from .fastexpr import ROOTS, compile_fast, compile_fast_block, compile_fast_function, compile_fast_stmt
+from .comprehensions import ComprehensionCompiler
+from .constants import frozen_constants
+from .expressions import ExpressionCompiler
+from .fastexpr import ROOTS, compile_fast
+from .faststmt import compile_fast_block, compile_fast_function, compile_fast_stmt
 from .functions import FunctionCompiler
 from .modules import ModuleProxy, refuse_module
+from .names import NameCompiler
 from .patterns import PatternCompiler
 from .runtime import BREAK, CONTINUE, RETURN, Ctx, Env, Fn, Names, _refuse
 from .safe_builtins import _current_globals, _eval, make_builtins
@@ -56,7 +64,15 @@ _FAST_STATEMENTS = frozenset(
 )
 
 
-class Compiler(ExpressionCompiler, StatementCompiler, PatternCompiler, AssertCompiler, FunctionCompiler):
+class Compiler(
+    NameCompiler,
+    ExpressionCompiler,
+    ComprehensionCompiler,
+    StatementCompiler,
+    PatternCompiler,
+    AssertCompiler,
+    FunctionCompiler,
+):
     """AST -> closures. Each part of the language lives in its mixin's module."""
 
     def __init__(

@@ -247,8 +247,12 @@ class Owned:
     def add(self, obj: Any) -> None:
         key = id(obj)
         refs = self._refs
+
         # The callback runs while the object dies, before its id can be reused.
-        refs[key] = weakref.ref(obj, lambda _r, key=key, refs=refs: refs.pop(key, None))
+        def forget(_r: object, key: int = key, refs: dict = refs) -> None:
+            refs.pop(key, None)
+
+        refs[key] = weakref.ref(obj, forget)
 
     def __contains__(self, obj: Any) -> bool:
         ref = self._refs.get(id(obj))
