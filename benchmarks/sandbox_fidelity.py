@@ -17,6 +17,8 @@ Sets:
     nohup .venv/bin/python benchmarks/sandbox_fidelity.py --sets codet --out /tmp/fid.jsonl > /tmp/fid.log 2>&1 &
 
 Writes one JSON line per job to --out and prints a Markdown summary listing every disagreement.
+`--plain-from OUT.jsonl` takes the CPython side from an earlier run's --out (it does not depend
+on the sandbox's code), to check a sandbox change against the same reference in half the time.
 """
 
 from __future__ import annotations
@@ -182,6 +184,9 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=5.0)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", default="/tmp/sandbox_fidelity.jsonl")
+    ap.add_argument(
+        "--plain-from", default=None, help="reuse the CPython side of an earlier run's --out file (same jobs)"
+    )
     ap.add_argument("--ids", default=None, help="only these job ids (comma-separated, e.g. HumanEval/158#49)")
     args = ap.parse_args()
     sets = args.sets.split(",")
@@ -200,10 +205,24 @@ def main() -> None:
     sandbox_s = time.perf_counter() - started
     print(f"sandbox: {sandbox_s:.1f}s", flush=True)
     started = time.perf_counter()
-    with ThreadPoolExecutor(args.workers) as ex:
-        plain = list(ex.map(lambda j: run_plain(j["program"], j["suite"], args.timeout), jobs))
+    if args.plain_from:  # the CPython side of an earlier run (it does not depend on the sandbox)
+        earlier = {}
+        for line in open(args.plain_from, encoding="utf-8"):
+            record = json.loads(line)
+            earlier[record["id"]] = record["plain"]
+        missing = [j["id"] for j in jobs if j["id"] not in earlier]
+        if missing:
+            sys.exit(f"{args.plain_from}: no CPython result for {len(missing)} jobs (first: {missing[0]})")
+        plain = [earlier[j["id"]] for j in jobs]
+    else:
+        with ThreadPoolExecutor(args.workers) as ex:
+            plain = list(ex.map(lambda j: run_plain(j["program"], j["suite"], args.timeout), jobs))
     plain_s = time.perf_counter() - started
-    print(f"plain CPython subprocesses: {plain_s:.1f}s", flush=True)
+    print(
+        f"plain CPython subprocesses: {plain_s:.1f}s"
+        + (" (read from --plain-from)" if args.plain_from else ""),
+        flush=True,
+    )
 
     per_set: dict[str, Counter] = {}
     disagreements = []
