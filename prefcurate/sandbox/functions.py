@@ -9,17 +9,16 @@ import types
 from collections.abc import Callable
 from typing import Any
 
+from .compiler_parts import CompilerBase
 from .policy import check_bases, check_metaclass
-from .runtime import RETURN, Ctx, Env, Fn, StopCarrier, _refuse
+from .runtime import RETURN, Env, Fn, StopCarrier, _refuse
 from .scope import Scope, _contains_yield, collect_scope
 
 
-class FunctionCompiler:
+class FunctionCompiler(CompilerBase):
     """Mixin of `Compiler`: functions, lambdas' bodies, classes, generator bodies."""
 
-    ctx: Ctx
     scope: Scope
-    qual: list[str]
     in_class_body: bool
     gen_body: bool
 
@@ -53,9 +52,9 @@ class FunctionCompiler:
         )
         # Annotations are evaluated at definition time, as CPython does (and then dropped).
         ann_nodes = [a.annotation for a in (*args.posonlyargs, *args.args, *args.kwonlyargs) if a.annotation]
-        for extra in (args.vararg, args.kwarg):
-            if extra is not None and extra.annotation is not None:
-                ann_nodes.append(extra.annotation)
+        for star in (args.vararg, args.kwarg):
+            if star is not None and star.annotation is not None:
+                ann_nodes.append(star.annotation)
         if returns is not None:
             ann_nodes.append(returns)
         anns = () if self.scope.future_annotations else tuple(self.expr(a) for a in ann_nodes)
@@ -70,6 +69,7 @@ class FunctionCompiler:
         if args.kwarg:
             scope.assigned.add(args.kwarg.arg)
         scope.firstarg = params[0] if params else (args.vararg.arg if args.vararg else None)
+        extra = [a.arg for a in (args.vararg, args.kwarg) if a is not None]
         collect_scope(scope, body)
         for p in (*params, *kwonly):
             if p in scope.globals or p in scope.nonlocals:
@@ -82,7 +82,7 @@ class FunctionCompiler:
         in_class, in_gen = self.in_class_body, self.gen_body
         self.in_class_body, self.gen_body = False, is_gen
         try:
-            code = self.block(body, gen=is_gen)
+            code = self.function_block(body, is_gen, [*params, *kwonly, *extra])
         finally:
             self.scope = outer
             self.qual.pop()
@@ -103,6 +103,7 @@ class FunctionCompiler:
         parent_fn_like = outer.fn_like
         max_depth = ctx.max_depth
         modname = ctx.module_name
+        native = getattr(code, "native", False)
 
         def make(env: Env) -> Any:
             decorators = [d(env) for d in decos]
@@ -125,6 +126,21 @@ class FunctionCompiler:
 
                 def fn(*a: Any, **k: Any) -> Any:
                     return gen_run(Env(bind(a, k), up, g, cls))
+
+            elif native:  # the body is one host function taking the parameters (fastexpr)
+                npos = len(pos_names)
+
+                def fn(*a: Any, **k: Any) -> Any:
+                    if k or not simple_sig or len(a) != npos:
+                        a, k = (), bind(a, k)  # every parameter by name
+                    ctx.depth += 1
+                    if ctx.depth > max_depth:
+                        ctx.depth -= 1
+                        raise RecursionError("maximum recursion depth exceeded")
+                    try:
+                        return code(g, up, *a, **k)
+                    finally:
+                        ctx.depth -= 1
 
             elif simple_sig:
                 npos = len(pos_names)
@@ -177,7 +193,7 @@ class FunctionCompiler:
             if k.arg == "metaclass" or k.arg is None:
                 raise _refuse(node, "custom metaclasses are not allowed in the sandbox")
         bases = tuple(self.expr(b) for b in node.bases)
-        kwds = tuple((k.arg, self.expr(k.value)) for k in node.keywords)
+        kwds = tuple((k.arg, self.expr(k.value)) for k in node.keywords if k.arg is not None)  # None: refused
         decos = tuple(self.expr(d) for d in node.decorator_list)
         outer = self.scope
         scope = Scope("class", outer)

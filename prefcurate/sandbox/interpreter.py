@@ -24,11 +24,15 @@ program can reach new objects: attribute access (no dunders except a few harmles
 frames/code/generator internals), imports (per-run proxies of allowed modules), builtins
 (an explicit list, with safe `getattr`/`setattr`/`eval`/`print`), and `str.format` field paths.
 
-Layout: `Compiler` (here) combines one mixin per part of the language: expressions.py
-(names, operators, calls, attributes, comprehensions, targets), statements.py (blocks and the
-step budget, control flow, try, with, imports, match), asserts.py (trusted test asserts),
-functions.py (functions, classes, generator bodies); scope.py does the symbol pass,
-runtime.py holds the per-run state, safe_builtins.py the builtins, policy.py the rules.
+Layout: `Compiler` (here) combines one mixin per part of the language: names.py (names and
+assignment targets), expressions.py (operators, calls, attributes, f-strings, lambdas),
+comprehensions.py, statements.py (blocks and the step budget, control flow, try, with,
+imports, match), patterns.py (match patterns), asserts.py (trusted test asserts),
+functions.py (functions, classes, generator bodies); compiler_parts.py is their typing
+contract (a Protocol), fastexpr.py and faststmt.py the generated host code for hot code
+(expressions; statements, loops, blocks, function bodies), constants.py
+CPython's folded set constants; scope.py does the symbol pass, runtime.py holds the per-run
+state, safe_builtins.py the builtins, policy.py the rules.
 """
 
 from __future__ import annotations
@@ -38,10 +42,14 @@ from typing import Any
 
 from . import policy
 from .asserts import AssertCompiler
-from .expressions import ExpressionCompiler, frozen_constants
-from .fastexpr import ROOTS, compile_fast, compile_fast_stmt
+from .comprehensions import ComprehensionCompiler
+from .constants import frozen_constants
+from .expressions import ExpressionCompiler
+from .fastexpr import ROOTS, compile_fast
+from .faststmt import compile_fast_block, compile_fast_function, compile_fast_stmt
 from .functions import FunctionCompiler
 from .modules import ModuleProxy, refuse_module
+from .names import NameCompiler
 from .patterns import PatternCompiler
 from .runtime import BREAK, CONTINUE, RETURN, Ctx, Env, Fn, Names, _refuse
 from .safe_builtins import _current_globals, _eval, make_builtins
@@ -51,10 +59,20 @@ from .statements import GEN_STATEMENTS, StatementCompiler
 __all__ = ["Compiler", "Ctx", "Env", "Interpreter"]
 
 # Simple statements that may run as one host function (fastexpr.compile_fast_stmt).
-_FAST_STATEMENTS = frozenset({"Assign", "AugAssign", "Expr", "Return", "If", "Break", "Continue"})
+_FAST_STATEMENTS = frozenset(
+    {"Assign", "AugAssign", "Expr", "Return", "If", "Break", "Continue", "For", "While"}
+)
 
 
-class Compiler(ExpressionCompiler, StatementCompiler, PatternCompiler, AssertCompiler, FunctionCompiler):
+class Compiler(
+    NameCompiler,
+    ExpressionCompiler,
+    ComprehensionCompiler,
+    StatementCompiler,
+    PatternCompiler,
+    AssertCompiler,
+    FunctionCompiler,
+):
     """AST -> closures. Each part of the language lives in its mixin's module."""
 
     def __init__(
@@ -87,6 +105,29 @@ class Compiler(ExpressionCompiler, StatementCompiler, PatternCompiler, AssertCom
         return self.expr(tree.body)
 
     # -- dispatch ----------------------------------------------------------------------------
+    def function_block(self, body: list[ast.stmt], gen: bool, params: list[str]) -> Fn:
+        """A function's body: one host function with native locals where it allows it
+        (`fastexpr.compile_fast_function`), else a block."""
+        if not gen:
+            resolve = self.scope.resolve
+            local_names = {n for n in self.scope.assigned if resolve(n) == ("local",)}
+            signals = (RETURN, BREAK, CONTINUE)
+            fast = compile_fast_function(body, resolve, self.names, self.ctx, signals, local_names, params)
+            if fast is not None:
+                return fast
+        return self.block(body, gen)
+
+    def block(self, stmts: list[ast.stmt], gen: bool = False) -> Fn:
+        """A statement list as one host function where every statement allows it (a hot
+        function or loop body, see `fastexpr`), else the closures (`StatementCompiler.block`)."""
+        if not gen and not self.gen_body and self._hot():
+            fast = compile_fast_block(
+                stmts, self.scope.resolve, self.names, self.ctx, (RETURN, BREAK, CONTINUE)
+            )
+            if fast is not None:
+                return fast
+        return super().block(stmts, gen)
+
     def _hot(self) -> bool:
         """Code that may run many times: function bodies, comprehensions, loop bodies. Code run
         once (a module's or a test unit's top level) keeps the closures, which cost less to
@@ -132,7 +173,10 @@ class Interpreter:
     helpers, `candidate`) through a fall-back to the program's globals."""
 
     def __init__(
-        self, max_steps: int = 10_000_000, max_depth: int = 1000, module_name: str = "__sandbox__"
+        self,
+        max_steps: int = policy.DEFAULT_MAX_STEPS,
+        max_depth: int = 1000,
+        module_name: str = "__sandbox__",
     ) -> None:
         self.ctx = ctx = Ctx(max_steps, max_depth, module_name)
         ctx.builtins.update(make_builtins(ctx, ctx.builtins))
@@ -164,20 +208,25 @@ class Interpreter:
             return self._test_import(object.__getattribute__(value, "_sandbox_name"))
         return value
 
+    def prepare_tests(self) -> dict[str, Any]:
+        """The test units' fresh builtins (made once per run, on first use)."""
+        if self._test_builtins is None:
+            fresh = Names(self._test_import)
+            fresh.update(make_builtins(self.ctx, fresh))
+            self._test_builtins = dict(fresh)
+        return self._test_builtins
+
     def test_names(self, tree: ast.AST) -> Names:
         """A test unit's builtins: fresh ones, then the program's globals. A builtin name the
         program redefines (mbpp/126 tests a function named `sum`) is the program's only when
         the unit uses no other name of the program: then it is the function under test, not a
         helper wrapped around the candidate's result (`abs(candidate(x) - y) < 1e-6`)."""
-        if self._test_builtins is None:
-            fresh = Names(self._test_import)
-            fresh.update(make_builtins(self.ctx, fresh))
-            self._test_builtins = dict(fresh)
+        test_builtins = self.prepare_tests()
         used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
         program = {n for n in used if n in self.globals and n not in self.test_globals}
-        shadowing = {n for n in program if n in self._test_builtins}
+        shadowing = {n for n in program if n in test_builtins}
         names = Names(self._test_import, self._program_name)
-        names.update(self._test_builtins)
+        names.update(test_builtins)
         if shadowing and shadowing == program:
             for n in shadowing:
                 del names[n]

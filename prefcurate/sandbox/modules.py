@@ -54,7 +54,11 @@ class ModuleProxy:
         self.__dict__["__name__"] = name  # `math.__name__`, as in CPython
 
     def __repr__(self) -> str:
-        return f"<module '{self._sandbox_name}' (sandbox proxy)>"
+        return f"<module '{object.__getattribute__(self, '_sandbox_name')}' (sandbox proxy)>"
+
+    if typing.TYPE_CHECKING:  # its attributes are the module's names, set at run time
+
+        def __getattr__(self, name: str) -> Any: ...
 
 
 policy.current.proxy_type = ModuleProxy

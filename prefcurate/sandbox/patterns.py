@@ -7,17 +7,15 @@ import ast
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from .compiler_parts import CompilerBase
 from .policy import checked_getattr
 from .runtime import Env, _refuse
 
 _SPECIAL_CLASS_MATCH = (bool, bytearray, bytes, dict, float, frozenset, int, list, set, str, tuple)
 
 
-class PatternCompiler:
+class PatternCompiler(CompilerBase):
     """Mixin of `Compiler`: `match` patterns."""
-
-    expr: Callable[[ast.expr], Callable[[Env], Any]]  # the Compiler's
-    store_name: Callable[[str], Callable[[Env, Any], None]]
 
     def pattern(self, p: ast.pattern) -> Callable[[Env, Any], bool]:
         if isinstance(p, ast.MatchValue):

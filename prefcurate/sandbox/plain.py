@@ -45,7 +45,7 @@ def _encode(v: Any, depth: int, budget: list[int]) -> Any:
     if t is float:
         return ["R", v.hex()]  # exact, and nan/inf survive
     if t is list or t is tuple or t is set or t is frozenset:
-        tag = {list: "L", tuple: "T", set: "S", frozenset: "F"}[t]
+        tag = _SEQUENCE_TAGS[t]
         return [tag, [_encode(x, depth + 1, budget) for x in v]]
     if t is dict:
         return ["D", [[_encode(k, depth + 1, budget), _encode(x, depth + 1, budget)] for k, x in v.items()]]
@@ -67,7 +67,12 @@ def _encode(v: Any, depth: int, budget: list[int]) -> Any:
     raise NotPlain(f"a {t.__name__!s} object")
 
 
-_MAPPINGS = {collections.Counter: "CT", collections.defaultdict: "DD", collections.OrderedDict: "OD"}
+_SEQUENCE_TAGS: dict[type, str] = {list: "L", tuple: "T", set: "S", frozenset: "F"}
+_MAPPINGS: dict[type, str] = {
+    collections.Counter: "CT",
+    collections.defaultdict: "DD",
+    collections.OrderedDict: "OD",
+}
 
 
 def check(value: Any) -> None:

@@ -79,6 +79,15 @@ class StepLimit(SandboxAbort):
     """The step budget ran out."""
 
 
+# A step is one statement run (a block charges its statements when it is entered) or one
+# iteration of a loop or comprehension; generated host code charges exactly what the
+# closures charge. The default is above what every HumanEval/MBPP reference solution needs
+# (mbpp/123: about 83M) and, at the interpreter's speed, of the order of the default 5 s
+# deadline: the deadline is the usual limit, the budget a bound that does not depend on the
+# machine's speed.
+DEFAULT_MAX_STEPS = 200_000_000
+
+
 def is_dunder(name: str) -> bool:
     return len(name) > 4 and name.startswith("__") and name.endswith("__")
 
@@ -238,8 +247,12 @@ class Owned:
     def add(self, obj: Any) -> None:
         key = id(obj)
         refs = self._refs
+
         # The callback runs while the object dies, before its id can be reused.
-        refs[key] = weakref.ref(obj, lambda _r, key=key, refs=refs: refs.pop(key, None))
+        def forget(_r: object, key: int = key, refs: dict = refs) -> None:
+            refs.pop(key, None)
+
+        refs[key] = weakref.ref(obj, forget)
 
     def __contains__(self, obj: Any) -> bool:
         ref = self._refs.get(id(obj))

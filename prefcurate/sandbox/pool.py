@@ -31,6 +31,7 @@ from . import isolation
 from .channel import ChildDied, Conn, Deadline, Violation
 from .judge import JobState as _Job
 from .judge import judge_unit  # noqa: F401 - part of this module's interface
+from .policy import DEFAULT_MAX_STEPS
 from .result import (
     ERROR,
     ERRORED,
@@ -191,7 +192,7 @@ class SandboxPool:
         workers: int | None = None,
         timeout: float = 5.0,
         memory_mb: int = 512,
-        max_steps: int = 10_000_000,
+        max_steps: int = DEFAULT_MAX_STEPS,
         require_isolation: bool = False,
     ) -> None:
         validate_limits(timeout, memory_mb, max_steps, workers)
@@ -395,19 +396,28 @@ class SandboxPool:
         return True
 
     # -- running ---------------------------------------------------------------------
-    def run(self, program: str, tests: Sequence[str] = (), *, timeout: float | None = None) -> RunResult:
-        """Run `program`, then each test string in the same namespace; one deadline for all."""
+    def run(
+        self, program: str, tests: Sequence[str] = (), *, setup: str = "", timeout: float | None = None
+    ) -> RunResult:
+        """Run `program`, then the tests' `setup` and each test string; one deadline for all.
+
+        The setup and the tests run in a namespace of their own (see docs/sandbox.md, "What a
+        test unit sees"); a setup that raises fails the run as the program would."""
         tests = [str(t) for t in tests]
         limit = self.timeout if timeout is None else float(timeout)
         validate_limits(limit, self.memory_mb, self.max_steps)
         self.start()
         with self._slots:
-            return self._run_one(str(program), tests, limit)
+            return self._run_one(str(program), tests, limit, str(setup))
 
     def map(
-        self, jobs: Iterable[tuple[str, Sequence[str]]], *, timeout: float | None = None
+        self,
+        jobs: Iterable[tuple[str, Sequence[str]] | tuple[str, Sequence[str], str]],
+        *,
+        timeout: float | None = None,
     ) -> Iterator[RunResult]:
-        """Run many (program, tests) jobs in parallel on the pool; results in input order."""
+        """Run many (program, tests) or (program, tests, setup) jobs in parallel on the pool;
+        results in input order."""
         self.start()
         with self._lock:
             if self._executor is None:
@@ -417,17 +427,21 @@ class SandboxPool:
         it = iter(jobs)
         window = self.size * 4
         for job in it:
-            pending.append(executor.submit(self.run, job[0], job[1], timeout=timeout))
+            pending.append(self._submit(executor, job, timeout))
             if len(pending) >= window:
                 break
         while pending:
             fut = pending.pop(0)
             for job in it:
-                pending.append(executor.submit(self.run, job[0], job[1], timeout=timeout))
+                pending.append(self._submit(executor, job, timeout))
                 break
             yield fut.result()
 
-    def _run_one(self, program: str, tests: list[str], limit: float) -> RunResult:
+    def _submit(self, executor: ThreadPoolExecutor, job: tuple, timeout: float | None) -> Any:
+        setup = job[2] if len(job) > 2 else ""
+        return executor.submit(self.run, job[0], job[1], setup=setup, timeout=timeout)
+
+    def _run_one(self, program: str, tests: list[str], limit: float, setup: str = "") -> RunResult:
         child = self._take(limit)
         if child is not None and self._await_ready(child, time.monotonic() + _ZYGOTE_START_S) is not None:
             child = None  # it died before reporting: not this job's fault
@@ -444,7 +458,7 @@ class SandboxPool:
             if self.require_isolation and not report.get("all_active"):
                 missing = ", ".join(report.get("inactive", {}))
                 return job.finish(ERROR, f"isolation layers not active: {missing}", ERRORED)
-            result = self._talk(child.conn, job, program)
+            result = self._talk(child.conn, job, program, setup)
             if result is None:  # the child died before its final frame: its wait status says why
                 child.conn.close()
                 reaped = child.zygote.reap(pid)
@@ -456,9 +470,10 @@ class SandboxPool:
             if pid:
                 child.zygote.drop(pid)
 
-    def _talk(self, conn: Conn, job: _Job, program: str) -> RunResult | None:
+    def _talk(self, conn: Conn, job: _Job, program: str, setup: str) -> RunResult | None:
         try:
-            conn.send({"program": program, "tests": job.tests, "max_steps": self.max_steps}, job.deadline)
+            msg = {"program": program, "setup": setup, "tests": job.tests, "max_steps": self.max_steps}
+            conn.send(msg, job.deadline)
             while True:
                 result = job.take(conn.recv(job.deadline))
                 if result is not None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import ast
 import builtins as _host_builtins
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from .modules import _sys_exit
 from .policy import PolicyError, checked_getattr
@@ -34,12 +34,14 @@ def _eval(
 
     tree = ast.parse(source.lstrip(" \t"), "<string>", mode="eval")
     code = Compiler(ctx, names=names).eval_expression(tree)
+    # A mapping works as locals, as in CPython's eval (only item access is used on it).
+    loc = cast(dict, locals_)
     if globals_ is not None:
-        e = Env(locals_ if locals_ is not None else globals_, (), globals_)
+        e = Env(loc if loc is not None else globals_, (), globals_)
     elif env is not None:
-        e = Env(locals_ if locals_ is not None else env.l, env.up if locals_ is None else (), env.g)
+        e = Env(loc if loc is not None else env.l, env.up if loc is None else (), env.g)
     else:
-        e = Env(locals_ if locals_ is not None else {}, (), _current_globals[0])
+        e = Env(loc if loc is not None else {}, (), _current_globals[0])
     return code(e)
 
 

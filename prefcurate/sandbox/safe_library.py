@@ -203,7 +203,7 @@ def _reconstruct(
     if deep and args:
         args = deepcopy(args, memo)
     y = func(*args)
-    if deep:
+    if memo is not None:
         memo[id(x)] = y
     if (state is not None or listiter is not None or dictiter is not None) and not trusted and not owns(y):
         raise PolicyError(

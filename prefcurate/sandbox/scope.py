@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import ast
+from collections.abc import Sequence
 
 
 class Scope:
@@ -14,7 +15,7 @@ class Scope:
         self.globals: set[str] = set()
         self.nonlocals: set[str] = set()
         self.firstarg: str | None = None
-        self.future_annotations = parent.future_annotations if parent else False
+        self.future_annotations: bool = parent.future_annotations if parent else False
 
     @property
     def fn_like(self) -> bool:
@@ -71,7 +72,7 @@ def _target_names(node: ast.AST, out: set[str]) -> None:
             out.add(child.id)
 
 
-def collect_scope(scope: Scope, body: list[ast.AST]) -> None:
+def collect_scope(scope: Scope, body: Sequence[ast.AST]) -> None:
     """Fill scope.assigned/globals/nonlocals from the statements of one scope (not descending
     into nested functions, lambdas, classes or comprehensions, whose own names stay theirs)."""
     stack = list(body)
@@ -106,7 +107,7 @@ def collect_scope(scope: Scope, body: list[ast.AST]) -> None:
         elif isinstance(n, ast.Nonlocal):
             scope.nonlocals.update(n.names)
         elif isinstance(n, ast.NamedExpr):
-            scope.assigned.add(n.target.id)  # type: ignore[attr-defined]
+            scope.assigned.add(n.target.id)
         elif isinstance(n, (ast.Import, ast.ImportFrom)):
             for alias in n.names:
                 if alias.name != "*":
@@ -167,7 +168,7 @@ class _Mangler(ast.NodeTransformer):
     visit_Nonlocal = visit_Global  # type: ignore[assignment]
 
 
-def _contains_yield(body: list[ast.AST]) -> bool:
+def _contains_yield(body: Sequence[ast.AST]) -> bool:
     stack = list(body)
     while stack:
         n = stack.pop()

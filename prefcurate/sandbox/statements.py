@@ -10,21 +10,20 @@ from __future__ import annotations
 import ast
 from typing import Any
 
+from .compiler_parts import CompilerBase
 from .expressions import INPLACE
 from .policy import PolicyError, StepLimit, is_dunder
 from .runtime import (
     BREAK,
     CONTINUE,
     RETURN,
-    Ctx,
     Env,
     Fn,
-    Names,
     StopCarrier,
     _refuse,
     owned_setattr,
 )
-from .scope import Scope, _contains_yield
+from .scope import _contains_yield
 from .statement_closures import (
     ANN_ASSIGN,
     ASSIGN,
@@ -45,14 +44,8 @@ GEN_STATEMENTS = frozenset(
 )
 
 
-class StatementCompiler:
+class StatementCompiler(CompilerBase):
     """Mixin of `Compiler`: `s_<Node>` methods, blocks and generator values."""
-
-    ctx: Ctx
-    names: Names
-    scope: Scope
-    gen_body: bool  # compiling the statements of a generator function
-    loop_depth: int  # compiling inside a loop body (code that runs many times)
 
     def block(self, stmts: list[ast.stmt], gen: bool = False) -> Fn:
         """A statement list; inside a generator function, a generator closure when it holds a
@@ -189,6 +182,8 @@ class StatementCompiler:
     def s_AugAssign(self, node: ast.AugAssign, gen: bool = False) -> Fn:
         op = INPLACE[type(node.op)]
         target = node.target
+        a: Any
+        b: Any
         if isinstance(target, ast.Name):
             kind, a, b = "name", self.load_name(target.id), self.store_name(target.id)
         elif isinstance(target, ast.Attribute):
@@ -244,7 +239,11 @@ class StatementCompiler:
         orelse = self.block(node.orelse, gen) if node.orelse else None
         target = node.target
         kind = self.scope.resolve(target.id)[0] if isinstance(target, ast.Name) else None
-        name = target.id if kind in ("local", "class", "dynamic", "global") else None  # type: ignore[union-attr]
+        name = (
+            target.id
+            if isinstance(target, ast.Name) and kind in ("local", "class", "dynamic", "global")
+            else None
+        )
         single = self._single(body, gen) if name is not None else None
         return FOR[gen](it, assign, body, orelse, name, kind == "global", single, self.ctx)
 

@@ -227,6 +227,10 @@ def main() -> None:
         isolation.drop_root()
     isolation.prepare_zygote()
     isolation.libc().prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE=0: no ptrace or /proc/PID/mem by peers
+    if not escaped:
+        from . import worker
+
+        worker.prepare()
     # Everything alive now is the zygote's: its children's gc.collect() scans only what a job made.
     gc.collect()
     gc.freeze()
