@@ -54,8 +54,11 @@ def checkpoints(run_dir: Path):  # noqa: ANN201
     return found(run_dir)
 
 
-def problems_file(samples: Path, out: Path) -> int:
-    """Samples (eval generate) -> build code's generic format: one row per problem with its tests."""
+def problems_file(samples: Path, out: Path, with_reference: bool) -> int:
+    """Samples (eval generate) -> build code's generic format: one row per problem with its tests.
+
+    with_reference: MBPP's reference solution joins the samples, so a problem whose samples all
+    fail still yields a pair (reference vs the worst sample); a 135M model rarely passes MBPP."""
     from prefcurate.evaluate.suites import load_suite
 
     suite = load_suite("mbpp:train").by_id()
@@ -63,6 +66,9 @@ def problems_file(samples: Path, out: Path) -> int:
     for line in samples.read_text().splitlines():
         row = json.loads(line)
         by_task.setdefault(row["task_id"], []).append(row["completion"])
+    if with_reference:
+        for task, completions in by_task.items():
+            completions.append(suite[task].canonical)
     with open(out, "w") as fh:
         for task, completions in by_task.items():
             p = suite[task]
@@ -96,10 +102,25 @@ def main() -> None:
     ap.add_argument("--eval-tasks", type=int, default=40, help="first N tasks of HumanEval and of MBPP-test")
     ap.add_argument("--eval-tokens", type=int, default=160)
     ap.add_argument("--lr", default="5e-6")
+    ap.add_argument(
+        "--data",
+        type=Path,
+        default=ROOT.parent / "shared" / "data",
+        help="folder holding humaneval/ and mbpp/ (../shared/data)",
+    )
+    ap.add_argument(
+        "--with-reference",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="add MBPP's reference solution to each problem's samples (see problems_file)",
+    )
+    ap.add_argument("--cuts", default="10,50,90", help="partition percentiles")
+    ap.add_argument("--drop-extremes", default="5,95", help="pruned below/above these percentiles")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes: checks the pipeline, measures nothing")
     args = ap.parse_args()
     if args.smoke:
-        args.problems, args.samples, args.gen_tokens, args.eval_tasks, args.eval_tokens = 24, 3, 48, 4, 24
+        args.problems, args.samples, args.gen_tokens, args.eval_tasks, args.eval_tokens = 24, 2, 48, 4, 24
+    os.environ.setdefault("PREFCURATE_EVAL_DATA", str(args.data.resolve()))  # read by the child commands too
     work = args.work.resolve()
     if work.exists():
         shutil.rmtree(work)
@@ -126,7 +147,7 @@ def main() -> None:
         "--out",
         str(samples),
     )
-    n = problems_file(samples, work / "problems.jsonl")
+    n = problems_file(samples, work / "problems.jsonl", args.with_reference)
     print(f"{n} problems with {args.samples} samples each")
     print(
         sh(
@@ -152,9 +173,9 @@ def main() -> None:
             "--strategy",
             "percentiles",
             "--cuts",
-            "10,50,90",
+            args.cuts,
             "--drop-extremes",
-            "5,95",
+            args.drop_extremes,
             "--name",
             "code-cur",
             *store,
@@ -231,8 +252,12 @@ def main() -> None:
 
     for suite in ("humaneval", "mbpp"):
         for name, run_dir in runs.items():
-            stages = [] if name == "curriculum" else ["--stage", "step-0"]  # start is shared: evaluate once
-            del stages
+            # The start model is the same for every arm: evaluate it once, in the control.
+            stages = (
+                []
+                if name == "shuffled"
+                else [a for c in checkpoints(run_dir)[1][1:] for a in ("--stage", c.stage)]
+            )
             sh(
                 "eval",
                 "run",
@@ -245,6 +270,7 @@ def main() -> None:
                 str(args.eval_tokens),
                 "--dtype",
                 "fp32",
+                *stages,
                 *store,
             )
         dirs = [str(run_dir / "evals" / suite) for run_dir in runs.values()]
