@@ -116,15 +116,18 @@ def main() -> None:
     )
     ap.add_argument("--cuts", default="10,50,90", help="partition percentiles")
     ap.add_argument("--drop-extremes", default="5,95", help="pruned below/above these percentiles")
+    ap.add_argument("--batch-size", type=int, default=2, help="pairs per optimizer step (every arm)")
+    ap.add_argument("--fresh", action="store_true", help="delete --work first (default: resume)")
+    ap.add_argument("--max-length", default="256", help="training tokens per pair")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes: checks the pipeline, measures nothing")
     args = ap.parse_args()
     if args.smoke:
         args.problems, args.samples, args.gen_tokens, args.eval_tasks, args.eval_tokens = 24, 2, 48, 4, 24
     os.environ.setdefault("PREFCURATE_EVAL_DATA", str(args.data.resolve()))  # read by the child commands too
     work = args.work.resolve()
-    if work.exists():
+    if work.exists() and (args.fresh or args.smoke):
         shutil.rmtree(work)
-    work.mkdir(parents=True)
+    work.mkdir(parents=True, exist_ok=True)  # otherwise every step resumes or reuses its output
     store = ["--store", str(work / "store")]
 
     samples = work / "mbpp_train_samples.jsonl"
@@ -163,7 +166,7 @@ def main() -> None:
             *store,
         )
     )
-    sh("score", "code", "--by", "logprob-margin", "--dtype", "fp32", *store)
+    sh("score", "code", "--by", "logprob-margin", "--dtype", "fp32", "--max-length", args.max_length, *store)
     print(
         sh(
             "partition",
@@ -197,13 +200,13 @@ def main() -> None:
 
     common = [
         "--batch-size",
-        "2",
+        str(args.batch_size),
         "--lr",
         args.lr,
         "--dtype",
         "fp32",
         "--max-length",
-        "384",
+        args.max_length,
         "--seed",
         "0",
         *store,

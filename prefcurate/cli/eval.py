@@ -416,6 +416,36 @@ def _winrate_run(
     render(pa.Table.from_pylist(shown), fmt, title=f"{ref.label}: win rate vs {baseline} on {prompts}")
 
 
+@eval_app.command("holdout")
+def holdout_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A `prefcurate train` run trained with held-out pairs.")],
+    resamples: Annotated[int, typer.Option("--resamples", help="Bootstrap resamples per interval.")] = 10_000,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Held-out preference accuracy of every stage, per pair, with a 95% bootstrap interval.
+
+    Writes RUN_DIR/evals/holdout/<stage>/ (summary.json, pairs.jsonl): compare arms with
+    `eval compare RUN_A/evals/holdout RUN_B/evals/holdout --control ARM` (exact McNemar per pair)."""
+    from ..evaluate.holdout import holdout_results
+
+    rows = holdout_results(run_dir, n_resamples=resamples)
+    if fmt is not Format.table:
+        render(pa.Table.from_pylist(rows), fmt)
+        return
+    shown = [
+        {
+            "stage": r["stage"],
+            "step": r["step"],
+            "pairs": int(r["pairs"]),
+            "accuracy [95% CI]": f"{r['holdout_accuracy']:.3f} "
+            f"[{r['holdout_accuracy_low']:.3f}, {r['holdout_accuracy_high']:.3f}]",
+            "mean gamma": r["holdout_gamma"],
+        }
+        for r in rows
+    ]
+    render(pa.Table.from_pylist(shown), fmt, title=f"{run_dir}: held-out preference accuracy")
+
+
 @eval_app.command("run")
 def run_cmd(
     run_dir: Annotated[Path, typer.Argument(help="A `prefcurate train` run folder (run.json inside).")],
