@@ -4,7 +4,9 @@ One command runs the whole experiment with the bundled SmolLM2-135M-Instruct:
 
  1. generate --samples completions per MBPP *train* problem (task ids 601-974) at temperature 0.8
     (`prefcurate eval generate --suite mbpp:train`);
- 2. test them in the sandbox and pair the best against the worst completion of each problem
+ 2. add MBPP's reference solution to each problem's samples (`--with-reference`, on by default:
+    a 135M model rarely passes an MBPP problem, so without it almost every problem is a tie), test
+    them in the sandbox and pair the best against the worst completion of each problem
     (`prefcurate build code --pairing best-vs-worst`);
  3. score each pair's log-prob distance under the start model (`score --by logprob-margin`) and cut
     at the 10th/50th/90th percentiles, pruning the extremes below the 5th and above the 95th
@@ -17,8 +19,13 @@ One command runs the whole experiment with the bundled SmolLM2-135M-Instruct:
     (`prefcurate eval run`), and compare each arm with the shuffled control at the same global step
     (`prefcurate eval compare --control shuffled`: paired bootstrap intervals, exact McNemar, Holm).
 
-    .venv/bin/python examples/code_curriculum.py                 # sized for ~30 min on 2 cores
+    .venv/bin/python examples/code_curriculum.py                 # the size: ~30 min on 2 idle cores
     .venv/bin/python examples/code_curriculum.py --smoke         # minutes: checks the pipeline only
+    .venv/bin/python examples/code_curriculum.py --problems 12 --samples 2 --gen-tokens 64 \
+        --eval-tasks 8 --eval-tokens 96 --cuts 50 --drop-extremes 10,90 --max-length 192
+        # what fit a 2-core VM shared with four other jobs (benchmarks/RESULTS.md)
+
+Every step resumes from what --work already holds (rerun after a kill); --fresh starts over.
 
 Read the interval widths: with a few dozen tasks a 95% interval of a pass@1 difference is about
 +-0.1, so this size can show a large effect or none, not the 3-5 points the seed papers report.
@@ -122,7 +129,8 @@ def main() -> None:
     ap.add_argument("--smoke", action="store_true", help="tiny sizes: checks the pipeline, measures nothing")
     args = ap.parse_args()
     if args.smoke:
-        args.problems, args.samples, args.gen_tokens, args.eval_tasks, args.eval_tokens = 24, 2, 48, 4, 24
+        args.problems, args.samples, args.gen_tokens, args.eval_tasks, args.eval_tokens = 12, 2, 32, 2, 24
+        args.cuts, args.drop_extremes, args.max_length = "50", "10,90", "128"
     os.environ.setdefault("PREFCURATE_EVAL_DATA", str(args.data.resolve()))  # read by the child commands too
     work = args.work.resolve()
     if work.exists() and (args.fresh or args.smoke):

@@ -10,7 +10,10 @@ from typing import Annotated
 import pyarrow as pa
 import typer
 
+from ..choices import value_of
 from ..errors import ConfigError
+from ..evaluate.jobs import Backend
+from ..models.dtypes import Dtype
 from .app import Format, FormatOpt, StoreOpt, _typer, app, get_store, out, parse_key_values, render
 
 eval_app = _typer("Evaluate models and orderings: pass@k in the sandbox, win rates, paired comparisons.")
@@ -168,9 +171,9 @@ def generate_cmd(
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = 384,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Prompts decoded together.")] = 16,
     backend: Annotated[
-        str, typer.Option("--backend", help="transformers (reference, CPU) or vllm (GPU).")
-    ] = ("transformers"),
-    dtype: Annotated[str, typer.Option("--dtype", help="fp32, bf16 or auto.")] = "fp32",
+        Backend, typer.Option("--backend", help="transformers (reference, CPU) or vllm (GPU).")
+    ] = Backend.transformers,
+    dtype: Annotated[Dtype, typer.Option("--dtype", help="The policy's dtype.")] = Dtype.fp32,
     limit: Annotated[
         int | None, typer.Option("--limit", help="Only the first N tasks.", show_default=False)
     ] = None,
@@ -196,8 +199,8 @@ def generate_cmd(
         seed=seed,
         max_new_tokens=max_new_tokens,
         batch_size=batch_size,
-        backend=backend,
-        dtype=dtype,
+        backend=value_of(backend),
+        dtype=value_of(dtype),
         limit=limit,
         data_dir=str(data) if data is not None else None,
         store=str(store) if store is not None else None,
@@ -260,11 +263,11 @@ def winrate_cmd(
     ] = 256,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Run form: prompts decoded together.")] = 16,
     backend: Annotated[
-        str, typer.Option("--backend", help="Run form: transformers or vllm.")
-    ] = "transformers",
+        Backend, typer.Option("--backend", help="Run form: transformers (CPU) or vllm (GPU).")
+    ] = Backend.transformers,
     policy_dtype: Annotated[
-        str, typer.Option("--policy-dtype", help="Run form: fp32, bf16 or auto.")
-    ] = "fp32",
+        Dtype, typer.Option("--policy-dtype", help="Run form: the policy's dtype.")
+    ] = Dtype.fp32,
     limit: Annotated[
         int | None, typer.Option("--limit", help="Run form: only the first N prompts.", show_default=False)
     ] = None,
@@ -272,7 +275,7 @@ def winrate_cmd(
         list[str] | None,
         typer.Option("--stage", help="Run form: only these checkpoints.", show_default=False),
     ] = None,
-    dtype: Annotated[str, typer.Option("--dtype", help="The judge's dtype: fp32, bf16 or auto.")] = "auto",
+    dtype: Annotated[Dtype, typer.Option("--dtype", help="The judge's dtype.")] = Dtype.auto,
     out_dir: Annotated[
         Path | None,
         typer.Option(
@@ -316,9 +319,9 @@ def winrate_cmd(
             seed,
             max_new_tokens,
             batch_size,
-            backend,
-            policy_dtype,
-            dtype,
+            value_of(backend),
+            value_of(policy_dtype),
+            value_of(dtype),
             limit,
             stage,
             store,
@@ -340,7 +343,7 @@ def winrate_cmd(
         store=get_store(store) if dataset else None,
         dataset=dataset,
         allow_circular=allow_circular,
-        dtype=dtype,
+        dtype=value_of(dtype),
         tags=parse_key_values(tag, "--tag"),
     )
     if out_dir is not None:
@@ -455,8 +458,10 @@ def run_cmd(
     seed: Annotated[int, typer.Option("--seed")] = 0,
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = 384,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 16,
-    backend: Annotated[str, typer.Option("--backend", help="transformers or vllm.")] = "transformers",
-    dtype: Annotated[str, typer.Option("--dtype", help="fp32, bf16 or auto.")] = "fp32",
+    backend: Annotated[
+        Backend, typer.Option("--backend", help="transformers (CPU) or vllm (GPU).")
+    ] = Backend.transformers,
+    dtype: Annotated[Dtype, typer.Option("--dtype", help="The policy's dtype.")] = Dtype.fp32,
     timeout: Annotated[float, typer.Option("--timeout", help="Sandbox seconds per sample.")] = 5.0,
     workers: Annotated[int | None, typer.Option("--workers", show_default=False)] = None,
     limit: Annotated[
@@ -484,8 +489,8 @@ def run_cmd(
         seed=seed,
         max_new_tokens=max_new_tokens,
         batch_size=batch_size,
-        backend=backend,
-        dtype=dtype,
+        backend=value_of(backend),
+        dtype=value_of(dtype),
         timeout=timeout,
         workers=workers,
         limit=limit,
