@@ -4,7 +4,9 @@ One command runs the whole experiment with the bundled SmolLM2-135M-Instruct:
 
  1. generate --samples completions per MBPP *train* problem (task ids 601-974) at temperature 0.8
     (`prefcurate eval generate --suite mbpp:train`);
- 2. test them in the sandbox and pair the best against the worst completion of each problem
+ 2. add MBPP's reference solution to each problem's samples (`--with-reference`, on by default:
+    a 135M model rarely passes an MBPP problem, so without it almost every problem is a tie), test
+    them in the sandbox and pair the best against the worst completion of each problem
     (`prefcurate build code --pairing best-vs-worst`);
  3. score each pair's log-prob distance under the start model (`score --by logprob-margin`) and cut
     at the 10th/50th/90th percentiles, pruning the extremes below the 5th and above the 95th
@@ -17,8 +19,13 @@ One command runs the whole experiment with the bundled SmolLM2-135M-Instruct:
     (`prefcurate eval run`), and compare each arm with the shuffled control at the same global step
     (`prefcurate eval compare --control shuffled`: paired bootstrap intervals, exact McNemar, Holm).
 
-    .venv/bin/python examples/code_curriculum.py                 # sized for ~30 min on 2 cores
+    .venv/bin/python examples/code_curriculum.py                 # the issue's size: ~30 min on 2 idle cores
     .venv/bin/python examples/code_curriculum.py --smoke         # minutes: checks the pipeline only
+    .venv/bin/python examples/code_curriculum.py --problems 12 --samples 2 --gen-tokens 64 \
+        --eval-tasks 8 --eval-tokens 96 --cuts 50 --drop-extremes 10,90 --max-length 192
+        # what fit a 2-core VM shared with four other jobs (benchmarks/RESULTS.md)
+
+Every step resumes from what --work already holds (rerun after a kill); --fresh starts over.
 
 Read the interval widths: with a few dozen tasks a 95% interval of a pass@1 difference is about
 +-0.1, so this size can show a large effect or none, not the 3-5 points the seed papers report.
@@ -54,8 +61,11 @@ def checkpoints(run_dir: Path):  # noqa: ANN201
     return found(run_dir)
 
 
-def problems_file(samples: Path, out: Path) -> int:
-    """Samples (eval generate) -> build code's generic format: one row per problem with its tests."""
+def problems_file(samples: Path, out: Path, with_reference: bool) -> int:
+    """Samples (eval generate) -> build code's generic format: one row per problem with its tests.
+
+    with_reference: MBPP's reference solution joins the samples, so a problem whose samples all
+    fail still yields a pair (reference vs the worst sample); a 135M model rarely passes MBPP."""
     from prefcurate.evaluate.suites import load_suite
 
     suite = load_suite("mbpp:train").by_id()
@@ -63,6 +73,9 @@ def problems_file(samples: Path, out: Path) -> int:
     for line in samples.read_text().splitlines():
         row = json.loads(line)
         by_task.setdefault(row["task_id"], []).append(row["completion"])
+    if with_reference:
+        for task, completions in by_task.items():
+            completions.append(suite[task].canonical)
     with open(out, "w") as fh:
         for task, completions in by_task.items():
             p = suite[task]
@@ -96,14 +109,33 @@ def main() -> None:
     ap.add_argument("--eval-tasks", type=int, default=40, help="first N tasks of HumanEval and of MBPP-test")
     ap.add_argument("--eval-tokens", type=int, default=160)
     ap.add_argument("--lr", default="5e-6")
+    ap.add_argument(
+        "--data",
+        type=Path,
+        default=ROOT.parent / "shared" / "data",
+        help="folder holding humaneval/ and mbpp/ (../shared/data)",
+    )
+    ap.add_argument(
+        "--with-reference",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="add MBPP's reference solution to each problem's samples (see problems_file)",
+    )
+    ap.add_argument("--cuts", default="10,50,90", help="partition percentiles")
+    ap.add_argument("--drop-extremes", default="5,95", help="pruned below/above these percentiles")
+    ap.add_argument("--batch-size", type=int, default=2, help="pairs per optimizer step (every arm)")
+    ap.add_argument("--fresh", action="store_true", help="delete --work first (default: resume)")
+    ap.add_argument("--max-length", default="256", help="training tokens per pair")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes: checks the pipeline, measures nothing")
     args = ap.parse_args()
     if args.smoke:
-        args.problems, args.samples, args.gen_tokens, args.eval_tasks, args.eval_tokens = 24, 3, 48, 4, 24
+        args.problems, args.samples, args.gen_tokens, args.eval_tasks, args.eval_tokens = 12, 2, 32, 2, 24
+        args.cuts, args.drop_extremes, args.max_length = "50", "10,90", "128"
+    os.environ.setdefault("PREFCURATE_EVAL_DATA", str(args.data.resolve()))  # read by the child commands too
     work = args.work.resolve()
-    if work.exists():
+    if work.exists() and (args.fresh or args.smoke):
         shutil.rmtree(work)
-    work.mkdir(parents=True)
+    work.mkdir(parents=True, exist_ok=True)  # otherwise every step resumes or reuses its output
     store = ["--store", str(work / "store")]
 
     samples = work / "mbpp_train_samples.jsonl"
@@ -126,7 +158,7 @@ def main() -> None:
         "--out",
         str(samples),
     )
-    n = problems_file(samples, work / "problems.jsonl")
+    n = problems_file(samples, work / "problems.jsonl", args.with_reference)
     print(f"{n} problems with {args.samples} samples each")
     print(
         sh(
@@ -142,7 +174,7 @@ def main() -> None:
             *store,
         )
     )
-    sh("score", "code", "--by", "logprob-margin", "--dtype", "fp32", *store)
+    sh("score", "code", "--by", "logprob-margin", "--dtype", "fp32", "--max-length", args.max_length, *store)
     print(
         sh(
             "partition",
@@ -152,9 +184,9 @@ def main() -> None:
             "--strategy",
             "percentiles",
             "--cuts",
-            "10,50,90",
+            args.cuts,
             "--drop-extremes",
-            "5,95",
+            args.drop_extremes,
             "--name",
             "code-cur",
             *store,
@@ -176,13 +208,13 @@ def main() -> None:
 
     common = [
         "--batch-size",
-        "2",
+        str(args.batch_size),
         "--lr",
         args.lr,
         "--dtype",
         "fp32",
         "--max-length",
-        "384",
+        args.max_length,
         "--seed",
         "0",
         *store,
@@ -231,8 +263,12 @@ def main() -> None:
 
     for suite in ("humaneval", "mbpp"):
         for name, run_dir in runs.items():
-            stages = [] if name == "curriculum" else ["--stage", "step-0"]  # start is shared: evaluate once
-            del stages
+            # The start model is the same for every arm: evaluate it once, in the control.
+            stages = (
+                []
+                if name == "shuffled"
+                else [a for c in checkpoints(run_dir)[1][1:] for a in ("--stage", c.stage)]
+            )
             sh(
                 "eval",
                 "run",
@@ -245,6 +281,7 @@ def main() -> None:
                 str(args.eval_tokens),
                 "--dtype",
                 "fp32",
+                *stages,
                 *store,
             )
         dirs = [str(run_dir / "evals" / suite) for run_dir in runs.values()]

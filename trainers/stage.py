@@ -92,6 +92,18 @@ def evaluate_stage(ctx: StageContext, checkpoint: Path) -> tuple[float | None, f
     """(implicit-reward accuracy against the starting model, mean gamma of this model as a reference)."""
     assert ctx.holdout is not None and ctx.start_logps is not None
     chosen, rejected = _holdout_logps(ctx, str(checkpoint))
+    # Per pair, next to the start model's: `prefcurate eval holdout` pairs arms on these.
+    ids = ctx.holdout.column("pair_id").to_pylist()
+    write_parquet(
+        pa.table(
+            {
+                "pair_id": ids,
+                "chosen_logp": pa.array(chosen, pa.float64()),
+                "rejected_logp": pa.array(rejected, pa.float64()),
+            }
+        ),
+        ctx.run_dir / "eval" / f"{checkpoint.parent.name}.parquet",
+    )
     c0, r0 = ctx.start_logps
     rows = [
         (c, r, a, b)

@@ -11,7 +11,10 @@ import typer
 
 from prefcurate.extras import lazy_module
 
+from ..choices import value_of
 from ..errors import ConfigError
+from ..evaluate.jobs import Backend
+from ..models.dtypes import Dtype
 from .app import Format, FormatOpt, StoreOpt, _typer, app, get_store, out, parse_key_values, render
 
 if TYPE_CHECKING:
@@ -174,9 +177,9 @@ def generate_cmd(
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = 384,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Prompts decoded together.")] = 16,
     backend: Annotated[
-        str, typer.Option("--backend", help="transformers (reference, CPU) or vllm (GPU).")
-    ] = ("transformers"),
-    dtype: Annotated[str, typer.Option("--dtype", help="fp32, bf16 or auto.")] = "fp32",
+        Backend, typer.Option("--backend", help="transformers (reference, CPU) or vllm (GPU).")
+    ] = Backend.transformers,
+    dtype: Annotated[Dtype, typer.Option("--dtype", help="The policy's dtype.")] = Dtype.fp32,
     limit: Annotated[
         int | None, typer.Option("--limit", help="Only the first N tasks.", show_default=False)
     ] = None,
@@ -202,8 +205,8 @@ def generate_cmd(
         seed=seed,
         max_new_tokens=max_new_tokens,
         batch_size=batch_size,
-        backend=backend,
-        dtype=dtype,
+        backend=value_of(backend),
+        dtype=value_of(dtype),
         limit=limit,
         data_dir=str(data) if data is not None else None,
         store=str(store) if store is not None else None,
@@ -218,45 +221,135 @@ def generate_cmd(
 
 @eval_app.command("winrate")
 def winrate_cmd(
-    candidate: Annotated[
-        Path, typer.Argument(help="Candidate responses JSONL: prompt_id, prompt, completion.")
-    ],
-    baseline: Annotated[
-        Path, typer.Option("--baseline", help="Baseline responses (e.g. the start model's).")
+    target: Annotated[
+        Path,
+        typer.Argument(
+            help="A `prefcurate train` run folder (run.json inside): judge every stage on --prompts. "
+            "Or a candidate responses JSONL (prompt_id, prompt, completion): judge it against --baseline FILE."
+        ),
     ],
     judge_model: Annotated[
         str, typer.Option("--judge", help="Reward model: folder or hub id (one-output head).")
     ],
+    prompts: Annotated[
+        str | None,
+        typer.Option(
+            "--prompts",
+            help="Run form: holdout:<dataset>, the prompts of the pairs `prefcurate split` held out.",
+            show_default=False,
+        ),
+    ] = None,
+    baseline: Annotated[
+        str | None,
+        typer.Option(
+            "--baseline",
+            help="Run form: the checkpoint to beat (start, stage-1, step-N; default start). "
+            "File form: the baseline responses JSONL (required).",
+            show_default=False,
+        ),
+    ] = None,
     dataset: Annotated[
         str | None,
         typer.Option(
-            "--dataset", help="Training dataset: refuse a judge that scored its pairs.", show_default=False
+            "--dataset",
+            help="File form: the training dataset, to refuse a judge that scored its pairs "
+            "(the run form reads it from run.json).",
+            show_default=False,
         ),
     ] = None,
     allow_circular: Annotated[
         bool, typer.Option("--allow-circular", help="Judge even if it scored the training pairs.")
     ] = False,
-    dtype: Annotated[str, typer.Option("--dtype", help="fp32, bf16 or auto.")] = "auto",
+    temperature: Annotated[float, typer.Option("--temperature", help="Run form: 0 = greedy.")] = 0.0,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Run form: base seed, the same per prompt for every stage.")
+    ] = 0,
+    max_new_tokens: Annotated[
+        int, typer.Option("--max-new-tokens", help="Run form: tokens per response.")
+    ] = 256,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Run form: prompts decoded together.")] = 16,
+    backend: Annotated[
+        Backend, typer.Option("--backend", help="Run form: transformers (CPU) or vllm (GPU).")
+    ] = Backend.transformers,
+    policy_dtype: Annotated[
+        Dtype, typer.Option("--policy-dtype", help="Run form: the policy's dtype.")
+    ] = Dtype.fp32,
+    limit: Annotated[
+        int | None, typer.Option("--limit", help="Run form: only the first N prompts.", show_default=False)
+    ] = None,
+    stage: Annotated[
+        list[str] | None,
+        typer.Option("--stage", help="Run form: only these checkpoints.", show_default=False),
+    ] = None,
+    dtype: Annotated[Dtype, typer.Option("--dtype", help="The judge's dtype.")] = Dtype.auto,
     out_dir: Annotated[
         Path | None,
-        typer.Option("--out", help="Folder for summary.json and prompts.jsonl.", show_default=False),
+        typer.Option(
+            "--out", help="File form: folder for summary.json and prompts.jsonl.", show_default=False
+        ),
     ] = None,
-    tag: Annotated[list[str] | None, typer.Option("--tag", help="KEY=VALUE for `eval compare`.")] = None,
+    tag: Annotated[
+        list[str] | None, typer.Option("--tag", help="File form: KEY=VALUE for `eval compare`.")
+    ] = None,
     store: StoreOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
-    """Reward-model win rate of candidate vs baseline: win (ties 0.5), soft win (sigmoid of the reward
-    difference), length-controlled win rate (alpaca_eval's minimal formula) and mean lengths."""
+    """Reward-model win rate: win (ties 0.5), soft win (sigmoid of the reward difference),
+    length-controlled win rate (alpaca_eval's minimal formula) and mean lengths of both sides.
+
+    Run form, `eval winrate RUN_DIR --judge RM --prompts holdout:DATASET [--baseline start]`:
+    generates responses of the start model and every finished stage on the held-out prompts (same
+    seed per prompt for every stage), judges each stage against the baseline, prints one row per
+    stage with 95% paired bootstrap intervals and a sign-flip p against 0.5, writes
+    RUN_DIR/evals/winrate-DATASET/<stage>/ (for `eval compare`) and publishes evals/<run>/<version>.
+
+    File form, `eval winrate CANDIDATE.jsonl --baseline BASELINE.jsonl --judge RM`: judges two
+    responses files (`eval generate` output) on their common prompts.
+
+    A judge that scored the training pairs (`score --by reward`, same weights) is refused unless
+    --allow-circular."""
+    if (target / "run.json").is_file():
+        if prompts is None:
+            raise ConfigError(f"{target} is a train run: pass --prompts holdout:<dataset>")
+        if out_dir is not None or tag:
+            raise ConfigError(
+                "--out and --tag belong to the file form; a run writes RUN_DIR/evals/winrate-*/"
+            )
+        _winrate_run(
+            target,
+            judge_model,
+            prompts,
+            baseline or "start",
+            allow_circular,
+            temperature,
+            seed,
+            max_new_tokens,
+            batch_size,
+            value_of(backend),
+            value_of(policy_dtype),
+            value_of(dtype),
+            limit,
+            stage,
+            store,
+            fmt,
+        )
+        return
+    if target.is_dir():
+        raise ConfigError(f"{target} is a folder without run.json: pass a train run or a responses JSONL")
+    if baseline is None:
+        raise ConfigError(f"{target} is a responses file: pass --baseline BASELINE.jsonl")
+    if prompts is not None:
+        raise ConfigError("--prompts belongs to the run form (RUN_DIR); a responses file has its prompts")
     from ..evaluate.winrate import judge
 
     res = judge(
-        candidate,
-        baseline,
+        target,
+        Path(baseline),
         judge_model,
         store=get_store(store) if dataset else None,
         dataset=dataset,
         allow_circular=allow_circular,
-        dtype=dtype,
+        dtype=value_of(dtype),
         tags=parse_key_values(tag, "--tag"),
     )
     if out_dir is not None:
@@ -271,6 +364,97 @@ def winrate_cmd(
     )
 
 
+def _winrate_run(
+    run_dir: Path,
+    judge_model: str,
+    prompts: str,
+    baseline: str,
+    allow_circular: bool,
+    temperature: float,
+    seed: int,
+    max_new_tokens: int,
+    batch_size: int,
+    backend: str,
+    policy_dtype: str,
+    dtype: str,
+    limit: int | None,
+    stage: list[str] | None,
+    store: Path | None,
+    fmt: Format,
+) -> None:
+    from ..evaluate.winrate_run import WinRateRunOptions, winrate_run
+
+    opts = WinRateRunOptions(
+        judge=judge_model,
+        prompts=prompts,
+        baseline=baseline,
+        allow_circular=allow_circular,
+        temperature=temperature,
+        seed=seed,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        backend=backend,
+        dtype=policy_dtype,
+        judge_dtype=dtype,
+        limit=limit,
+        stages=tuple(stage or ()),
+    )
+    ref, rows = winrate_run(get_store(store), run_dir, opts)
+    if fmt is Format.json:
+        sys.stdout.write(
+            json.dumps({"entry": ref.label, "baseline": baseline, "stages": rows}, indent=2) + "\n"
+        )
+        return
+    if fmt is not Format.table:
+        render(pa.Table.from_pylist(rows), fmt)
+        return
+    shown = [
+        {
+            "stage": r["stage"],
+            "step": r["step"],
+            "prompts": int(r["prompts"]),
+            "win [95% CI]": f"{r['win_rate']:.3f} [{r['win_rate_low']:.3f}, {r['win_rate_high']:.3f}]",
+            "soft win [95% CI]": f"{r['soft_win_rate']:.3f} [{r['soft_win_rate_low']:.3f}, {r['soft_win_rate_high']:.3f}]",
+            "p (win = 0.5)": r["win_rate_p"],
+            "LC win": r["lc_win_rate"],
+            "mean len": r["mean_len_candidate"],
+            "baseline len": r["mean_len_baseline"],
+        }
+        for r in rows
+    ]
+    render(pa.Table.from_pylist(shown), fmt, title=f"{ref.label}: win rate vs {baseline} on {prompts}")
+
+
+@eval_app.command("holdout")
+def holdout_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A `prefcurate train` run trained with held-out pairs.")],
+    resamples: Annotated[int, typer.Option("--resamples", help="Bootstrap resamples per interval.")] = 10_000,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Held-out preference accuracy of every stage, per pair, with a 95% bootstrap interval.
+
+    Writes RUN_DIR/evals/holdout/<stage>/ (summary.json, pairs.jsonl): compare arms with
+    `eval compare RUN_A/evals/holdout RUN_B/evals/holdout --control ARM` (exact McNemar per pair)."""
+    from ..evaluate.holdout import holdout_results
+
+    rows = holdout_results(run_dir, n_resamples=resamples)
+    if fmt is not Format.table:
+        render(pa.Table.from_pylist(rows), fmt)
+        return
+    shown = [
+        {
+            "stage": r["stage"],
+            "step": r["step"],
+            "pairs": int(r["pairs"]),
+            "accuracy [95% CI]": f"{r['holdout_accuracy']:.3f} "
+            f"[{r['holdout_accuracy_low']:.3f}, {r['holdout_accuracy_high']:.3f}]",
+            "mean gamma": r["holdout_gamma"],
+        }
+        for r in rows
+    ]
+    render(pa.Table.from_pylist(shown), fmt, title=f"{run_dir}: held-out preference accuracy")
+
+
 @eval_app.command("run")
 def run_cmd(
     run_dir: Annotated[Path, typer.Argument(help="A `prefcurate train` run folder (run.json inside).")],
@@ -280,8 +464,10 @@ def run_cmd(
     seed: Annotated[int, typer.Option("--seed")] = 0,
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = 384,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 16,
-    backend: Annotated[str, typer.Option("--backend", help="transformers or vllm.")] = "transformers",
-    dtype: Annotated[str, typer.Option("--dtype", help="fp32, bf16 or auto.")] = "fp32",
+    backend: Annotated[
+        Backend, typer.Option("--backend", help="transformers (CPU) or vllm (GPU).")
+    ] = Backend.transformers,
+    dtype: Annotated[Dtype, typer.Option("--dtype", help="The policy's dtype.")] = Dtype.fp32,
     timeout: Annotated[float, typer.Option("--timeout", help="Sandbox seconds per sample.")] = 5.0,
     workers: Annotated[int | None, typer.Option("--workers", show_default=False)] = None,
     limit: Annotated[
@@ -309,8 +495,8 @@ def run_cmd(
         seed=seed,
         max_new_tokens=max_new_tokens,
         batch_size=batch_size,
-        backend=backend,
-        dtype=dtype,
+        backend=value_of(backend),
+        dtype=value_of(dtype),
         timeout=timeout,
         workers=workers,
         limit=limit,

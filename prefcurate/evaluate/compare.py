@@ -2,9 +2,10 @@
 the difference to a control arm at the same global step with its interval and a paired test.
 
 Inputs are eval result folders (`eval code --out`, `eval winrate --out`, or the stage folders
-`eval run` writes). Each folder's `summary.json` carries tags: arm, stage, step (global
+`eval run`, `eval winrate RUN_DIR` and `eval holdout` write). Each folder's `summary.json` carries tags: arm, stage, step (global
 optimizer step), epochs and pairs_seen. Per-problem values are what gets paired: pass@1 of a
-task (c/n) for code, the win (1, 0.5, 0) of a prompt for win rates.
+task (c/n) for code, the win (1, 0.5, 0) of a prompt for win rates, whether a held-out pair is
+ranked right (1, 0) for held-out accuracy.
 
 Test choice: exact McNemar when every problem has one sample on both sides (greedy pass@1,
 binary outcomes), paired sign-flip permutation otherwise (problems as clusters). p-values are
@@ -79,8 +80,12 @@ def load_result(folder: Path, arm: str | None = None) -> ArmResult:
         for metric in ("win", "soft_win"):
             values[metric] = {str(p["prompt_id"]): float(p[metric]) for p in prompts if metric in p}
         binary["win"] = False  # ties are 0.5: not a binary outcome
+    if (folder / "pairs.jsonl").is_file():  # `eval holdout`: one 0/1 outcome per held-out pair
+        pairs = _jsonl(folder / "pairs.jsonl")
+        values["holdout_acc"] = {str(p["pair_id"]): float(p["correct"]) for p in pairs}
+        binary["holdout_acc"] = True
     if not values:
-        raise InputError("no tasks.jsonl or prompts.jsonl next to summary.json", path=folder)
+        raise InputError("no tasks.jsonl, prompts.jsonl or pairs.jsonl next to summary.json", path=folder)
     return ArmResult(
         arm=str(tags.get("arm") or arm or folder.name),
         stage=str(tags.get("stage") or "final"),
@@ -215,3 +220,29 @@ def _against_control(
         row["p"] = sign_flip_test(diffs, n_resamples=max(n_resamples, 10_000), seed=seed)
     row["n"] = len(common)
     row["flag"] = "; ".join(flags)
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    """The comparison rows as a Markdown table (for RESULTS.md and the examples): every value with
+    its 95% interval, every difference with its interval and the interval's half-width."""
+
+    def ci(v: float, lo: float, hi: float, sign: str = "") -> str:
+        return f"{v:{sign}.3f} [{lo:{sign}.3f}, {hi:{sign}.3f}]"
+
+    lines = [
+        "| arm | stage | step | epochs | metric | n | value [95% CI] | diff to control [95% CI] | ± | test | p (Holm) | verdict | flag |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        diff = half = test = p = ""
+        if r["diff"] is not None:
+            diff = ci(r["diff"], r["diff_low"], r["diff_high"], "+")
+            half = f"{(r['diff_high'] - r['diff_low']) / 2:.3f}"
+            test, p = str(r["test"]), f"{r['p_holm']:.3g}"
+        epochs = "" if r["epochs"] is None else f"{r['epochs']:g}"
+        lines.append(
+            f"| {r['arm']} | {r['stage']} | {r['step']} | {epochs} | {r['metric']} | {r['n']} | "
+            f"{ci(r['value'], r['ci_low'], r['ci_high'])} | {diff} | {half} | {test} | {p} | "
+            f"{r['verdict']} | {r['flag']} |"
+        )
+    return "\n".join(lines)

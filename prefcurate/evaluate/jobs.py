@@ -6,11 +6,20 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 from ..errors import ConfigError
 
-BACKENDS = ("transformers", "vllm")
+
+class Backend(str, Enum):
+    """Generation backend: transformers is the reference and the CPU path; vLLM needs a GPU."""
+
+    transformers = "transformers"
+    vllm = "vllm"
+
+
+BACKENDS = tuple(b.value for b in Backend)
 
 
 @dataclass

@@ -11,7 +11,7 @@ sampling settings, the backend, each model's fingerprint and the sandbox's isola
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,7 @@ class Checkpoint:
     stage: str  # "start", "stage-1", ...
     model: str | None  # a model spec (None = the bundled model)
     step: int  # global optimizer steps before this checkpoint
-    epochs: float  # epochs over each stage's pairs, summed
+    epochs: float  # passes over the run's training pairs (see `checkpoints`)
     pairs_seen: int  # pairs consumed (pairs x epochs), summed
 
 
@@ -83,6 +83,14 @@ def checkpoints(run_dir: Path) -> tuple[str, list[Checkpoint]]:
         )
         out.append(ckpt)
     out.sort(key=lambda c: c.step)
+    # Epochs as passes over the run's whole training data (pairs seen / pairs in the plan), so a
+    # curriculum's last stage and a plain arm over the same pairs both read 1 epoch, and an
+    # intermediate checkpoint its fraction; runs without bucket sizes keep the per-stage sum.
+    rows = {int(b["bucket"]): int(b["rows"]) for b in meta.get("buckets") or [] if "rows" in b}
+    used = {int(b) for plan in meta.get("plan") or [] for b in plan.get("buckets") or []}
+    total = sum(rows.get(b, 0) for b in used) if used and used <= set(rows) else 0
+    if total:
+        out = [replace(c, epochs=round(c.pairs_seen / total, 6)) for c in out]
     return name, out
 
 

@@ -167,6 +167,58 @@ def _same_weights(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return a.get("model") == b.get("model") and a.get("revision") == b.get("revision")
 
 
+def refuse_circular(
+    store: Any, datasets: Sequence[str], judge_model: str, fingerprint: dict[str, Any], allow: bool
+) -> None:
+    """Raise when the judge scored any of `datasets`' pairs (see the module doc), unless `allow`."""
+    if store is None or allow:
+        return
+    for dataset in dict.fromkeys(d for d in datasets if d):
+        hits = circular_scores(store, dataset, fingerprint)
+        if hits:
+            raise ConfigError(
+                f"--judge {judge_model} also scored the training pairs ({hits[0]}): its win rate would "
+                "reward fitting the judge; use another judge or pass --allow-circular"
+            )
+
+
+def score_responses(
+    rm: Any, ids: Sequence[str], responses: dict[str, Response], *, max_length: int, batch_tokens: int
+) -> list[float]:
+    """The judge's reward of each prompt's response, in `ids` order."""
+    seqs = [rm.encode(list(responses[p].prompt), responses[p].completion, max_length).input_ids for p in ids]
+    return [float(x) for x in rm.score(seqs, batch_tokens)]
+
+
+def judged(
+    ids: Sequence[str],
+    cand: dict[str, Response],
+    base: dict[str, Response],
+    rc: Sequence[float],
+    rb: Sequence[float],
+    info: dict[str, Any],
+    tags: dict[str, Any] | None,
+    files: dict[str, str],
+) -> WinRateResult:
+    """The result from both sides' rewards on the prompts `ids`."""
+    lc = [len(cand[p].completion) for p in ids]
+    lb = [len(base[p].completion) for p in ids]
+    metrics, win, soft = win_stats(rc, rb, lc, lb)
+    rows = [
+        {
+            "prompt_id": p,
+            "reward_candidate": rc[i],
+            "reward_baseline": rb[i],
+            "win": win[i],
+            "soft_win": soft[i],
+            "len_candidate": lc[i],
+            "len_baseline": lb[i],
+        }
+        for i, p in enumerate(ids)
+    ]
+    return WinRateResult(metrics, rows, info, dict(tags or {}), files)
+
+
 def judge(
     candidate: str | Path,
     baseline: str | Path,
@@ -186,40 +238,25 @@ def judge(
     from ..models import model_fingerprint
 
     fp = model_fingerprint(judge_model)
-    if store is not None and dataset and not allow_circular:
-        hits = circular_scores(store, dataset, fp)
-        if hits:
-            raise ConfigError(
-                f"--judge {judge_model} also scored the training pairs ({hits[0]}): its win rate would "
-                "reward fitting the judge; use another judge or pass --allow-circular"
-            )
+    refuse_circular(store, [dataset] if dataset else [], judge_model, fp, allow_circular)
     cand, base = read_responses(candidate), read_responses(baseline)
     common = [p for p in cand if p in base]
     if not common:
         raise ConfigError(f"{candidate} and {baseline} share no prompt_id")
     rm = load_reward_model(judge_model, dtype, fingerprint=fp)
-    seqs = [rm.encode(list(cand[p].prompt), cand[p].completion, max_length).input_ids for p in common]
-    seqs += [rm.encode(list(cand[p].prompt), base[p].completion, max_length).input_ids for p in common]
-    scores = rm.score(seqs, batch_tokens)
-    rc, rb = scores[: len(common)], scores[len(common) :]
-    lc = [len(cand[p].completion) for p in common]
-    lb = [len(base[p].completion) for p in common]
-    metrics, win, soft = win_stats(rc, rb, lc, lb)
-    rows = [
-        {
-            "prompt_id": p,
-            "reward_candidate": rc[i],
-            "reward_baseline": rb[i],
-            "win": win[i],
-            "soft_win": soft[i],
-            "len_candidate": lc[i],
-            "len_baseline": lb[i],
-        }
-        for i, p in enumerate(common)
-    ]
+    rc = score_responses(rm, common, cand, max_length=max_length, batch_tokens=batch_tokens)
+    rb = score_responses(rm, common, base, max_length=max_length, batch_tokens=batch_tokens)
     info = {"spec": judge_model, "fingerprint": fp, "dtype": rm.dtype, "allow_circular": allow_circular}
     files = {"candidate": str(candidate), "baseline": str(baseline)}
-    return WinRateResult(metrics, rows, info, dict(tags or {}), files)
+    return judged(common, cand, base, rc, rb, info, tags, files)
 
 
-__all__ = ["judge", "length_controlled", "win_stats"]
+__all__ = [
+    "judge",
+    "judged",
+    "length_controlled",
+    "read_responses",
+    "refuse_circular",
+    "score_responses",
+    "win_stats",
+]
