@@ -127,6 +127,8 @@ class RayExecutor:
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False  # prefcurate's own bar counts shards
         ctx.print_on_execution_start = False
+        # Start the whole pool before the first shard (and fail, not hang, when it cannot start).
+        ctx.wait_for_min_actors_s = max(1, int(self.options.shard_timeout_s))
         logging.getLogger("ray.data").setLevel(logging.WARNING)
         return ray
 
@@ -197,13 +199,14 @@ class RayExecutor:
             ShardActor,
             fn_constructor_args=(job.work, self.pool["threads"]),
             batch_size=1,  # one shard per call: a shard is the unit of resume and of batching
-            compute=ray.data.ActorPoolStrategy(size=self.pool["workers"]),
+            # One shard in flight per actor: shards spread over the pool instead of queueing on the first.
+            compute=ray.data.ActorPoolStrategy(size=self.pool["workers"], max_tasks_in_flight_per_actor=1),
             num_cpus=self.pool["threads"],
             num_gpus=self.pool["gpus_per_actor"],
             batch_format="pyarrow",
-            max_restarts=retries,
-            max_task_retries=retries,
-            **({"runtime_env": {"env_vars": env}} if env else {}),
+            # Bounded (Ray Data's default restarts a dying actor forever: a silent hang).
+            ray_remote_args_fn=lambda: {"max_restarts": retries, "max_task_retries": retries},
+            runtime_env={"env_vars": env} if env else None,
         )
         results: queue.Queue[tuple[str, Any]] = queue.Queue()
 

@@ -52,6 +52,8 @@ class Signal:
     cli_name: ClassVar[str]  # what `--by` takes: "score-gap"
     fields: ClassVar[tuple[str, ...]]  # output fields: ("gap",) -> column score_gap_v1__gap
     description: ClassVar[str] = ""
+    # What its shards do (None: not computed in shards, so `--executor` does not apply).
+    shards: ClassVar[WorkKind | None] = None
 
     @classmethod
     def option_names(cls) -> tuple[str, ...]:

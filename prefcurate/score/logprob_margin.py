@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from prefcurate.errors import ConfigError
-from prefcurate.execution import ExecutorKind, ShardFn
+from prefcurate.execution import ExecutorKind, ShardFn, WorkKind
 from prefcurate.execution.work import Report
 from prefcurate.ids import fingerprint
 from prefcurate.models.dtypes import check_dtype
@@ -76,6 +76,7 @@ class LogprobMargin(Signal):
         "correct_per_token",
     )
     description = "log pi(chosen|x) - log pi(rejected|x) under a model (sums over completion tokens)"
+    shards = WorkKind.model
 
     model: str | None = None  # None: the bundled SmolLM2-135M-Instruct
     backend: str = "transformers"

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from prefcurate.execution import ShardFn
+from prefcurate.execution import ShardFn, WorkKind
 from prefcurate.execution.work import Report
 from prefcurate.models.dtypes import check_dtype
 from prefcurate.models.encoding import check_batch_tokens, check_max_length
@@ -40,6 +40,7 @@ class RewardMargin(Signal):
     fields = ("chosen", "rejected", "margin", "correct")
     description = "reward-model scores of chosen and rejected, their margin, and chosen > rejected (strict)"
     shard_rows: ClassVar[int] = 256  # completions per resumable shard
+    shards = WorkKind.model
 
     model: str | None = None
     dtype: str = "auto"

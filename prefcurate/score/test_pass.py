@@ -35,6 +35,7 @@ class TestPass(Signal):
     cli_name = "tests"
     fields = ("chosen_passed", "rejected_passed", "total", "gap")
     description = "unit tests passed by chosen and rejected (sandboxed); gap = chosen - rejected"
+    shards = WorkKind.sandbox
 
     timeout: float = 5.0
     workers: int | None = None
