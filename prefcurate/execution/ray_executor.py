@@ -4,10 +4,11 @@ actors that each build the shard function once (load the model, start a sandbox)
 
 The driver stays the only writer: actors return each shard's output through Ray's object store and
 the driver writes the shard file (the completion marker) itself, so no shared filesystem is needed
-and a duplicate delivery is skipped. A shard whose function raised comes back as an error row (the
-pool keeps going); the driver retries failed shards in a new pass, up to `retries` times, then
-stops with a message, keeping every finished shard for the rerun. Actor deaths are retried by Ray
-(`max_restarts`, `max_task_retries`); a pass with no finished shard for `shard_timeout_s` ends the run.
+and a duplicate delivery is skipped. A shard whose function raised is retried by its actor, on the
+model it already holds, up to `retries` times; then it comes back as an error row (the pool keeps
+going) and the driver stops with a message naming it, keeping every finished shard for the rerun.
+Actor deaths are retried by Ray (`max_restarts`, `max_task_retries`, bounded by `retries`); no
+finished shard for `shard_timeout_s` ends the run with a message.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import queue
 import socket
 import threading
 import time
+import warnings
 from typing import Any
 
 import pyarrow as pa
@@ -48,7 +50,8 @@ def _no_report(_n: float) -> None:
 class ShardActor:
     """One Ray actor: builds the shard function once, then computes the shards Ray Data hands it."""
 
-    def __init__(self, work: ShardWork, threads: int | None) -> None:
+    def __init__(self, work: ShardWork, threads: int | None, retries: int) -> None:
+        self.retries = retries
         if threads is not None:
             set_torch_threads(threads)
         self.fn = work.open(threads)
@@ -57,15 +60,23 @@ class ShardActor:
         self.identity = json.dumps(runtime_identity(), sort_keys=True)
 
     def __call__(self, batch: pa.Table) -> dict[str, list[Any]]:
-        out: dict[str, list[Any]] = {k: [] for k in ("shard", "data", "error", "actor", "identity", "info")}
+        out: dict[str, list[Any]] = {
+            k: [] for k in ("shard", "data", "error", "attempts", "actor", "identity", "info")
+        }
         for row in batch.to_pylist():
-            data, error = b"", ""
-            try:
-                if row["attempt"] == 0 and row["shard"] in self.fail:
-                    raise RuntimeError(f"test fault: {FAIL_SHARDS_ENV} fails shard {row['shard']} once")
-                data = to_ipc(self.fn(from_ipc(row["data"]), _no_report))
-            except Exception as exc:  # reported per shard; the driver decides whether to retry
-                error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            data, error, attempt = b"", "", 0
+            while True:  # retried here, on the loaded model: a failed shard does not restart the pool
+                try:
+                    if attempt == 0 and row["shard"] in self.fail:
+                        raise RuntimeError(f"test fault: {FAIL_SHARDS_ENV} fails shard {row['shard']} once")
+                    data, error = to_ipc(self.fn(from_ipc(row["data"]), _no_report)), ""
+                    break
+                except Exception as exc:  # reported per shard: the driver names it and stops
+                    error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+                    if attempt >= self.retries:
+                        break
+                    attempt += 1
+            out["attempts"].append(attempt + 1)
             out["shard"].append(row["shard"])
             out["data"].append(data)
             out["error"].append(error)
@@ -169,45 +180,42 @@ class RayExecutor:
             raise ConfigError(f"{job.description} cannot run on Ray: it has no picklable shard work")
         ray = self._connect()
         self.pool = self.size_pool(ray, job.work, job.kind, len(job.missing))
-        pending, attempt = list(job.missing), 0
-        while pending:
-            failures = self._attempt(ray, job, pending, attempt, deliver)
-            if not failures:
-                return
-            if attempt >= self.options.retries:
-                shard, (actor, error) = min(failures.items())
-                raise PrefcurateError(
-                    f"{job.description}: shard {shard} failed on Ray actor {actor} after {attempt + 1} "
-                    f"attempt(s): {error} ({len(failures)} shard(s) failed; the finished shards are kept, "
-                    "rerun to continue)"
-                )
-            attempt += 1
-            self.stats["retried"] += len(failures)
-            pending = sorted(failures)
+        failures = self._pass(ray, job, deliver)
+        if failures:
+            shard, (actor, error, attempts) = min(failures.items())
+            raise PrefcurateError(
+                f"{job.description}: shard {shard} failed on Ray actor {actor} after {attempts} "
+                f"attempt(s): {error} ({len(failures)} shard(s) failed; the finished shards are kept, "
+                "rerun to continue)"
+            )
 
-    def _attempt(
-        self, ray: Any, job: ShardJob, pending: list[int], attempt: int, deliver: Deliver
-    ) -> dict[int, tuple[str, str]]:
-        """One pass over `pending` shards; returns the ones that failed, with actor and error."""
+    def _pass(self, ray: Any, job: ShardJob, deliver: Deliver) -> dict[int, tuple[str, str, int]]:
+        """One pass over the missing shards; returns the ones that failed: actor, error, attempts."""
         import ray.data
 
         retries = self.options.retries
         env = {FAIL_SHARDS_ENV: os.environ[FAIL_SHARDS_ENV]} if os.environ.get(FAIL_SHARDS_ENV) else {}
-        rows = [{"shard": i, "attempt": attempt, "data": to_ipc(job.shard(i))} for i in pending]
+        rows = [{"shard": i, "data": to_ipc(job.shard(i))} for i in job.missing]
         ds = ray.data.from_items(rows, override_num_blocks=len(rows))
-        mapped = ds.map_batches(
-            ShardActor,
-            fn_constructor_args=(job.work, self.pool["threads"]),
-            batch_size=1,  # one shard per call: a shard is the unit of resume and of batching
-            # One shard in flight per actor: shards spread over the pool instead of queueing on the first.
-            compute=ray.data.ActorPoolStrategy(size=self.pool["workers"], max_tasks_in_flight_per_actor=1),
-            num_cpus=self.pool["threads"],
-            num_gpus=self.pool["gpus_per_actor"],
-            batch_format="pyarrow",
-            # Bounded (Ray Data's default restarts a dying actor forever: a silent hang).
-            ray_remote_args_fn=lambda: {"max_restarts": retries, "max_task_retries": retries},
-            runtime_env={"env_vars": env} if env else None,
-        )
+        with warnings.catch_warnings():
+            # Ray 2.60 deprecates extra remote args with no replacement for max_restarts; without
+            # them Ray Data restarts a dying actor forever (a silent hang), so they stay, bounded.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            mapped = ds.map_batches(
+                ShardActor,
+                fn_constructor_args=(job.work, self.pool["threads"], retries),
+                batch_size=1,  # one shard per call: a shard is the unit of resume and of batching
+                # One shard in flight per actor: shards spread over the pool instead of queueing on one.
+                compute=ray.data.ActorPoolStrategy(
+                    size=self.pool["workers"], max_tasks_in_flight_per_actor=1
+                ),
+                num_cpus=self.pool["threads"],
+                num_gpus=self.pool["gpus_per_actor"],
+                batch_format="pyarrow",
+                runtime_env={"env_vars": env} if env else None,
+                max_restarts=retries,
+                max_task_retries=retries,
+            )
         results: queue.Queue[tuple[str, Any]] = queue.Queue()
 
         def consume() -> None:
@@ -219,7 +227,7 @@ class RayExecutor:
                 results.put(("error", exc))
 
         threading.Thread(target=consume, name="prefcurate-ray-results", daemon=True).start()
-        failures: dict[int, tuple[str, str]] = {}
+        failures: dict[int, tuple[str, str, int]] = {}
         delivered: set[int] = set()
         last = time.monotonic()
         while True:
@@ -249,8 +257,9 @@ class RayExecutor:
                 if (info := json.loads(row["info"])) is not None:
                     self.actor_info[row["actor"]] = info
                 shard = row["shard"]
+                self.stats["retried"] += row["attempts"] - 1
                 if row["error"]:
-                    failures[shard] = (row["actor"], row["error"])
+                    failures[shard] = (row["actor"], row["error"], row["attempts"])
                 elif shard in delivered:
                     self.stats["duplicates_skipped"] += 1
                 else:
