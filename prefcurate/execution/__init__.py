@@ -7,9 +7,12 @@ or many. The driver is the only writer of shard files; executors only compute.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from .local import LocalExecutor
 from .options import ExecutionOptions, ExecutorKind, WorkKind
-from .work import Executor, ShardFn, ShardJob, ShardWork, open_executor
+from .work import Executor, ShardFn, ShardJob, ShardWork
 
 __all__ = [
     "ExecutionOptions",
@@ -22,3 +25,20 @@ __all__ = [
     "WorkKind",
     "open_executor",
 ]
+
+
+@contextmanager
+def open_executor(options: ExecutionOptions | None = None) -> Iterator[Executor]:
+    """The executor for `options`, closed (a cluster it started shut down) when the block ends."""
+    options = options or ExecutionOptions()
+    executor: Executor
+    if options.kind is ExecutorKind.ray:
+        from .ray_executor import RayExecutor
+
+        executor = RayExecutor(options)
+    else:
+        executor = LocalExecutor(options)
+    try:
+        yield executor
+    finally:
+        executor.close()

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import pyarrow as pa
 
-from .options import ExecutionOptions, ExecutorKind, WorkKind
+from .options import ExecutorKind, WorkKind
 
 # Progress inside a shard: called with the weight (rows or tokens) just finished.
 Report = Callable[[float], None]
@@ -65,22 +64,3 @@ class Executor(Protocol):
         ...
 
     def close(self) -> None: ...
-
-
-@contextmanager
-def open_executor(options: ExecutionOptions | None = None) -> Iterator[Executor]:
-    """The executor for `options`, closed (a cluster it started shut down) when the block ends."""
-    from .local import LocalExecutor
-
-    options = options or ExecutionOptions()
-    executor: Executor
-    if options.kind is ExecutorKind.ray:
-        from .ray_executor import RayExecutor
-
-        executor = RayExecutor(options)
-    else:
-        executor = LocalExecutor(options)
-    try:
-        yield executor
-    finally:
-        executor.close()
