@@ -210,7 +210,7 @@ def test_thread_count_does_not_change_the_values(tiny_model, tmp_path) -> None:
     assert two.manifest["execution"]["threads"] == 2
 
 
-def test_build_code_on_ray_gives_the_same_pairs(cluster, tmp_path, monkeypatch) -> None:
+def test_build_code_and_score_tests_on_ray_give_the_local_bytes(cluster, tmp_path, monkeypatch) -> None:
     from prefcurate.build import code
 
     from .test_build_code import write_generic
@@ -229,6 +229,16 @@ def test_build_code_on_ray_gives_the_same_pairs(cluster, tmp_path, monkeypatch) 
     isolation = [info["sandbox_isolation"] for info in block["actor_info"].values()]
     assert isolation and all(i is not None for i in isolation)  # each actor ran its own sandbox
     assert refs["ray"].manifest["fingerprint"] == refs["local"].manifest["fingerprint"]
+    # score --by tests on the same pairs: the same signal bytes from actors as from this process.
+    monkeypatch.setattr("prefcurate.score.test_pass.SHARD_ROWS", 2)
+    scored = {}
+    for name, extra in (("local", []), ("ray", ["--executor", "ray", "--workers", "2", "--threads", "1"])):
+        store = tmp_path / f"store-{name}"
+        res = runner.invoke(app, ["score", "code", "--by", "tests", "--store", str(store), *extra])
+        assert res.exit_code == 0, res.output
+        scored[name] = Store(store).get("scores", "code/test_pass_v1")
+    assert data_bytes(scored["ray"]) == data_bytes(scored["local"])
+    assert scored["ray"].manifest["execution"]["shards_run"] >= 2
 
 
 def test_configurations_that_cannot_progress_or_do_not_apply_are_refused(cluster, tmp_path) -> None:
