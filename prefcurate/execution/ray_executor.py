@@ -126,14 +126,14 @@ class RayExecutor:
             raise ConfigError("--executor ray needs Ray: pip install 'prefcurate[ray]'") from None
         if not ray.is_initialized():
             kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING}
-            if self.options.address:
-                ray.init(address=self.options.address, **kwargs)
-            else:
-                ray.init(**kwargs)  # a cluster for this command, shut down in close()
-                self.owned = True
+            # An address connects (close() disconnects); none starts a cluster for this command
+            # (close() shuts it down). A caller that initialized Ray itself keeps its connection.
+            ray.init(address=self.options.address, **kwargs)
+            self.owned = True
         self.connected = True
+        started_here = self.owned and not self.options.address
         self.address = self.options.address or (
-            "local" if self.owned else ray.get_runtime_context().gcs_address
+            "local" if started_here else ray.get_runtime_context().gcs_address
         )
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False  # prefcurate's own bar counts shards
