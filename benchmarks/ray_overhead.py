@@ -53,6 +53,51 @@ class Timed:
         self.inner.close()
 
 
+class EchoWork:
+    """A shard function that does no work: what is left is the executor's own per-shard cost."""
+
+    gpu = False
+
+    def open(self, threads: int | None) -> Any:
+        return echo
+
+
+def echo(shard: Any, report: Any) -> Any:
+    return shard
+
+
+def pure_overhead(workdir: Path, shards: int, rows: int) -> dict[str, float]:
+    """Seconds per shard of `map_shards` with a no-op shard function: local vs Ray (1 actor), warm pool excluded."""
+    import pyarrow as pa
+    import ray.cloudpickle
+
+    from prefcurate.execution import ExecutionOptions, ExecutorKind, open_executor
+    from prefcurate.score.base import RunContext
+
+    if __name__ != "__main__":  # imported (not run): actors cannot import benchmarks/, send EchoWork by value
+        ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    from prefcurate.store import Store
+
+    table = pa.table(
+        {"completion_id": [f"c{i:06d}" for i in range(shards * rows)], "x": list(range(shards * rows))}
+    )
+    out = {}
+    for name, options in (
+        ("local", ExecutionOptions()),
+        ("ray", ExecutionOptions(kind=ExecutorKind.ray, workers=1)),
+    ):
+        with open_executor(options) as ex:
+            timed = Timed(ex)
+            ctx = RunContext(
+                Store(workdir / f"echo-{name}"), "x", workdir / f"echo-{name}" / "work", None, timed
+            )  # type: ignore[arg-type]
+            ctx.map_shards(table, echo, work=EchoWork(), shard_rows=rows, description="echo")  # type: ignore[arg-type]
+        d = timed.delivered
+        out[name] = (d[-1] - d[0]) / (len(d) - 1)
+        out[f"{name}_first"] = d[0]
+    return out
+
+
 def make_store(root: Path, pairs: int) -> Any:
     from typer.testing import CliRunner
 
@@ -120,6 +165,9 @@ def main() -> None:
     ap.add_argument("--shard-rows", type=int, default=16, help="completions per shard")
     ap.add_argument("--max-length", type=int, default=256)
     ap.add_argument("--batch-tokens", type=int, default=1024)
+    ap.add_argument(
+        "--echo-shards", type=int, default=40, help="no-op shards for the pure per-shard overhead"
+    )
     args = ap.parse_args()
 
     import ray
@@ -132,6 +180,7 @@ def main() -> None:
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
+        echo_s = pure_overhead(workdir, args.echo_shards, 64)
         runs.append(run_one("local", ExecutionOptions(threads=1), args, workdir))
         for n in (1, 2):
             opts = ExecutionOptions(kind=ExecutorKind.ray, workers=n, threads=1)
@@ -155,6 +204,11 @@ def main() -> None:
     print(
         f"1 -> 2 actors: wall {one['wall'] / two['wall']:.2f}x, steady per-shard rate "
         f"{one['steady'] / two['steady']:.2f}x"
+    )
+    print(
+        f"no-op shards ({args.echo_shards} x 64 rows): per shard local {echo_s['local'] * 1e3:.1f} ms, "
+        f"Ray 1 actor {echo_s['ray'] * 1e3:.1f} ms ({echo_s['ray'] / echo_s['local']:.0f}x); first shard "
+        f"local {echo_s['local_first']:.2f} s, Ray {echo_s['ray_first']:.2f} s (pool start, no model)"
     )
     per_shard = one["steady"]
     print(f"projection (per-shard time {per_shard:.2f} s on one actor, start-up {one['first']:.1f} s):")

@@ -164,14 +164,13 @@ def completion_logps(
         def score_shard(shard: pa.Table, report: Report) -> pa.Table:
             if not loaded:  # the local model, loaded on the first shard only (none when all resumed)
                 loaded.append(scorer.result() if isinstance(scorer, PendingScorer) else scorer)
-            out = score_logprob_shard(loaded[0], shard, report)
-            state["done"] += shard.num_rows
-            return out
+            return score_logprob_shard(loaded[0], shard, report)
 
         def tokens_of(t: pa.Table) -> float:
             return float(pc.sum(pc.list_value_length(t.column("input_ids"))).as_py() or 0)
 
-        def rate(_shard: pa.Table, per_second: float) -> str:
+        def rate(shard: pa.Table, per_second: float) -> str:  # once per finished shard, any executor
+            state["done"] += shard.num_rows
             return f"{state['done']:,}/{len(missing):,} completions  {per_second:,.0f} tok/s"
 
         work = LogprobWork(options.model, options.backend, dtype, options.max_length, options.batch_tokens)
