@@ -324,3 +324,21 @@ def test_bundled_model_local_and_two_actors_publish_identical_bytes(cluster, tmp
         with open_executor(options) as executor:
             got[name] = data_bytes(run_signal(store, "toy", sig, executor=executor)[0])
     assert got["ray"] == got["local"]
+
+
+def test_reward_signal_on_a_ray_actor_gives_the_local_bytes(
+    cluster, smollm2_tokenizer_dir, tmp_path_factory, tmp_path, monkeypatch
+) -> None:
+    from prefcurate.score.reward_margin import RewardMargin
+
+    from .test_reward import make_model
+
+    model = make_model(tmp_path_factory.mktemp("tiny-rm"), smollm2_tokenizer_dir)
+    monkeypatch.setattr(RewardMargin, "shard_rows", SHARD_ROWS)
+    got = {}
+    for name, options in (("local", ExecutionOptions(threads=1)), ("ray", ray_options(1))):
+        with open_executor(options) as executor:
+            sig = RewardMargin(model=model, dtype="fp32", max_length=64)
+            got[name] = run_signal(fresh_store(tmp_path / name), "toy", sig, executor=executor)[0]
+    assert data_bytes(got["ray"]) == data_bytes(got["local"])
+    assert got["ray"].manifest["execution"]["shards_run"] == 4
