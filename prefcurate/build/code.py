@@ -24,11 +24,13 @@ import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from enum import Enum
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prefcurate.build import check_empty
 from prefcurate.errors import ConfigError, InputError
+from prefcurate.execution import Executor, LocalExecutor, WorkKind
 from prefcurate.extras import lazy_module
 from prefcurate.ids import completion_id, file_fingerprint, fingerprint, pair_id, prompt_id
 from prefcurate.readers import iter_json_lines
@@ -39,6 +41,7 @@ from prefcurate.sandbox.codetests import (
     suite_from_spec,
     truncate_body,
 )
+from prefcurate.sandbox.suite_shards import SuiteWork, jobs_table, run_suite_shard
 from prefcurate.score import RunContext
 from prefcurate.store import Store, VersionRef, check_name
 
@@ -67,21 +70,6 @@ class CodePairing(str, Enum):
 
 
 PAIRINGS = tuple(m.value for m in CodePairing)
-
-
-def run_schema() -> pa.Schema:
-    """One sandbox run of a sample against its problem's tests."""
-    return pa.schema(
-        [
-            ("passed", pa.int32()),
-            ("failed", pa.int32()),
-            ("errored", pa.int32()),
-            ("timed_out", pa.int32()),
-            ("total", pa.int32()),
-            ("status", pa.string()),
-            ("reason", pa.string()),
-        ]
-    )
 
 
 @dataclass
@@ -344,28 +332,20 @@ def pair_indices(
 # -- the build -------------------------------------------------------------------------------
 
 
-def _run_table(jobs: list[tuple[str, TestSuite]]) -> pa.Table:
-    return pa.table(
-        {
-            "job": pa.array(range(len(jobs)), pa.int64()),
-            "program": [p for p, _ in jobs],
-            "setup": [s.setup for _, s in jobs],
-            "units": pa.array([list(s.units) for _, s in jobs], pa.list_(pa.string())),
-        }
-    )
-
-
 SHARD_ROWS = 256  # samples per resumable shard
 
 
-def build_code(store: Store, opts: CodeBuildOptions) -> CodeBuildResult:
-    """Read samples, run their tests in the sandbox (resumable), pair them and publish."""
+def build_code(store: Store, opts: CodeBuildOptions, executor: Executor | None = None) -> CodeBuildResult:
+    """Read samples, run their tests in the sandbox (resumable), pair them and publish.
+
+    `executor`: where the tests run (this machine by default, or Ray actors each with a sandbox);
+    the pairs are the same either way, and the run fingerprint does not depend on it."""
     opts.validate()
     with store.lock("pairs", opts.name):  # a second build of this name waits, then reuses
-        return _build_code(store, opts)
+        return _build_code(store, opts, executor)
 
 
-def _build_code(store: Store, opts: CodeBuildOptions) -> CodeBuildResult:
+def _build_code(store: Store, opts: CodeBuildOptions, executor: Executor | None) -> CodeBuildResult:
     fmt, problems, dropped, inputs = load_problems(opts)
     spec = {
         k: v
@@ -414,18 +394,15 @@ def _build_code(store: Store, opts: CodeBuildOptions) -> CodeBuildResult:
         per_problem.append((prob, pid, suite, distinct))
 
     work_dir = store.work_dir("pairs", opts.name, run_fp)
-    ctx = RunContext(store, opts.name, work_dir, None)  # type: ignore[arg-type]  # map_shards needs only work_dir
+    executor = executor or LocalExecutor()
+    # map_shards needs only work_dir and the executor
+    ctx = RunContext(store, opts.name, work_dir, None, executor)  # type: ignore[arg-type]
     with lazy_suite_runner(opts.workers, opts.timeout, opts.require_isolation) as run:
-
-        def run_shard(shard: pa.Table) -> pa.Table:
-            results = run([jobs[i] for i in shard.column("job").to_pylist()])
-            return pa.Table.from_pylist([r.to_dict() for r in results], schema=run_schema()).add_column(
-                0, "job", shard.column("job")
-            )
-
         runs = ctx.map_shards(
-            _run_table(jobs),
-            run_shard,
+            jobs_table(jobs),
+            partial(run_suite_shard, run),
+            work=SuiteWork(opts.workers, opts.timeout, opts.require_isolation),
+            kind=WorkKind.sandbox,
             shard_rows=SHARD_ROWS,
             description="running tests",
             tag="runs",
@@ -491,8 +468,10 @@ def _build_code(store: Store, opts: CodeBuildOptions) -> CodeBuildResult:
         "inputs": inputs,
         "counts": counts,
         "fingerprint": fp,
-        # The OS layers active for the programs this invocation ran (null: all shards resumed).
+        # The OS layers active for the programs this invocation ran here (null: all shards resumed,
+        # or all ran on Ray actors: see execution.actor_info).
         "sandbox_isolation": run.isolation,
+        "execution": executor.record(),  # not in the fingerprint
     }
     check_empty(counts, opts.fail_on_empty, opts.path)
     with store.publish("pairs", opts.name, manifest) as pub:

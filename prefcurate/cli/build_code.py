@@ -11,9 +11,11 @@ from prefcurate.build import pick_source
 from prefcurate.build.code import CodeBuildOptions, build_code
 from prefcurate.build.code import CodeInputFormat as InputFormat
 from prefcurate.build.code import CodePairing as Pairing
+from prefcurate.execution import ExecutionOptions, ExecutorKind, WorkKind, open_executor
 
 from .app import StoreOpt, build_app, field_default, get_store, out
 from .build import FailOnEmptyOpt, warn_if_empty
+from .execution import WORKERS_HELP, ExecutorOpt, RayAddressOpt, ThreadsOpt, execution_options
 
 
 @build_app.command("code")
@@ -59,9 +61,7 @@ def code(
     timeout: Annotated[
         float, typer.Option("--timeout", help="Wall-clock seconds per sample (program and all its tests).")
     ] = field_default(CodeBuildOptions, "timeout"),
-    workers: Annotated[
-        int | None, typer.Option("--workers", help="Sandbox worker processes (default: CPU count).")
-    ] = None,
+    workers: Annotated[int | None, typer.Option("--workers", help=WORKERS_HELP, show_default=False)] = None,
     require_isolation: Annotated[
         bool,
         typer.Option("--require-isolation", help="Refuse to run unless every OS sandbox layer is active."),
@@ -78,8 +78,12 @@ def code(
     from_: Annotated[
         Path | None, typer.Option("--from", help="The samples file (same as PATH).", show_default=False)
     ] = None,
+    executor: ExecutorOpt = ExecutorKind(field_default(ExecutionOptions, "kind")),
+    ray_address: RayAddressOpt = None,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Run every sample's unit tests in the sandbox and pair samples by pass count (resumable: rerun to continue)."""
+    execution, workers = execution_options(executor, ray_address, workers, threads, WorkKind.sandbox)
     opts = CodeBuildOptions(
         path=pick_source(str(path) if path else None, str(from_) if from_ else None),
         problems=str(problems) if problems else None,
@@ -96,7 +100,8 @@ def code(
         force=force,
         fail_on_empty=fail_on_empty,
     )
-    result = build_code(get_store(store), opts)
+    with open_executor(execution) as ex:
+        result = build_code(get_store(store), opts, ex)
     c = result.counts
     verb = "Reused" if result.reused else "Wrote"
     out.print(

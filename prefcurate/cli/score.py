@@ -12,12 +12,14 @@ from typing import Annotated
 import typer
 
 from prefcurate.choices import choice_enum, value_of
+from prefcurate.execution import ExecutionOptions, ExecutorKind, open_executor
 from prefcurate.models.dtypes import Dtype
 from prefcurate.score import REGISTRY, get_signal, run_signal, signal_names
 from prefcurate.score.logprob_margin import Backend
 from prefcurate.score.subset import Subset
 
-from .app import StoreOpt, app, get_store, out
+from .app import StoreOpt, app, field_default, get_store, out
+from .execution import WORKERS_HELP, ExecutorOpt, RayAddressOpt, ThreadsOpt, execution_options
 
 SignalName = choice_enum("SignalName", signal_names())  # from the registry: signals register themselves
 
@@ -85,9 +87,7 @@ def score(
     timeout: Annotated[
         float | None, typer.Option(help="Wall-clock seconds per program." + _about("timeout"))
     ] = None,
-    workers: Annotated[
-        int | None, typer.Option(help="Sandbox worker processes (default: CPU count)." + _about("workers"))
-    ] = None,
+    workers: Annotated[int | None, typer.Option(help=WORKERS_HELP, show_default=False)] = None,
     require_isolation: Annotated[
         bool, typer.Option("--require-isolation", help="tests: refuse to run without every OS sandbox layer.")
     ] = False,
@@ -109,6 +109,9 @@ def score(
         int | None, typer.Option("--sample", help="Score a seeded random sample of N pairs (see --seed).")
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="--sample: the seed of the draw.")] = 0,
+    executor: ExecutorOpt = ExecutorKind(field_default(ExecutionOptions, "kind")),
+    ray_address: RayAddressOpt = None,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Score every pair of a dataset with a difficulty signal (resumable: rerun to continue).
 
@@ -117,6 +120,7 @@ def score(
     subset = Subset(limit=limit, where=where, sample=sample, seed=seed)
     dataset = get_store(store).dataset_or_only(dataset)
     signal_cls = get_signal(value_of(by))
+    execution, workers = execution_options(executor, ray_address, workers, threads, signal_cls.shards)
     signal = signal_cls.from_options(
         model=model,
         backend=value_of(backend),
@@ -130,9 +134,16 @@ def score(
         workers=workers,
         require_isolation=require_isolation or None,
     )
-    ref, reused = run_signal(
-        get_store(store), dataset, signal, pairs_version=pairs_version, force=force, subset=subset
-    )
+    with open_executor(execution) as ex:
+        ref, reused = run_signal(
+            get_store(store),
+            dataset,
+            signal,
+            pairs_version=pairs_version,
+            force=force,
+            subset=subset,
+            executor=ex,
+        )
     m = ref.manifest
     verb = "Reused" if reused else "Wrote"
     of = f" of {m['subset']['of']:,} (subset)" if "subset" in m else ""

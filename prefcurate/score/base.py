@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from prefcurate.errors import ConfigError, PrefcurateError
+from prefcurate.execution import Executor, LocalExecutor, ShardFn, ShardJob, ShardWork, WorkKind
 from prefcurate.extras import lazy_module
 from prefcurate.ids import fingerprint
 from prefcurate.progress import progress_bar
@@ -56,6 +57,8 @@ class Signal:
     cli_name: ClassVar[str]  # what `--by` takes: "score-gap"
     fields: ClassVar[tuple[str, ...]]  # output fields: ("gap",) -> column score_gap_v1__gap
     description: ClassVar[str] = ""
+    # What its shards do (None: not computed in shards, so `--executor` does not apply).
+    shards: ClassVar[WorkKind | None] = None
 
     @classmethod
     def option_names(cls) -> tuple[str, ...]:
@@ -129,29 +132,38 @@ def distinct_completions(pairs: pa.Table) -> list[Completion]:
 
 @dataclass
 class RunContext:
-    """What a signal gets while computing: the store, its resumable work folder, progress."""
+    """What a signal gets while computing: the store, its resumable work folder, progress, and the
+    executor that computes shards (this process by default, or a Ray cluster)."""
 
     store: Store
     dataset: str
     work_dir: Path
     pairs_ref: VersionRef
+    executor: Executor = field(default_factory=LocalExecutor)
 
     def map_shards(
         self,
         table: pa.Table,
-        fn: Callable[[pa.Table], pa.Table],
+        fn: ShardFn,
         *,
+        work: ShardWork | None = None,
+        kind: WorkKind = WorkKind.model,
         shard_rows: int = 1024,
         description: str = "scoring",
         tag: str = "shards",
         weight: Callable[[pa.Table], float] | None = None,
         rate: Callable[[pa.Table, float], str] | None = None,
     ) -> pa.Table:
-        """Apply `fn` to consecutive slices of `table`, keeping each finished slice on disk.
+        """Apply `fn(shard, report)` to consecutive slices of `table`, keeping each finished slice on disk.
 
         A rerun with the same table and shard size skips the slices already on disk, so an
         interrupted job resumes where it stopped and gives the same result. `table` must be in
-        a deterministic order. `weight` sizes the progress bar (e.g. tokens instead of rows).
+        a deterministic order. `weight` sizes the progress bar (e.g. tokens instead of rows);
+        `fn` may call `report(weight_done)` inside a shard so the bar moves before the shard ends.
+        `work` is the picklable recipe of `fn` a remote executor builds on its workers.
+
+        Whatever the executor, this process alone writes shard files (temporary name, then rename):
+        a shard file is the completion marker, and a second delivery of a shard is skipped.
         """
         import time
 
@@ -165,34 +177,57 @@ class RunContext:
         plan_path.write_text(json.dumps(plan))
         n_shards = max(1, math.ceil(table.num_rows / shard_rows))
         total = weight(table) if weight else table.num_rows
-        outputs = []
+        job = ShardJob(table, shard_rows, [], fn, work, description, kind)
+
+        def path_of(i: int) -> Path:
+            legacy = folder / f"shard-{i:05d}.parquet"  # shards of a job started before CACHE_SUFFIX
+            return (
+                legacy if legacy.exists() else folder / f"shard-{i:05d}{CACHE_SUFFIX}"
+            )  # out of `**/*.parquet`
+
+        def size_of(shard: pa.Table) -> float:
+            return weight(shard) if weight else shard.num_rows
+
+        outputs: dict[int, pa.Table] = {}
         with progress_bar(description, total, rate_field="rate" if rate else None) as bar:
-            started, done_new = time.perf_counter(), 0.0
             for i in range(n_shards):
-                shard = table.slice(i * shard_rows, shard_rows)
-                path = folder / f"shard-{i:05d}{CACHE_SUFFIX}"  # not data: out of `**/*.parquet` globs
-                legacy = folder / f"shard-{i:05d}.parquet"  # shards of a job started before CACHE_SUFFIX
-                path = legacy if legacy.exists() else path
-                size = weight(shard) if weight else shard.num_rows
-                if path.exists():
-                    outputs.append(pq.read_table(path))
-                    bar.advance(size)
-                    continue
-                out = fn(shard)
+                if path_of(i).exists():
+                    outputs[i] = pq.read_table(path_of(i))
+                    bar.advance(size_of(job.shard(i)))
+                else:
+                    job.missing.append(i)
+            started, progress = time.perf_counter(), {"done": 0.0, "inside": 0.0}
+
+            def report(n: float) -> None:
+                progress["inside"] += n
+                bar.advance(n)
+
+            def deliver(i: int, out: pa.Table) -> None:
+                shard = job.shard(i)
                 if out.num_rows != shard.num_rows:
                     raise PrefcurateError(
                         f"{description}: shard {i} gave {out.num_rows} rows for {shard.num_rows} inputs"
                     )
-                write_parquet(out, path)
-                outputs.append(out)
-                done_new += size
-                fields_ = (
-                    {"rate": rate(shard, done_new / max(time.perf_counter() - started, 1e-9))} if rate else {}
+                if i in outputs:  # a duplicate delivery (a retried remote task): the first one stands
+                    return
+                write_parquet(out, folder / f"shard-{i:05d}{CACHE_SUFFIX}")
+                outputs[i] = out
+                size = size_of(shard)
+                progress["done"] += size
+                per_s = progress["done"] / max(time.perf_counter() - started, 1e-9)
+                bar.advance(
+                    max(size - progress["inside"], 0.0), **({"rate": rate(shard, per_s)} if rate else {})
                 )
-                bar.advance(size, **fields_)
+                progress["inside"] = 0.0  # within-shard reports only come from the one local shard running
+
+            if job.missing:
+                self.executor.run(job, deliver, report)
+        missing = [i for i in range(n_shards) if i not in outputs]
+        if missing:
+            raise PrefcurateError(f"{description}: the executor returned without shard {missing[0]}")
         if not outputs:
             return table.schema.empty_table()
-        return pa.concat_tables(outputs, promote_options="default")
+        return pa.concat_tables([outputs[i] for i in range(n_shards)], promote_options="default")
 
 
 def computed_on(sig_ref: VersionRef, pairs_ref: VersionRef) -> bool:
@@ -214,17 +249,25 @@ def run_signal(
     pairs_version: str | None = None,
     force: bool = False,
     subset: Subset | None = None,
+    executor: Executor | None = None,
 ) -> tuple[VersionRef, bool]:
     """Compute `signal` for a dataset's pairs (or a `subset` of them) and publish it. Returns (version, reused).
 
-    The same signal spec over the same pairs content (and subset) is reused unless `force`.
+    The same signal spec over the same pairs content (and subset) is reused unless `force`, whatever
+    the executor: where shards ran is recorded in the manifest's `execution` block, never hashed.
     """
     with store.lock("scores", f"{dataset}/{signal.name}"):
-        return _run_signal(store, dataset, signal, pairs_version, force, subset)
+        return _run_signal(store, dataset, signal, pairs_version, force, subset, executor or LocalExecutor())
 
 
 def _run_signal(
-    store: Store, dataset: str, signal: Signal, pairs_version: str | None, force: bool, subset: Subset | None
+    store: Store,
+    dataset: str,
+    signal: Signal,
+    pairs_version: str | None,
+    force: bool,
+    subset: Subset | None,
+    executor: Executor,
 ) -> tuple[VersionRef, bool]:
     subset = subset if subset is not None and subset.active else None
     pairs_ref = store.get("pairs", dataset, pairs_version)
@@ -249,7 +292,7 @@ def _run_signal(
     total_pairs = pairs.num_rows
     if subset:
         pairs = select_subset(pairs, subset)
-    ctx = RunContext(store, dataset, work_dir, pairs_ref)
+    ctx = RunContext(store, dataset, work_dir, pairs_ref, executor)
     computed = signal.compute(pairs, ctx)
     out = computed.table
     expected = ["pair_id", *signal.columns]
@@ -271,6 +314,7 @@ def _run_signal(
         **({"subset": {**subset.spec(), "pairs": pairs.num_rows, "of": total_pairs}} if subset else {}),
         **identity,
         **computed.manifest,
+        "execution": executor.record(),  # not in the fingerprint: a local rerun reuses a Ray run
     }
     with store.publish("scores", name, manifest) as pub:
         pub.write_table(out)

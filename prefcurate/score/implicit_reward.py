@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from prefcurate.errors import ConfigError
+from prefcurate.execution import WorkKind
 from prefcurate.extras import lazy_module
 from prefcurate.score.base import Computed, RunContext, Signal, register
 from prefcurate.score.logprob_margin import LogprobMargin, completion_logps
@@ -38,6 +39,7 @@ class ImplicitReward(Signal):
     description = (
         "DPO implicit reward beta*(log pi_policy - log pi_ref) of chosen and rejected, margin, correct"
     )
+    shards = WorkKind.model
 
     policy: str | None = None  # required: the trained model
     reference: str | None = None  # None: the bundled SmolLM2-135M-Instruct

@@ -18,10 +18,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from enum import Enum
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prefcurate.errors import ConfigError
+from prefcurate.execution import ExecutorKind, ShardFn, WorkKind
+from prefcurate.execution.work import Report
 from prefcurate.extras import lazy_module
 from prefcurate.ids import fingerprint
 from prefcurate.models.dtypes import check_dtype
@@ -83,6 +86,7 @@ class LogprobMargin(Signal):
         "correct_per_token",
     )
     description = "log pi(chosen|x) - log pi(rejected|x) under a model (sums over completion tokens)"
+    shards = WorkKind.model
 
     model: str | None = None  # None: the bundled SmolLM2-135M-Instruct
     backend: str = "transformers"
@@ -114,19 +118,24 @@ def completion_logps(
     """completion_id -> (logp, tokens, truncated) for every chosen/rejected completion of `pairs`,
     plus the manifest entries that identify the computation."""
     from prefcurate.models import model_fingerprint
+    from prefcurate.models.dtypes import resolve_dtype
     from prefcurate.models.encoding import TRUNCATION, chat_template_hash
     from prefcurate.models.logprob import PendingScorer, open_scorer
 
     model_fp = model_fingerprint(options.model)
+    # Remote shards (Ray): the driver only tokenizes; the actors load the model (GPU actors for vLLM).
+    remote = ctx.executor.kind is not ExecutorKind.local
     # transformers: the tokenizer now, the model in a thread once there is work (tokenize while it loads).
     scorer: Any
-    if options.backend == "transformers":
+    if options.backend == "transformers" or remote:
         scorer = PendingScorer(
             options.model,
             dtype=options.dtype,
             max_length=options.max_length,
             batch_tokens=options.batch_tokens,
         )
+        # vLLM runs on CUDA: "auto" resolves for it, not for this (maybe GPU-less) driver.
+        dtype = scorer.dtype if options.backend == "transformers" else resolve_dtype(options.dtype, "cuda")[0]
     else:
         scorer = open_scorer(
             options.model,
@@ -135,14 +144,15 @@ def completion_logps(
             max_length=options.max_length,
             batch_tokens=options.batch_tokens,
         )
+        dtype = scorer.dtype
     identity = {
         "model_fingerprint": model_fp,
-        "dtype": scorer.dtype,
+        "dtype": dtype,
         "chat_template_hash": chat_template_hash(scorer.tokenizer),
         "max_length": options.max_length,
         "truncation": TRUNCATION,
         "template": scorer.template,
-        "backend": scorer.backend,
+        "backend": options.backend,
     }
     key = fingerprint({"scorer": "logprob_v1", **identity})
     cache = CompletionCache(ctx.store.root / ".cache" / "logprobs" / key)
@@ -153,40 +163,33 @@ def completion_logps(
     started = time.perf_counter()
     scored_tokens = 0
     if missing:
-        if isinstance(scorer, PendingScorer):
+        if isinstance(scorer, PendingScorer) and not remote:
             scorer.start()
         table = _encode_missing(scorer, missing)
-        if isinstance(scorer, PendingScorer):
-            scorer = scorer.result()
         scored_tokens = int(pc.sum(pc.list_value_length(table.column("input_ids"))).as_py() or 0)
         tag = "logp-" + fingerprint({"key": key, "ids": table.column("completion_id").to_pylist()})[:16]
         state = {"done": 0}
+        loaded: list[Any] = []
 
-        def score_shard(shard: pa.Table) -> pa.Table:
-            items = _to_encoded(shard)
-            logps = scorer.score(items)
-            state["done"] += shard.num_rows
-            return pa.table(
-                {
-                    "completion_id": shard.column("completion_id"),
-                    "logp": pa.array(logps, pa.float64()),
-                    "tokens": pa.array([it.n_tokens for it in items], pa.int32()),
-                    "truncated": shard.column("truncated"),
-                },
-                schema=cache_schema(),
-            )
+        def score_shard(shard: pa.Table, report: Report) -> pa.Table:
+            if not loaded:  # the local model, loaded on the first shard only (none when all resumed)
+                loaded.append(scorer.result() if isinstance(scorer, PendingScorer) else scorer)
+            return score_logprob_shard(loaded[0], shard, report)
 
         def tokens_of(t: pa.Table) -> float:
             return float(pc.sum(pc.list_value_length(t.column("input_ids"))).as_py() or 0)
 
-        def rate(_shard: pa.Table, per_second: float) -> str:
+        def rate(shard: pa.Table, per_second: float) -> str:  # once per finished shard, any executor
+            state["done"] += shard.num_rows
             return f"{state['done']:,}/{len(missing):,} completions  {per_second:,.0f} tok/s"
 
+        work = LogprobWork(options.model, options.backend, dtype, options.max_length, options.batch_tokens)
         result = ctx.map_shards(
             table,
             score_shard,
+            work=work,
             shard_rows=max(MIN_SHARD_ROWS, options.batch_tokens // 128),
-            description=f"log-probs ({scorer.dtype}, tokens)",
+            description=f"log-probs ({dtype}, tokens)",
             tag=tag,
             weight=tokens_of,
             rate=rate,
@@ -206,6 +209,49 @@ def completion_logps(
         },
     }
     return known, extra
+
+
+def score_logprob_shard(scorer: Any, shard: pa.Table, report: Report) -> pa.Table:
+    """One shard of encoded completions -> CACHE_SCHEMA rows: the same function locally and on Ray actors."""
+    items = _to_encoded(shard)
+    logps = scorer.score(items, on_batch=lambda _n, tokens: report(tokens))
+    return pa.table(
+        {
+            "completion_id": shard.column("completion_id"),
+            "logp": pa.array(logps, pa.float64()),
+            "tokens": pa.array([it.n_tokens for it in items], pa.int32()),
+            "truncated": shard.column("truncated"),
+        },
+        schema=cache_schema(),
+    )
+
+
+@dataclass(frozen=True)
+class LogprobWork:
+    """What a Ray actor needs to build the scorer the driver would use (`dtype` already resolved
+    by the driver, so a GPU actor does not pick another one for "auto")."""
+
+    model: str | None
+    backend: str
+    dtype: str
+    max_length: int
+    batch_tokens: int
+
+    @property
+    def gpu(self) -> bool:  # vLLM needs one; transformers takes one when the cluster has GPUs
+        return self.backend == Backend.vllm.value
+
+    def open(self, threads: int | None) -> ShardFn:
+        from prefcurate.models.logprob import open_scorer
+
+        scorer = open_scorer(
+            self.model,
+            backend=self.backend,
+            dtype=self.dtype,
+            max_length=self.max_length,
+            batch_tokens=self.batch_tokens,
+        )
+        return partial(score_logprob_shard, scorer)
 
 
 def _distinct_completions(pairs: pa.Table) -> list[tuple[str, list[dict[str, str]], str]]:

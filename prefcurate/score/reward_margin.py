@@ -11,8 +11,11 @@ packed into batches under `batch_tokens`; an interrupted run resumes from the fi
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from prefcurate.execution import ShardFn, WorkKind
+from prefcurate.execution.work import Report
 from prefcurate.extras import lazy_module
 from prefcurate.models.dtypes import check_dtype
 from prefcurate.models.encoding import check_batch_tokens, check_max_length
@@ -42,6 +45,7 @@ class RewardMargin(Signal):
     fields = ("chosen", "rejected", "margin", "correct")
     description = "reward-model scores of chosen and rejected, their margin, and chosen > rejected (strict)"
     shard_rows: ClassVar[int] = 256  # completions per resumable shard
+    shards = WorkKind.model
 
     model: str | None = None
     dtype: str = "auto"
@@ -115,15 +119,11 @@ class RewardMargin(Signal):
             }
         )
 
-        def score_shard(shard: pa.Table) -> pa.Table:
-            values = rm.score(shard.column("input_ids").to_pylist(), self.batch_tokens)
-            return pa.table(
-                {"completion_id": shard.column("completion_id"), "score": pa.array(values, pa.float64())}
-            )
-
+        ident = self.model_identity()
         scored = ctx.map_shards(
             table,
-            score_shard,
+            partial(score_reward_shard, rm, self.batch_tokens),
+            work=RewardWork(self.model, ident.dtype, self.batch_tokens, dict(ident.fingerprint)),
             shard_rows=self.shard_rows,
             description="reward",
             tag="completions",
@@ -153,6 +153,27 @@ class RewardMargin(Signal):
             }
         )
         return Computed(table, extra)
+
+
+def score_reward_shard(rm: RewardModel, batch_tokens: int, shard: pa.Table, report: Report) -> pa.Table:
+    """One shard of tokenized completions -> their scores: the same function locally and on Ray actors."""
+    values = rm.score(shard.column("input_ids").to_pylist(), batch_tokens, on_batch=report)
+    return pa.table({"completion_id": shard.column("completion_id"), "score": pa.array(values, pa.float64())})
+
+
+@dataclass(frozen=True)
+class RewardWork:
+    """What a Ray actor needs to load the reward model the driver uses (dtype resolved by the driver)."""
+
+    model: str | None
+    dtype: str
+    batch_tokens: int
+    fingerprint: dict[str, Any]
+    gpu: bool = False  # GPU actors when the cluster has GPUs (model work), never required
+
+    def open(self, threads: int | None) -> ShardFn:
+        rm = load_reward_model(self.model, self.dtype, None, fingerprint=self.fingerprint)
+        return partial(score_reward_shard, rm, self.batch_tokens)
 
 
 def completion_texts(pairs: pa.Table) -> dict[str, tuple[list[dict[str, str]], str]]:

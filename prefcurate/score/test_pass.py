@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
 from prefcurate.errors import InputError
+from prefcurate.execution import WorkKind
 from prefcurate.extras import lazy_module
 from prefcurate.sandbox.codetests import TestSuite, build_program, lazy_suite_runner, meta_suite
+from prefcurate.sandbox.suite_shards import SuiteWork, jobs_table, run_suite_shard
 from prefcurate.score.base import Computed, RunContext, Signal, distinct_completions, register
 
 if TYPE_CHECKING:
@@ -37,6 +40,7 @@ class TestPass(Signal):
     cli_name = "tests"
     fields = ("chosen_passed", "rejected_passed", "total", "gap")
     description = "unit tests passed by chosen and rejected (sandboxed); gap = chosen - rejected"
+    shards = WorkKind.sandbox
 
     timeout: float = 5.0
     workers: int | None = None
@@ -77,35 +81,19 @@ class TestPass(Signal):
             job_meta.append(metas[c.row])
             job_text.append(texts[c.side][c.row])
 
-        jobs = pa.table(
-            {"job": pa.array(range(len(job_meta)), pa.int64()), "completion": job_text, "meta": job_meta}
-        )
-
-        def to_work(shard: pa.Table) -> list[tuple[str, TestSuite]]:
-            work = []
-            for text, meta in zip(
-                shard.column("completion").to_pylist(), shard.column("meta").to_pylist(), strict=False
-            ):
-                suite, prefix, entry = parsed[meta]
-                assert suite is not None  # only completions with tests become jobs
-                work.append((build_program(text, prefix, entry), suite))
-            return work
-
+        work: list[tuple[str, TestSuite]] = []
+        for text, meta in zip(job_text, job_meta, strict=True):
+            suite, prefix, entry = parsed[meta]
+            assert suite is not None  # only completions with tests become jobs
+            work.append((build_program(text, prefix, entry), suite))
+        jobs = jobs_table(work)
+        # Locally --workers is the sandbox pool; on Ray each actor starts its own (see SuiteWork).
         with lazy_suite_runner(self.workers, self.timeout, self.require_isolation) as run:
-
-            def run_shard(shard: pa.Table) -> pa.Table:
-                results = run(to_work(shard))
-                return pa.table(
-                    {
-                        "job": shard.column("job"),
-                        "passed": pa.array([r.passed for r in results], pa.int32()),
-                        "total": pa.array([r.total for r in results], pa.int32()),
-                    }
-                )
-
             done = ctx.map_shards(
                 jobs,
-                run_shard,
+                partial(run_suite_shard, run),
+                work=SuiteWork(self.workers, self.timeout, self.require_isolation),
+                kind=WorkKind.sandbox,
                 shard_rows=SHARD_ROWS,
                 description="running tests",
                 tag="completions",

@@ -1,0 +1,57 @@
+"""What a process computes with: its device class and library versions, compared across Ray actors
+(a mixed cluster could give different values for the same version, so it is refused)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from importlib import metadata
+from typing import Any
+
+# Libraries whose version can change a value; absent ones are recorded as null.
+LIBRARIES = ("prefcurate", "torch", "transformers", "vllm", "pyarrow", "numpy")
+# Test-only fault switch, read in the Ray actor only: comma-separated shard indices that fail their
+# first attempt (so retries, and reruns without retries, can be tested on a real cluster).
+FAIL_SHARDS_ENV = "PREFCURATE_TEST_FAIL_SHARDS"
+
+
+def library_versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def device_class() -> str:
+    """ "cuda:<name>" when torch sees a GPU (torch is only asked when already imported), else the CPU arch."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        return f"cuda:{torch.cuda.get_device_name(0)}"
+    return f"cpu:{platform.machine()}"
+
+
+def runtime_identity() -> dict[str, Any]:
+    return {"device": device_class(), "versions": library_versions()}
+
+
+def uniform_key(identity: dict[str, Any]) -> tuple[str, tuple[tuple[str, str | None], ...]]:
+    return identity["device"], tuple(sorted(identity["versions"].items()))
+
+
+def set_torch_threads(threads: int) -> None:
+    """torch intra-op threads (a matmul's reduction order, so results, may depend on them)."""
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # for libraries not loaded yet
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.set_num_threads(threads)
+
+
+def failing_shards() -> set[int]:
+    raw = os.environ.get(FAIL_SHARDS_ENV, "")
+    return {int(x) for x in raw.split(",") if x.strip()}
