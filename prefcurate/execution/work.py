@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import pyarrow as pa
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 from .options import ExecutorKind, WorkKind
 
@@ -49,7 +50,7 @@ class ShardJob:
         return self.table.slice(i * self.shard_rows, self.shard_rows)
 
 
-Deliver = Callable[[int, pa.Table], None]  # (shard index, output): the driver writes it
+Deliver = Callable[[int, "pa.Table"], None]  # (shard index, output): the driver writes it
 
 
 class Executor(Protocol):

@@ -5,23 +5,31 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
+from prefcurate.extras import lazy_module
 
 from .codetests import LazySuiteRunner, SuiteRunner, TestSuite
 
-RUN_SCHEMA = pa.schema(
-    [
-        ("passed", pa.int32()),
-        ("failed", pa.int32()),
-        ("errored", pa.int32()),
-        ("timed_out", pa.int32()),
-        ("total", pa.int32()),
-        ("status", pa.string()),
-        ("reason", pa.string()),
-    ]
-)
+if TYPE_CHECKING:
+    import pyarrow as pa
+else:  # loaded on first use (extras.lazy_module), so `--help` can import this module cheaply
+    pa = lazy_module("pyarrow")
+
+
+def run_schema() -> pa.Schema:
+    """One sandbox run of a sample against its problem's tests."""
+    return pa.schema(
+        [
+            ("passed", pa.int32()),
+            ("failed", pa.int32()),
+            ("errored", pa.int32()),
+            ("timed_out", pa.int32()),
+            ("total", pa.int32()),
+            ("status", pa.string()),
+            ("reason", pa.string()),
+        ]
+    )
 
 
 def jobs_table(jobs: Sequence[tuple[str, TestSuite]]) -> pa.Table:
@@ -37,12 +45,12 @@ def jobs_table(jobs: Sequence[tuple[str, TestSuite]]) -> pa.Table:
 
 
 def run_suite_shard(run: SuiteRunner, shard: pa.Table, report: Callable[[float], None]) -> pa.Table:
-    """`job` plus RUN_SCHEMA for each row of a `jobs_table` shard."""
+    """`job` plus run_schema() for each row of a `jobs_table` shard."""
     cols = [shard.column(c).to_pylist() for c in ("program", "setup", "units")]
     jobs = [(p, TestSuite(tuple(u), s)) for p, s, u in zip(*cols, strict=True)]
     results = run(jobs)
     report(len(results))
-    return pa.Table.from_pylist([r.to_dict() for r in results], schema=RUN_SCHEMA).add_column(
+    return pa.Table.from_pylist([r.to_dict() for r in results], schema=run_schema()).add_column(
         0, "job", shard.column("job")
     )
 
