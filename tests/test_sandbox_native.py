@@ -242,6 +242,26 @@ PROGRAMS: dict[str, str] = {
             return f.__doc__ if False else x
         print(f(3))
     """,
+    # A local named `_` read inside a generated comprehension (the review's a_underscore.py).
+    "underscore_local_in_comprehension": """
+        def f(xs):
+            _ = 10**9 + 7
+            return [x % _ for x in xs]
+        def g(xs):
+            _ = 2
+            return [_ for x in xs if x > _], {_ + x for x in xs}
+        def h(xs):
+            _s = 3
+            return [x * _s for x in xs]
+        print(f([5, 10**10]), g([1, 2, 3, 4]), h([1, 2]))
+    """,
+    # 97 nested blocks: valid for CPython; the generated code (two levels deeper) is not, so
+    # the closures take over (the review's a_indent.py).
+    "deeply_nested_blocks": "def f(x):\n"
+    + "".join("    " * (i + 1) + "if x:\n" for i in range(97))
+    + "    " * 98
+    + "return 2\n"
+    + "    return 1\nprint(f(1), f(0))\n",
 }
 
 

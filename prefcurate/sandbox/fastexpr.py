@@ -247,7 +247,7 @@ class _Shape:
             return None
         ifs = "".join(f" if {c}" for c in conds)
         opening, closing = ("[", "]") if isinstance(node, ast.ListComp) else ("{", "}")
-        return f"_K(lambda _steps: {opening}{elt} for {var}, _ in _zip({it}, _steps){ifs}{closing})"
+        return f"_K(lambda _steps: {opening}{elt} for {var}, _s in _zip({it}, _steps){ifs}{closing})"
 
     def _store(self, name: str) -> str | None:
         kind = self.resolve(name)
@@ -358,7 +358,13 @@ def _build(shape: _Shape, body: list[str], builtins: Mapping[str, Any], ctx: Any
         lines += ["        " + line for line in body]
         lines.append("    return _f")
         namespace: dict[str, Any] = {}
-        exec(compile("\n".join(lines), "<sandbox expression>", "exec"), {"__builtins__": {}}, namespace)  # noqa: S102
+        try:
+            code = compile("\n".join(lines), "<sandbox expression>", "exec")
+        except (SyntaxError, RecursionError, MemoryError):
+            # Source CPython accepts can exceed the host compiler's limits once generated (97
+            # nested blocks plus `_make`/`_f` pass the 100 indentation levels): the closures run it.
+            return None
+        exec(code, {"__builtins__": {}}, namespace)  # noqa: S102
         factory = _SHAPES[key] = namespace["_make"]
 
     # The global loader and step charger of this unit's names: made once per Names (the

@@ -203,7 +203,7 @@ def compile_fast_block(
 
 
 # Identifiers of the generated code; a local of the same name cannot be a native local.
-_RESERVED = re.compile(r"_(l|g|o|up|env|f|make|zip|steps|U|G|F|K|B|[puv]\d+)\Z")
+_RESERVED = re.compile(r"_(l|g|o|s|up|env|f|make|zip|steps|U|G|F|K|B|[puv]\d+)\Z")
 
 
 def compile_fast_function(
@@ -233,6 +233,8 @@ def compile_fast_function(
     if lines is None:
         return None
     fn = _build(shape, [*lines, "return None"], builtins, ctx, "_g, _up, " + ", ".join(params))
+    if fn is None:
+        return None
     fn.native = True
     return fn
 
