@@ -290,6 +290,34 @@ def test_tests_still_see_the_programs_definitions(pool: SandboxPool) -> None:
     assert (res.status, res.passed, res.total) == ("ok", 3, 3), res
 
 
+# -- host stdout/stderr never reach the job channel (the review's a_redebug2.py, a_del.py) ----
+STRAY_WRITES = {
+    "re_debug_flag": (
+        "import re\nfor i in range(400):\n    try:\n        re.compile('a' * 10 + str(i), 128)\n"
+        "    except ValueError:\n        pass\nprint(re.compile('A', re.I).match('a') is not None)\n"
+        "print(re.sub('a', 'b', 'aA', flags=re.I), re.split(',', 'a,b', 1))\n",
+        "True\nbb ['a', 'b']\n",
+    ),
+    "del_raises_at_teardown": (
+        "class D:\n    def __del__(self):\n        raise ValueError('INJECTED' * 2000)\n"
+        "for i in range(50):\n    keep = [D()]\n    keep.append(keep)\nprint('done')\n",
+        "done\n",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(STRAY_WRITES))
+def test_host_output_does_not_reach_the_channel(pool: SandboxPool, marker: Path, name: str) -> None:
+    source, stdout = STRAY_WRITES[name]
+    res = _attack(pool, source, marker)
+    assert (res.status, res.stdout) == ("ok", stdout), res
+
+
+def test_re_debug_is_refused(pool: SandboxPool) -> None:
+    res = pool.run("import re\nre.compile('a', re.I | 128)\n")
+    assert res.status == "failed" and "re.DEBUG" in res.reason, res
+
+
 # -- family 6: str.format field paths reached through other routes -----------------------------
 FORMAT_ROUTES = {
     "super_format": "class S(str):\n    def f(self):\n        return super().format(1)\nprint(S('{0.__class__.__mro__}').f())\n",

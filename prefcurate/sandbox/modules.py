@@ -354,7 +354,7 @@ def build_factories(ctx: Any) -> dict[str, Callable[[], ModuleProxy]]:
     return {
         "math": simple(math),
         "cmath": simple(cmath),
-        "re": simple(re, _RE),
+        "re": simple(re, _RE, safe=safe_library.re_functions()),
         "string": simple(string, drop=("Formatter",)),
         "typing": simple(typing, _TYPING),
         "heapq": simple(heapq),

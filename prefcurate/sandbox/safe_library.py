@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy as _copy
 import copyreg
 import functools
+import re as _re
 import types
 import weakref
 from collections.abc import Callable, Iterable
@@ -243,3 +244,42 @@ def _reconstruct(
             for key, value in dictiter:
                 y[key] = value
     return y
+
+
+# `re` with the DEBUG flag prints the compiled pattern to the host's stdout: refused. The
+# position of `flags` in each function's arguments.
+_RE_FLAGS_AT = {
+    "compile": 1,
+    "search": 2,
+    "match": 2,
+    "fullmatch": 2,
+    "findall": 2,
+    "finditer": 2,
+    "split": 3,
+    "sub": 4,
+    "subn": 4,
+}
+
+
+def _no_re_debug(fn: Callable[..., Any], at: int) -> Callable[..., Any]:
+    def call(*args: Any, **kwargs: Any) -> Any:
+        flags = args[at] if len(args) > at else kwargs.get("flags", 0)
+        if not isinstance(flags, int):  # sre would test `flags & DEBUG` with the object's own `&`
+            raise TypeError(f"flags must be an int, not {type(flags).__name__}")
+        flags = int.__int__(flags)  # the plain value: an int subclass's own `&` is not asked
+        if flags & _re.DEBUG:
+            raise ValueError("re.DEBUG is not available in the sandbox")
+        if len(args) > at:
+            args = (*args[:at], flags, *args[at + 1 :])
+        elif "flags" in kwargs:
+            kwargs["flags"] = flags
+        return fn(*args, **kwargs)
+
+    call.__name__ = call.__qualname__ = fn.__name__
+    call.__doc__ = fn.__doc__
+    return call
+
+
+def re_functions() -> dict[str, Callable[..., Any]]:
+    """The `re` functions that take `flags`, refusing re.DEBUG."""
+    return {name: _no_re_debug(getattr(_re, name), at) for name, at in _RE_FLAGS_AT.items()}

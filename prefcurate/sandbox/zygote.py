@@ -207,6 +207,10 @@ def _collect(pid: int) -> tuple[int, bool]:
     return os.waitpid(pid, 0)[1], True
 
 
+def _drop(unraisable: Any) -> None:
+    """An exception in a finalizer (a program's `__del__`) is not reported anywhere."""
+
+
 def main() -> None:
     """argv: package root, control fd, "escaped" or "interpreter", layers to leave out or "-"."""
     stack = _with_big_stack(["-c", BOOT, *sys.argv[1:]])
@@ -215,7 +219,16 @@ def main() -> None:
     from . import isolation
 
     isolation.SKIP.update(x for x in sys.argv[4].split(",") if x in isolation.SKIPPABLE)
-    sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - stray host prints go nowhere
+    # Stray host prints go nowhere, and never onto the job channel (fd 3 in a child): fds 0-2
+    # are /dev/null and sys.* streams write to 1 and 2 only; unraisable reports are dropped.
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
+    sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115
+    sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
+    sys.__stdout__, sys.__stderr__ = sys.stdout, sys.stderr  # type: ignore[misc]  # the fallbacks too
+    sys.unraisablehook = _drop
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in a terminal: the parent decides
     import warnings
 
