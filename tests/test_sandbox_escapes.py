@@ -397,6 +397,40 @@ def test_setup_helpers_use_the_tests_own_modules(pool: SandboxPool, marker: Path
     assert (right.status, right.passed) == ("ok", 2), right
 
 
+# HumanEval-shaped: the units reach the function under test through `candidate` (the review's
+# a_abs.py, a_abs2.py, he4.py): a builtin the program redefines is not what `check` calls.
+CANDIDATE_TEST = (
+    "def check(candidate):\n"
+    "    assert abs(candidate(3.5) - 0.5) < 1e-6\n"
+    "    assert len(candidate(4.0, True)) == 1\n"
+    "    assert sorted(candidate(4.0, True)) == [0.0]\n"
+    "    assert round(candidate(2.25), 1) == 0.2\n"
+    "    assert isinstance(candidate(1.5), float)\n"
+)
+CANDIDATE_POISON = {
+    "abs": "def abs(x):\n    return 0\n",
+    "len": "def len(x):\n    return 1\n",
+    "sorted": "sorted = lambda xs: [0.0]\n",
+    "round": "def round(x, n=0):\n    return 0.2\n",
+    "isinstance": "isinstance = lambda a, b: True\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(CANDIDATE_POISON))
+def test_redefined_builtins_do_not_reach_check_candidate(pool: SandboxPool, marker: Path, name: str) -> None:
+    suite = split_check(CANDIDATE_TEST, "f")
+    wrong = "def f(x, boxed=False):\n    return [42.0, 1.0] if boxed else 42\n"
+    res = pool.run(CANDIDATE_POISON[name] + wrong, list(suite.units), setup=suite.setup)
+    assert not marker.exists()
+    assert (
+        res.status == "ok"
+        and res.units[["abs", "len", "sorted", "round", "isinstance"].index(name)].status != "passed"
+    ), res
+    right = "def f(x, boxed=False):\n    r = x % 1.0\n    return [r] if boxed else r\n"
+    ok = pool.run(CANDIDATE_POISON[name] + right, list(suite.units), setup=suite.setup)
+    assert (ok.status, ok.passed) == ("ok", 5), ok
+
+
 def test_setup_runs_outside_the_programs_namespace(pool: SandboxPool) -> None:
     """`candidate = f` and the test file's globals are the tests' names: the program's own
     function reading `candidate` at call time finds nothing (it is no global of the program)."""

@@ -219,11 +219,16 @@ class Interpreter:
     def test_names(self, tree: ast.AST) -> Names:
         """A test unit's builtins: fresh ones, then the program's globals. A builtin name the
         program redefines (mbpp/126 tests a function named `sum`) is the program's only when
-        the unit uses no other name of the program: then it is the function under test, not a
-        helper wrapped around the candidate's result (`abs(candidate(x) - y) < 1e-6`)."""
+        the unit uses no other name of the program (nor a test name bound to one of its objects,
+        `candidate`): then it is the function under test, not a helper wrapped around the
+        candidate's result (`abs(candidate(x) - y) < 1e-6`)."""
         test_builtins = self.prepare_tests()
         used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
         program = {n for n in used if n in self.globals and n not in self.test_globals}
+        # A test name bound to the program's object (`candidate = truncate_number`) is the
+        # function under test too: `abs(candidate(x) - y)` keeps the tests' own `abs`.
+        values = {id(v) for v in self.globals.values()}
+        program |= {n for n in used if n in self.test_globals and id(self.test_globals[n]) in values}
         shadowing = {n for n in program if n in test_builtins}
         names = Names(self._test_import, self._program_name)
         names.update(test_builtins)
