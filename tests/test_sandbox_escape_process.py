@@ -124,7 +124,8 @@ def test_build_code_finishes_with_unparseable_samples(tmp_path: Path) -> None:
 
 def test_the_deadline_covers_sending_the_program(one: SandboxPool) -> None:
     # Family 10: an 80 MB program with a 1 s timeout ends at the deadline, whatever phase it is in.
-    program = "x = 1\n" + "#" * (80 << 20) + "\n"
+    # It also never finishes running, so no machine is fast enough to end it any other way.
+    program = "x = 1\n" + "#" * (80 << 20) + "\nwhile True:\n    pass\n"
     res = one.run(program, ["assert x == 1"], timeout=1.0)
     assert (res.status, res.reason) == ("timeout", "wall-clock deadline of 1s exceeded")
     assert one.run("y = 2\n", ["assert y == 2"]).passed == 1
