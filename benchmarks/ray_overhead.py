@@ -144,7 +144,9 @@ def run_one(name: str, options: Any, args: argparse.Namespace, workdir: Path) ->
         ref, _ = run_signal(store, "uf", signal, executor=timed)  # type: ignore[arg-type]
     wall = time.perf_counter() - started
     d = timed.delivered
-    steady = (d[-1] - d[0]) / (len(d) - 1) if len(d) > 1 else float("nan")
+    actors = ref.manifest["execution"].get("actors") or 1
+    # Seconds between finished shards once the pool runs (1 / throughput); undefined with <= 1 shard per actor.
+    steady = (d[-1] - d[0]) / (len(d) - 1) if len(d) > actors else float("nan")
     data = b"".join(p.read_bytes() for p in sorted(ref.path.glob("*.parquet")))
     tokens = ref.manifest["completions"]["tokens_scored"]
     return {
@@ -201,10 +203,12 @@ def main() -> None:
         f"({one['first'] / local['first']:.2f}x), per shard {one['steady'] - local['steady']:+.2f} s "
         f"({one['steady'] / local['steady']:.2f}x); wall ray-1/local {one['wall'] / local['wall']:.2f}x"
     )
-    print(
-        f"1 -> 2 actors: wall {one['wall'] / two['wall']:.2f}x, steady per-shard rate "
+    rate = (
         f"{one['steady'] / two['steady']:.2f}x"
+        if not math.isnan(two["steady"])
+        else "n/a (a shard per actor)"
     )
+    print(f"1 -> 2 actors: wall {one['wall'] / two['wall']:.2f}x, steady shard rate {rate}")
     print(
         f"no-op shards ({args.echo_shards} x 64 rows): per shard local {echo_s['local'] * 1e3:.1f} ms, "
         f"Ray 1 actor {echo_s['ray'] * 1e3:.1f} ms ({echo_s['ray'] / echo_s['local']:.0f}x); first shard "
