@@ -85,7 +85,10 @@ class TrlField:
 
 
 def _source(package: str, relative: str) -> Path | None:
-    spec = importlib.util.find_spec(package)  # locates the top-level package without importing it
+    try:
+        spec = importlib.util.find_spec(package)  # locates the top-level package without importing it
+    except (ImportError, ValueError):  # an import hook refusing it, or a broken install
+        return None
     if spec is None or spec.origin is None:
         return None
     path = Path(spec.origin).parent / relative
@@ -177,7 +180,10 @@ def _memo_path() -> Path | None:
 @functools.cache
 def dpo_fields() -> dict[str, TrlField]:
     """Every trl.DPOConfig field with its default and help; {} when TRL is not installed."""
-    if importlib.util.find_spec("trl") is None:
+    try:
+        if importlib.util.find_spec("trl") is None:
+            return {}
+    except (ImportError, ValueError):  # an import hook refusing TRL, or a broken install: TRL is absent
         return {}
     memo = _memo_path()
     if memo is not None and memo.is_file():

@@ -91,7 +91,9 @@ def train(
     lr_scheduler: Annotated[
         LrScheduler,
         typer.Option(help="Learning-rate schedule, restarting each stage (trl.DPOConfig.lr_scheduler_type)."),
-    ] = LrScheduler(D.lr_scheduler),
+    ] = LrScheduler(
+        D.lr_scheduler or "linear"
+    ),  # no TRL (core install): train cannot run; help still renders
     warmup_ratio: Annotated[
         float,
         typer.Option(
