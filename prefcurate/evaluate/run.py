@@ -23,15 +23,21 @@ from .code import DEFAULT_KS, evaluate_samples
 from .generate import GenerateOptions, generate
 from .suites import load_suite
 
+# The columns every per-checkpoint result row starts with (`eval run`, `eval winrate RUN_DIR`): the
+# `evals` view and `eval compare` line arms up on them.
+CHECKPOINT_FIELDS = [
+    ("run", pa.string()),
+    ("stage", pa.string()),
+    ("step", pa.int64()),
+    ("epochs", pa.float64()),
+    ("pairs_seen", pa.int64()),
+    ("suite", pa.string()),
+    ("task_id", pa.string()),
+]
+
 EVAL_SCHEMA = pa.schema(
     [
-        ("run", pa.string()),
-        ("stage", pa.string()),
-        ("step", pa.int64()),
-        ("epochs", pa.float64()),
-        ("pairs_seen", pa.int64()),
-        ("suite", pa.string()),
-        ("task_id", pa.string()),
+        *CHECKPOINT_FIELDS,
         ("n", pa.int64()),
         ("c", pa.int64()),
         ("pass_at_1", pa.float64()),

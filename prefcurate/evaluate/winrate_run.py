@@ -29,18 +29,12 @@ from ..errors import ConfigError
 from ..store import Store, VersionRef
 from .generate import GenerateOptions, generate
 from .paired import bootstrap_ci, sign_flip_test
-from .run import checkpoints
+from .run import CHECKPOINT_FIELDS, checkpoints
 from .winrate import WinRateResult, judged, read_responses, refuse_circular, score_responses
 
 WINRATE_SCHEMA = pa.schema(
     [
-        ("run", pa.string()),
-        ("stage", pa.string()),
-        ("step", pa.int64()),
-        ("epochs", pa.float64()),
-        ("pairs_seen", pa.int64()),
-        ("suite", pa.string()),
-        ("task_id", pa.string()),  # the prompt id (named like `eval run`'s rows for the `evals` view)
+        *CHECKPOINT_FIELDS,  # task_id holds the prompt id
         ("baseline", pa.string()),
         ("reward_candidate", pa.float64()),
         ("reward_baseline", pa.float64()),
