@@ -173,7 +173,7 @@ def main() -> int:
             env_s = dict(env, PREFCURATE_STORE=str(store))
             prefix = [sys.executable, "-m", "prefcurate"]
             run_child(
-                [*prefix, "build", "pairs", str(pairs_file), "--format", "flat", "--dataset", shape],
+                [*prefix, "build", "pairs", str(pairs_file), "--input-format", "flat", "--dataset", shape],
                 env_s,
                 tmp,
             )

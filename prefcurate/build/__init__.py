@@ -98,14 +98,15 @@ def publish_pairs(
         store.publish("pairs", dataset, manifest) as pub,
         ThreadPoolExecutor(max_workers=2) as pool,
     ):
-        # Parts compress in two threads (zstd releases the GIL) while the next part is built;
-        # at most two parts wait, which bounds memory.
+        # A part compresses in a thread (zstd releases the GIL) while the next part is built; at
+        # most one part waits (each holds ~190 MB of texts at 50,000 pairs: a second waiting part
+        # raised peak RSS by 50-180 MB and saved no time, benchmarks/RESULTS.md).
         pending: list[Future] = []
         index = -1
         for index, table in enumerate(tables):
             bar.advance(table.num_rows)
             pending.append(pool.submit(pub.write_table, conform_pairs(table), f"part-{index:05d}.parquet"))
-            if len(pending) > 2:
+            if len(pending) > 1:
                 pending.pop(0).result()
         if index < 0:  # no pairs: one empty part keeps the version readable
             from prefcurate.schema import PAIR_SCHEMA
