@@ -97,13 +97,15 @@ def test_seeded_sampling_is_independent_of_batching_and_resumes(
     a, b = sorted(rows(tmp_path / "a.jsonl"), key=key), sorted(rows(tmp_path / "b.jsonl"), key=key)
     assert [r["completion"] for r in a] == [r["completion"] for r in b] and len(a) == 9
     assert len({r["completion"] for r in a if r["task_id"] == "HumanEval/0"}) > 1  # sampling, not greedy
-    # Resume: drop the last 4 rows (and cut a line in half, as a kill would), rerun, same file content.
+    # Resume: drop the last 4 rows (and cut a line in half, as a kill would), rerun, same file bytes.
+    original = (tmp_path / "a.jsonl").read_bytes()
     lines = (tmp_path / "a.jsonl").read_text().splitlines(keepends=True)
     (tmp_path / "a.jsonl").write_text("".join(lines[:5]) + lines[5][:10])
     res = generate(GenerateOptions(out=str(tmp_path / "a.jsonl"), batch_size=9, **common))
     assert (res.skipped, res.written) == (5, 4)
     again = sorted((r for r in rows_tolerant(tmp_path / "a.jsonl")), key=key)
     assert [r["completion"] for r in again] == [r["completion"] for r in a]
+    assert (tmp_path / "a.jsonl").read_bytes() == original  # the rows put back in job order
     # Other settings on the same file: refused, not mixed.
     with pytest.raises(Exception, match="other settings"):
         generate(GenerateOptions(out=str(tmp_path / "a.jsonl"), batch_size=9, **{**common, "seed": 1}))

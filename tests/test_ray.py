@@ -1,6 +1,8 @@
 """The Ray executor on a real local cluster (CPU only): the same published bytes as a local run with
 1 or 2 actors, shard faults with and without retries, Ctrl-C of the driver then resume, thread-count
-invariance, `build code` on actors, the manifest's `execution` block, and refused configurations.
+invariance, `build code`, `eval code` and `eval generate` on actors (generate: a partial run, then
+resume), the preflight that refuses a mixed cluster before any actor starts, `score --by reward`
+without weights on the driver, the manifest's `execution` block, and refused configurations.
 
 One cluster for the session: `num_cpus=3` logical CPUs (on a 2-core machine), so two single-CPU
 actors fit with the one CPU the executor keeps free for Ray's own tasks (ray#44687).
@@ -26,8 +28,9 @@ pytest.importorskip("transformers")
 from prefcurate.cli import app  # noqa: E402
 from prefcurate.errors import ConfigError, PrefcurateError  # noqa: E402
 from prefcurate.execution import ExecutionOptions, ExecutorKind, LocalExecutor, WorkKind, open_executor  # noqa: E402
+from prefcurate.execution.preflight import plan_probes  # noqa: E402
 from prefcurate.execution.ray_executor import RayExecutor, check_uniform  # noqa: E402
-from prefcurate.execution.runtime import FAIL_SHARDS_ENV, runtime_identity  # noqa: E402
+from prefcurate.execution.runtime import FAIL_SHARDS_ENV, FAKE_DEVICE_ENV, runtime_identity  # noqa: E402
 from prefcurate.score import logprob_margin as lm  # noqa: E402
 from prefcurate.score import run_signal  # noqa: E402
 from prefcurate.store import Store, VersionRef  # noqa: E402
@@ -51,6 +54,7 @@ def small_shards(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(lm, "MIN_SHARD_ROWS", SHARD_ROWS)  # read on the driver only: it cuts the shards
     monkeypatch.setenv("PREFCURATE_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv(FAIL_SHARDS_ENV, raising=False)
+    monkeypatch.delenv(FAKE_DEVICE_ENV, raising=False)
 
 
 @pytest.fixture(scope="session")
@@ -265,22 +269,49 @@ def test_configurations_that_cannot_progress_or_do_not_apply_are_refused(cluster
     for extra, message in cases.items():
         res = runner.invoke(app, [*base, *extra])
         assert res.exit_code == 1 and message in res.stderr, res.output
-    res = runner.invoke(app, ["eval", "code", "x.jsonl", "--suite", "humaneval", "--executor", "ray"])
-    assert res.exit_code == 1 and "eval code runs in this process only" in res.stderr
+    evals = {
+        (
+            "generate",
+            "m",
+            "--suite",
+            "humaneval",
+            "--out",
+            "x.jsonl",
+            "--workers",
+            "2",
+        ): "--workers applies to",
+        ("code", "x.jsonl", "--suite", "humaneval", "--threads", "2"): "--threads applies to --executor ray",
+    }
+    for extra, message in evals.items():
+        res = runner.invoke(app, ["eval", *extra])
+        assert res.exit_code == 1 and message in res.stderr, res.output
 
 
 def test_a_mixed_cluster_is_refused_with_both_sides_named() -> None:
     a = {"device": "cuda:NVIDIA H100", "versions": {"torch": "2.6.0", "vllm": "0.8.0"}}
-    check_uniform(("n1:1", a), "n1:2", json.loads(json.dumps(a)))  # the same: accepted
+    check_uniform(("actor n1:1", a), "actor n1:2", json.loads(json.dumps(a)))  # the same: accepted
     b = {"device": "cuda:NVIDIA A100", "versions": {"torch": "2.6.0", "vllm": "0.8.0"}}
     with pytest.raises(
         ConfigError,
         match=r"mixed Ray cluster: actor n2:7 runs cuda:NVIDIA A100 .* actor n1:1 runs cuda:NVIDIA H100",
     ):
-        check_uniform(("n1:1", a), "n2:7", b)
+        check_uniform(("actor n1:1", a), "actor n2:7", b)
     c = {"device": "cuda:NVIDIA H100", "versions": {"torch": "2.7.0", "vllm": "0.8.0"}}
     with pytest.raises(ConfigError, match="torch 2.7.0"):
-        check_uniform(("n1:1", a), "n3:1", c)
+        check_uniform(("actor n1:1", a), "actor n3:1", c)
+    # The preflight's plan: one probe per actor slot of each alive node, at most the pool size.
+    nodes = [
+        {"NodeID": "b", "Alive": True, "NodeManagerAddress": "10.0.0.2", "Resources": {"CPU": 8, "GPU": 2}},
+        {"NodeID": "a", "Alive": True, "NodeManagerAddress": "10.0.0.1", "Resources": {"CPU": 3}},
+        {"NodeID": "c", "Alive": False, "NodeManagerAddress": "10.0.0.3", "Resources": {"CPU": 64}},
+    ]
+    assert [(p.index, p.address) for p in plan_probes(nodes, 2, 0, 3)] == [
+        (0, "10.0.0.1"),
+        (1, "10.0.0.2"),
+        (2, "10.0.0.2"),
+        (3, "10.0.0.2"),
+    ]
+    assert [p.address for p in plan_probes(nodes, 1, 1, 8)] == ["10.0.0.2", "10.0.0.2"]  # GPUs bound it
 
 
 def test_local_executor_moves_the_bar_inside_a_shard(tmp_path, monkeypatch) -> None:
@@ -329,6 +360,7 @@ def test_bundled_model_local_and_two_actors_publish_identical_bytes(cluster, tmp
 def test_reward_signal_on_a_ray_actor_gives_the_local_bytes(
     cluster, smollm2_tokenizer_dir, tmp_path_factory, tmp_path, monkeypatch
 ) -> None:
+    from prefcurate.score import reward_margin
     from prefcurate.score.reward_margin import RewardMargin
 
     from .test_reward import make_model
@@ -336,9 +368,181 @@ def test_reward_signal_on_a_ray_actor_gives_the_local_bytes(
     model = make_model(tmp_path_factory.mktemp("tiny-rm"), smollm2_tokenizer_dir)
     monkeypatch.setattr(RewardMargin, "shard_rows", SHARD_ROWS)
     got = {}
-    for name, options in (("local", ExecutionOptions(threads=1)), ("ray", ray_options(1))):
-        with open_executor(options) as executor:
-            sig = RewardMargin(model=model, dtype="fp32", max_length=64)
-            got[name] = run_signal(fresh_store(tmp_path / name), "toy", sig, executor=executor)[0]
+    with open_executor(ExecutionOptions(threads=1)) as executor:
+        sig = RewardMargin(model=model, dtype="fp32", max_length=64)
+        got["local"] = run_signal(fresh_store(tmp_path / "local"), "toy", sig, executor=executor)[0]
+    # On Ray the driver only tokenizes: loading the weights here fails the test (the actors' own
+    # processes import the module afresh, unpatched).
+    loads: list[object] = []
+
+    def no_weights_here(*args: object, **kwargs: object) -> None:
+        loads.append(args)
+        raise AssertionError("the driver loaded the reward model's weights")
+
+    monkeypatch.setattr(reward_margin, "load_reward_model", no_weights_here)
+    with open_executor(ray_options(1)) as executor:
+        sig = RewardMargin(model=model, dtype="fp32", max_length=64)
+        got["ray"] = run_signal(fresh_store(tmp_path / "ray"), "toy", sig, executor=executor)[0]
+    assert loads == []
     assert data_bytes(got["ray"]) == data_bytes(got["local"])
     assert got["ray"].manifest["execution"]["shards_run"] == 4
+    assert (
+        got["ray"].manifest["model"] == got["local"].manifest["model"]
+    )  # pad id, template: from the tokenizer
+
+
+# -- preflight: a mixed cluster is refused before anything is scheduled ----------------------------
+
+
+class MarkerWork:
+    """A ShardWork that leaves a file behind when an actor builds it, so a test can tell whether
+    any actor started (and would have computed)."""
+
+    gpu = False
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def open(self, threads: int | None):  # type: ignore[no-untyped-def]
+        Path(self.marker).write_text("opened")
+        return lambda shard, report: shard
+
+
+def marker_job(marker: Path):  # type: ignore[no-untyped-def]
+    import pyarrow as pa
+
+    from prefcurate.execution import ShardJob
+
+    return ShardJob(
+        pa.table({"x": [0, 1, 2, 3]}), 1, [0, 1, 2, 3], None, MarkerWork(marker), "marker", WorkKind.sandbox
+    )
+
+
+def test_preflight_refuses_a_mixed_cluster_before_any_actor_starts(
+    cluster, tiny_model, tmp_path, monkeypatch
+) -> None:
+    delivered: list[int] = []
+    # The control: a uniform cluster probes each actor slot, then the actors build and compute.
+    executor = RayExecutor(ray_options(2))
+    executor.run(marker_job(tmp_path / "control"), lambda i, _t: delivered.append(i), lambda _n: None)
+    assert sorted(delivered) == [0, 1, 2, 3] and (tmp_path / "control").exists()
+    assert executor.record()["preflight_probes"] == 2  # one node, two actor slots
+    # Probe 1 reports another device: refused, both sides named, before any actor was built.
+    monkeypatch.setenv(FAKE_DEVICE_ENV, "1=cuda:Fake GPU")
+    delivered.clear()
+    executor = RayExecutor(ray_options(2))
+    with pytest.raises(
+        ConfigError,
+        match=r"mixed Ray cluster: node \S+ \(probe 1, \S+\) runs cuda:Fake GPU \(.*\) but node \S+ "
+        r"\(probe 0, \S+\) runs cpu:.*before any shard was scheduled",
+    ) as err:
+        executor.run(marker_job(tmp_path / "refused"), lambda i, _t: delivered.append(i), lambda _n: None)
+    assert "\n" not in str(err.value)
+    assert delivered == [] and not (tmp_path / "refused").exists() and executor.actors == {}
+    # The same through a command: nothing computed, no shard file, no version.
+    store = fresh_store(tmp_path / "store")
+    res = runner.invoke(
+        app,
+        ["score", "toy", "--by", "logprob-margin", "--model", tiny_model, "--dtype", "fp32"]
+        + ["--max-length", "64", "--batch-tokens", "128", "--store", str(store.root)]  # 4 shards: 2 actors
+        + ["--executor", "ray", "--workers", "2", "--threads", "1"],
+    )
+    assert res.exit_code == 1 and "mixed Ray cluster" in res.stderr, res.output
+    assert shard_files(store) == [] and store.versions("scores", "toy/logprob_margin_v1") == []
+
+
+# -- eval code and eval generate on actors --------------------------------------------------------
+
+
+def write_suite(folder: Path, problems: list[dict]) -> Path:
+    import gzip
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with gzip.open(folder / "HumanEval.jsonl.gz", "wt") as fh:
+        fh.writelines(json.dumps(p) + "\n" for p in problems)
+    return folder
+
+
+def test_eval_code_on_one_or_two_actors_gives_the_local_bytes(cluster, tmp_path, monkeypatch) -> None:
+    from prefcurate.evaluate import code
+
+    from .test_eval_code import PROBLEMS
+
+    monkeypatch.setattr(code, "SHARD_ROWS", 2)  # 2 references -> 1 shard, 4 scored samples -> 2 shards
+    data = write_suite(tmp_path / "data", PROBLEMS)
+    samples = tmp_path / "s.jsonl"
+    completions = ["    return a + b\n", "    return a - b\n", "    return a +\n", "    return b + a\n"]
+    lines = [{"task_id": "HumanEval/0", "completion": c} for c in completions]
+    lines.append({"task_id": "HumanEval/1", "completion": "    return 1\n"})  # its reference fails: excluded
+    samples.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    base = ["eval", "code", str(samples), "--suite", "humaneval", "--data", str(data), "--timeout", "60"]
+    runs = {
+        "local": ["--workers", "1"],
+        "ray-1": ["--executor", "ray", "--workers", "1", "--threads", "1"],
+        "ray-2": ["--executor", "ray", "--workers", "2", "--threads", "1"],
+    }
+    files = {}
+    for name, extra in runs.items():
+        res = runner.invoke(app, [*base, "--out", str(tmp_path / name), *extra])
+        assert res.exit_code == 0, res.output
+        files[name] = {
+            f: (tmp_path / name / f).read_bytes() for f in ("summary.json", "tasks.jsonl", "samples.jsonl")
+        }
+    assert files["ray-1"] == files["local"] and files["ray-2"] == files["local"]
+    summary = json.loads(files["local"]["summary.json"])
+    assert summary["tasks"] == 1 and summary["samples"] == 4 and summary["excluded_samples"] == 1
+    assert summary["pass@1"] == 0.5 and summary["sandbox"]["isolation"] is not None
+    execution = {name: json.loads((tmp_path / name / "execution.json").read_text()) for name in runs}
+    assert execution["local"]["executor"] == "local" and execution["local"]["sandbox_workers"] == 1
+    two = execution["ray-2"]
+    assert two["executor"] == "ray" and two["sandbox_workers"] == 1 and two["shards_run"] == 3
+    assert two["actors"] >= 2  # the references' one-actor pool, then the samples' two actors
+    assert two["preflight_probes"] == 3  # each pass probes each actor slot first: 1, then 2
+
+
+def test_eval_generate_on_actors_gives_the_local_bytes_and_resumes(
+    cluster, make_tiny_model, tmp_path, monkeypatch
+) -> None:
+    from prefcurate.evaluate import generate as gen
+
+    from .test_eval_generate import PROBLEMS
+
+    monkeypatch.setattr(gen, "SHARD_BATCHES", 1)  # 9 jobs in shards of 2 (--batch-size 2): 5 shards
+    data = write_suite(tmp_path / "data", PROBLEMS)
+    model = make_tiny_model(seed=7)
+    common = ["--suite", "humaneval", "--data", str(data), "--n", "3", "--temperature", "1.0"]
+    common += ["--max-new-tokens", "6", "--batch-size", "2"]
+    local = tmp_path / "local.jsonl"
+    res = runner.invoke(app, ["eval", "generate", model, *common, "--out", str(local), "--threads", "1"])
+    assert res.exit_code == 0 and "9 samples written" in res.stdout, res.output
+    two = tmp_path / "two.jsonl"
+    res = runner.invoke(
+        app,
+        ["eval", "generate", model, *common, "--out", str(two)]
+        + ["--executor", "ray", "--workers", "2", "--threads", "1"],
+    )
+    assert res.exit_code == 0 and "9 samples written" in res.stdout, res.output
+    assert two.read_bytes() == local.read_bytes()
+    # A partial run: shard 2 fails on its actor (no retries); the other shards' rows are written.
+    opts = gen.GenerateOptions(
+        model=model,
+        suite="humaneval",
+        out=str(tmp_path / "resumed.jsonl"),
+        n=3,
+        temperature=1.0,
+        max_new_tokens=6,
+        batch_size=2,
+        data_dir=str(data),
+    )
+    monkeypatch.setenv(FAIL_SHARDS_ENV, "2")
+    with (
+        open_executor(ray_options(2, retries=0)) as executor,
+        pytest.raises(PrefcurateError, match="shard 2 failed"),
+    ):
+        gen.generate(opts, executor=executor)
+    assert len((tmp_path / "resumed.jsonl").read_text().splitlines()) == 7  # 4 shards of 2, 2 + 2 + 2 + 1
+    monkeypatch.delenv(FAIL_SHARDS_ENV)
+    with open_executor(ray_options(1)) as executor:
+        res_again = gen.generate(opts, executor=executor)
+    assert (res_again.skipped, res_again.written) == (7, 2)
+    assert (tmp_path / "resumed.jsonl").read_bytes() == local.read_bytes()

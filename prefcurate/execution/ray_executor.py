@@ -2,6 +2,8 @@
 actors that each build the shard function once (load the model, start a sandbox) from a picklable
 `ShardWork`.
 
+Before any shard is scheduled, every actor slot of the cluster answers a cheap probe (its device
+class and library versions, `preflight.py`) and a mixed cluster is refused, nothing computed.
 The driver stays the only writer: actors return each shard's output through Ray's object store and
 the driver writes the shard file (the completion marker) itself, so no shared filesystem is needed
 and a duplicate delivery is skipped. A shard whose function raised is retried by its actor, on the
@@ -28,7 +30,8 @@ import pyarrow as pa
 from prefcurate.errors import ConfigError, PrefcurateError
 
 from .options import ExecutionOptions, ExecutorKind, WorkKind
-from .runtime import FAIL_SHARDS_ENV, failing_shards, runtime_identity, set_torch_threads, uniform_key
+from .preflight import check_uniform, run_preflight
+from .runtime import FAIL_SHARDS_ENV, FAKE_DEVICE_ENV, failing_shards, runtime_identity, set_torch_threads
 from .work import Deliver, Report, ShardJob, ShardWork
 
 
@@ -50,14 +53,14 @@ def _no_report(_n: float) -> None:
 class ShardActor:
     """One Ray actor: builds the shard function once, then computes the shards Ray Data hands it."""
 
-    def __init__(self, work: ShardWork, threads: int | None, retries: int) -> None:
+    def __init__(self, work: ShardWork, threads: int | None, retries: int, kind: str) -> None:
         self.retries = retries
         if threads is not None:
             set_torch_threads(threads)
         self.fn = work.open(threads)
         self.fail = failing_shards()
         self.name = f"{socket.gethostname()}:{os.getpid()}"
-        self.identity = json.dumps(runtime_identity(), sort_keys=True)
+        self.identity = json.dumps(runtime_identity(WorkKind(kind)), sort_keys=True)
 
     def __call__(self, batch: pa.Table) -> dict[str, list[Any]]:
         out: dict[str, list[Any]] = {
@@ -87,23 +90,6 @@ class ShardActor:
         return out
 
 
-def describe_identity(identity: dict[str, Any]) -> str:
-    versions = ", ".join(f"{k} {v}" for k, v in sorted(identity["versions"].items()) if v)
-    return f"{identity['device']} ({versions})"
-
-
-def check_uniform(reference: tuple[str, dict[str, Any]] | None, actor: str, identity: dict[str, Any]) -> None:
-    """Refuse an actor whose device class or library versions differ from the first actor's."""
-    if reference is None or uniform_key(reference[1]) == uniform_key(identity):
-        return
-    first, ref = reference
-    raise ConfigError(
-        f"mixed Ray cluster: actor {actor} runs {describe_identity(identity)} but actor {first} runs "
-        f"{describe_identity(ref)}; one signal version must come from one device class and one set of "
-        "library versions (pin them with node labels or a runtime_env)"
-    )
-
-
 class RayExecutor:
     kind = ExecutorKind.ray
 
@@ -111,10 +97,11 @@ class RayExecutor:
         self.options = options
         self.connected = self.owned = False
         self.address: str | None = options.address
-        self.reference: tuple[str, dict[str, Any]] | None = None
+        # Per work kind: the first probe's (name, identity), which every later probe and actor must match.
+        self.references: dict[str, tuple[str, dict[str, Any]]] = {}
         self.actors: dict[str, dict[str, Any]] = {}
         self.actor_info: dict[str, Any] = {}
-        self.stats = {"shards_run": 0, "retried": 0, "duplicates_skipped": 0}
+        self.stats = {"shards_run": 0, "retried": 0, "duplicates_skipped": 0, "preflight_probes": 0}
         self.pool: dict[str, Any] = {}
 
     # -- cluster -----------------------------------------------------------------------------
@@ -180,6 +167,7 @@ class RayExecutor:
             raise ConfigError(f"{job.description} cannot run on Ray: it has no picklable shard work")
         ray = self._connect()
         self.pool = self.size_pool(ray, job.work, job.kind, len(job.missing))
+        self._preflight(ray, job.kind)
         failures = self._pass(ray, job, deliver)
         if failures:
             shard, (actor, error, attempts) = min(failures.items())
@@ -189,12 +177,25 @@ class RayExecutor:
                 "rerun to continue)"
             )
 
+    @staticmethod
+    def _runtime_env() -> dict[str, Any] | None:
+        env = {k: os.environ[k] for k in (FAIL_SHARDS_ENV, FAKE_DEVICE_ENV) if os.environ.get(k)}
+        return {"env_vars": env} if env else None
+
+    def _preflight(self, ray: Any, kind: WorkKind) -> None:
+        """Every actor slot answers a probe before anything is scheduled (see execution/preflight.py)."""
+        reference, n = run_preflight(
+            ray, kind, self.pool, self._runtime_env(), max(1.0, self.options.shard_timeout_s)
+        )
+        check_uniform(self.references.get(kind.value), *reference)  # an earlier step's probes
+        self.references.setdefault(kind.value, reference)
+        self.stats["preflight_probes"] += n
+
     def _pass(self, ray: Any, job: ShardJob, deliver: Deliver) -> dict[int, tuple[str, str, int]]:
         """One pass over the missing shards; returns the ones that failed: actor, error, attempts."""
         import ray.data
 
         retries = self.options.retries
-        env = {FAIL_SHARDS_ENV: os.environ[FAIL_SHARDS_ENV]} if os.environ.get(FAIL_SHARDS_ENV) else {}
         rows = [{"shard": i, "data": to_ipc(job.shard(i))} for i in job.missing]
         ds = ray.data.from_items(rows, override_num_blocks=len(rows))
         with warnings.catch_warnings():
@@ -203,7 +204,7 @@ class RayExecutor:
             warnings.simplefilter("ignore", DeprecationWarning)
             mapped = ds.map_batches(
                 ShardActor,
-                fn_constructor_args=(job.work, self.pool["threads"], retries),
+                fn_constructor_args=(job.work, self.pool["threads"], retries, job.kind.value),
                 batch_size=1,  # one shard per call: a shard is the unit of resume and of batching
                 # One shard in flight per actor: shards spread over the pool instead of queueing on one.
                 compute=ray.data.ActorPoolStrategy(
@@ -212,7 +213,7 @@ class RayExecutor:
                 num_cpus=self.pool["threads"],
                 num_gpus=self.pool["gpus_per_actor"],
                 batch_format="pyarrow",
-                runtime_env={"env_vars": env} if env else None,
+                runtime_env=self._runtime_env(),
                 max_restarts=retries,
                 max_task_retries=retries,
             )
@@ -250,9 +251,9 @@ class RayExecutor:
                 ) from item
             for row in item.to_pylist():
                 identity = json.loads(row["identity"])
-                check_uniform(self.reference, row["actor"], identity)
-                if self.reference is None:
-                    self.reference = (row["actor"], identity)
+                who = f"actor {row['actor']}"
+                check_uniform(self.references.get(job.kind.value), who, identity)
+                self.references.setdefault(job.kind.value, (who, identity))
                 self.actors.setdefault(row["actor"], identity)
                 if (info := json.loads(row["info"])) is not None:
                     self.actor_info[row["actor"]] = info

@@ -43,15 +43,12 @@ class Encoded:
 
 
 @dataclass
-class RewardModel:
-    """A loaded reward model with what determines its scores (for manifests)."""
+class RewardEncoder:
+    """What turns a conversation into the reward model's input ids: its tokenizer and pad id, no
+    weights (a driver whose shards run on Ray actors needs only this)."""
 
-    model: Any
     tokenizer: Any
     spec: str
-    dtype: str  # resolved: "fp32" or "bf16"
-    device: str
-    fingerprint: dict[str, Any]
     pad_token_id: int
 
     @property
@@ -85,6 +82,16 @@ class RewardModel:
         if len(ids) > max_length:
             return Encoded(ids[-max_length:], True)
         return Encoded(ids, False)
+
+
+@dataclass
+class RewardModel(RewardEncoder):
+    """A loaded reward model with what determines its scores (for manifests)."""
+
+    model: Any
+    dtype: str  # resolved: "fp32" or "bf16"
+    device: str
+    fingerprint: dict[str, Any]
 
     def score_batch(self, sequences: Sequence[Sequence[int]]) -> list[float]:
         """Scores of right-padded sequences in one forward pass."""
@@ -216,15 +223,8 @@ def load_reward_model(
             f"{spec} is not a reward model: its checkpoint has no classification head ({missing_head[0]} would be "
             "random); give a checkpoint trained as a reward model"
         )
-    pad = model.config.pad_token_id
-    if pad is None:
-        # Batches need a pad id; the model's pooling then skips trailing pads.
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        if pad is None:
-            raise ConfigError(
-                f"{spec}: neither the model nor its tokenizer defines a pad or end-of-sequence token"
-            )
-        model.config.pad_token_id = pad
+    pad = _pad_id(spec, model.config, tokenizer)
+    model.config.pad_token_id = pad  # batches need one; the model's pooling then skips trailing pads
     model.to(device).eval()
     return RewardModel(
         model=model,
@@ -233,5 +233,31 @@ def load_reward_model(
         dtype=dtype,
         device=device,
         fingerprint=dict(fingerprint if fingerprint is not None else model_fingerprint(spec)),
-        pad_token_id=int(pad),
+        pad_token_id=pad,
     )
+
+
+def _pad_id(spec: str, config: Any, tokenizer: Any) -> int:
+    """The model's pad id, else the tokenizer's pad or end-of-sequence token."""
+    pad = config.pad_token_id
+    if pad is None:
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    if pad is None:
+        raise ConfigError(
+            f"{spec}: neither the model nor its tokenizer defines a pad or end-of-sequence token"
+        )
+    return int(pad)
+
+
+def load_reward_encoder(spec: str | Path | None) -> RewardEncoder:
+    """The tokenizer and pad id of a reward model, from its tokenizer and config files (no weights)."""
+    spec = _need_model(spec)
+    transformers = require("transformers", "reward-model scoring")
+    source, kwargs = _source(spec)
+    try:
+        with quiet_transformers():
+            config = transformers.AutoConfig.from_pretrained(source, **kwargs)
+            tokenizer = transformers.AutoTokenizer.from_pretrained(source, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise _load_error(spec, exc) from exc
+    return RewardEncoder(tokenizer=tokenizer, spec=spec, pad_token_id=_pad_id(spec, config, tokenizer))

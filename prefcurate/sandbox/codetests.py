@@ -397,11 +397,18 @@ class LazySuiteRunner:
     shards are all on disk starts none). `isolation` is the sandbox's isolation report once it
     ran something (None before), for the manifest."""
 
-    def __init__(self, workers: int | None, timeout: float, require_isolation: bool = False) -> None:
-        from prefcurate.sandbox.policy import DEFAULT_MAX_STEPS
+    def __init__(
+        self,
+        workers: int | None,
+        timeout: float,
+        require_isolation: bool = False,
+        max_steps: int | None = None,
+    ) -> None:
+        from prefcurate.sandbox.policy import DEFAULT_MAX_STEPS, DEFAULT_MEMORY_MB
         from prefcurate.sandbox.pool import validate_limits
 
-        validate_limits(timeout, 512, DEFAULT_MAX_STEPS, workers)  # before anything runs
+        self.max_steps = DEFAULT_MAX_STEPS if max_steps is None else max_steps
+        validate_limits(timeout, DEFAULT_MEMORY_MB, self.max_steps, workers)  # before anything runs
         self.workers, self.timeout, self.require_isolation = workers, timeout, require_isolation
         self.pool: Any = None
         self.isolation: dict[str, Any] | None = None
@@ -411,7 +418,10 @@ class LazySuiteRunner:
 
         if self.pool is None:
             self.pool = SandboxPool(
-                workers=self.workers, timeout=self.timeout, require_isolation=self.require_isolation
+                workers=self.workers,
+                timeout=self.timeout,
+                max_steps=self.max_steps,
+                require_isolation=self.require_isolation,
             ).start()
         results = run_suites(self.pool, jobs)
         self.isolation = self.pool.isolation

@@ -86,6 +86,7 @@ class StepLimit(SandboxAbort):
 # deadline: the deadline is the usual limit, the budget a bound that does not depend on the
 # machine's speed.
 DEFAULT_MAX_STEPS = 200_000_000
+DEFAULT_MEMORY_MB = 512  # address-space limit of one program's process
 
 
 def is_dunder(name: str) -> bool:

@@ -31,7 +31,7 @@ from . import isolation
 from .channel import ChildDied, Conn, Deadline, Violation
 from .judge import JobState as _Job
 from .judge import judge_unit  # noqa: F401 - part of this module's interface
-from .policy import DEFAULT_MAX_STEPS
+from .policy import DEFAULT_MAX_STEPS, DEFAULT_MEMORY_MB
 from .result import (
     ERROR,
     ERRORED,
@@ -191,7 +191,7 @@ class SandboxPool:
         self,
         workers: int | None = None,
         timeout: float = 5.0,
-        memory_mb: int = 512,
+        memory_mb: int = DEFAULT_MEMORY_MB,
         max_steps: int = DEFAULT_MAX_STEPS,
         require_isolation: bool = False,
     ) -> None:

@@ -67,17 +67,24 @@ class SuiteShards:
     def info(self) -> dict[str, Any]:
         return {"sandbox_isolation": self.runner.isolation}
 
+    def close(self) -> None:
+        self.runner.close()
+
 
 @dataclass(frozen=True)
 class SuiteWork:
     """What a Ray actor needs to start its own sandbox pool: `threads` sandbox workers per actor
-    (else `workers`, else the actor's CPU count)."""
+    (else `workers`, else the actor's CPU count). The local executor runs `open(None)`'s function."""
 
     workers: int | None
     timeout: float
     require_isolation: bool = False
     gpu: bool = False
+    max_steps: int | None = None  # None: the sandbox's default step budget
 
     def open(self, threads: int | None) -> SuiteShards:
         # The pool's processes die with the actor (PR_SET_PDEATHSIG), so nothing outlives the run.
-        return SuiteShards(LazySuiteRunner(threads or self.workers, self.timeout, self.require_isolation))
+        runner = LazySuiteRunner(
+            threads or self.workers, self.timeout, self.require_isolation, self.max_steps
+        )
+        return SuiteShards(runner)

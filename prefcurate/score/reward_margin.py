@@ -6,6 +6,8 @@ Fields: `chosen`, `rejected` (the reward model's scalar for each completion give
 Each distinct completion (completion id) is scored once, however many pairs share it. The
 completions are sorted by token length (longest first) and processed in resumable shards, each
 packed into batches under `batch_tokens`; an interrupted run resumes from the finished shards.
+The driver tokenizes with the reward model's tokenizer alone; the weights are loaded where shards
+run: in this process on the first shard it computes, or once per Ray actor.
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ from prefcurate.models.encoding import check_batch_tokens, check_max_length
 from prefcurate.models.reward import (
     TRUNCATION_SIDE,
     ModelIdentity,
+    RewardEncoder,
     RewardModel,
     identify_reward_model,
+    load_reward_encoder,
     load_reward_model,
 )
 from prefcurate.progress import progress_bar
@@ -57,6 +61,7 @@ class RewardMargin(Signal):
         check_max_length(self.max_length)
         check_batch_tokens(self.batch_tokens)
         self._rm: RewardModel | None = None
+        self._encoder: RewardEncoder | None = None
         self._identity: ModelIdentity | None = None
 
     def model_identity(self) -> ModelIdentity:
@@ -65,10 +70,17 @@ class RewardMargin(Signal):
         return self._identity
 
     def reward_model(self) -> RewardModel:
+        """The weights, loaded on first use (only where shards are computed in this process)."""
         if self._rm is None:
             ident = self.model_identity()
             self._rm = load_reward_model(self.model, ident.dtype, ident.device, fingerprint=ident.fingerprint)
         return self._rm
+
+    def encoder(self) -> RewardEncoder:
+        """Tokenizer and pad id (no weights): all the driver needs."""
+        if self._encoder is None:
+            self._encoder = self._rm if self._rm is not None else load_reward_encoder(self.model)
+        return self._encoder
 
     def identity(self) -> dict[str, Any]:
         # Cheap: no weights are loaded.
@@ -81,24 +93,24 @@ class RewardMargin(Signal):
         }
 
     def _model_manifest(self) -> dict[str, Any]:
-        rm = self.reward_model()
+        enc, ident = self.encoder(), self.model_identity()
         return {
             "model": {
-                "spec": rm.spec,
-                "fingerprint": rm.fingerprint,
-                "dtype": rm.dtype,
-                "dtype_reason": self.model_identity().dtype_reason,
-                "device": rm.device,
-                "template": rm.template,
-                "chat_template_hash": rm.chat_template_hash,
+                "spec": enc.spec,
+                "fingerprint": dict(ident.fingerprint),
+                "dtype": ident.dtype,
+                "dtype_reason": ident.dtype_reason,
+                "device": ident.device,
+                "template": enc.template,
+                "chat_template_hash": enc.chat_template_hash,
                 "max_length": self.max_length,
                 "truncation": TRUNCATION_SIDE,
-                "pad_token_id": rm.pad_token_id,
+                "pad_token_id": enc.pad_token_id,
             },
         }
 
     def compute(self, pairs: pa.Table, ctx: RunContext) -> Computed:
-        rm = self.reward_model()
+        rm = self.encoder()
         completions = completion_texts(pairs)
         ids, tokens, lengths, truncated = [], [], [], []
         with progress_bar("tokenizing", len(completions)) as bar:
@@ -120,9 +132,13 @@ class RewardMargin(Signal):
         )
 
         ident = self.model_identity()
+
+        def score_shard(shard: pa.Table, report: Report) -> pa.Table:  # the local executor's
+            return score_reward_shard(self.reward_model(), self.batch_tokens, shard, report)
+
         scored = ctx.map_shards(
             table,
-            partial(score_reward_shard, rm, self.batch_tokens),
+            score_shard,
             work=RewardWork(self.model, ident.dtype, self.batch_tokens, dict(ident.fingerprint)),
             shard_rows=self.shard_rows,
             description="reward",
