@@ -16,7 +16,7 @@ from ..errors import ConfigError
 from ..evaluate.jobs import Backend
 from ..execution import ExecutorKind
 from ..models.dtypes import Dtype
-from .app import Format, FormatOpt, StoreOpt, _typer, app, get_store, out, parse_key_values, render
+from .app import Format, FormatOpt, StoreOpt, _typer, app, err, get_store, out, parse_key_values, render
 from .execution import ExecutorOpt, refuse_remote
 
 if TYPE_CHECKING:
@@ -488,14 +488,12 @@ def run_cmd(
 ) -> None:
     """Evaluate the start model and every finished stage of a train run; publish evals/<run>/<version>.
 
-    Result folders land in RUN_DIR/evals/<suite>/<stage>/ (read them with `eval compare`); the
-    store entry is queryable as the DuckDB view `evals` (`prefcurate sql evals`)."""
-    from ..evaluate.run import evaluate_run
+    Result folders land in RUN_DIR/evals/<suite>/<stage>/ (read them with `eval compare`); a
+    checkpoint already evaluated with the same settings (by `train --eval`, or an earlier `eval run`)
+    is reused. The store entry is queryable as the DuckDB view `evals` (`prefcurate sql evals`)."""
+    from ..evaluate.run import RunEvalOptions, evaluate_run
 
-    ref, table = evaluate_run(
-        get_store(store),
-        run_dir,
-        suite,
+    options = RunEvalOptions(
         n=n,
         temperature=temperature,
         seed=seed,
@@ -507,7 +505,14 @@ def run_cmd(
         workers=workers,
         limit=limit,
         data_dir=str(data) if data is not None else None,
+    )
+    ref, table = evaluate_run(
+        get_store(store),
+        run_dir,
+        suite,
+        options,
         stages=stage,
+        log=lambda line: err.print(line, markup=False, highlight=False),
     )
     summary = (
         table.group_by(["stage", "step", "epochs", "pairs_seen"])
