@@ -10,8 +10,10 @@ the chosen and rejected rating is easy), then trained three ways with the same d
 
 After every stage the model is evaluated on held-out pairs (eval_clean.jsonl: other prompts): the
 implicit-reward accuracy against the starting model, and the mean gamma = log pi(y_w|x) - log pi(y_l|x)
-of the stage's model (sDPO's diagnostic: it should rise from stage to stage). The eval table at the
-end (`prefcurate eval holdout` + `eval compare --control plain`) gives every accuracy a 95% paired
+of the stage's model (sDPO's diagnostic: it should rise from stage to stage). The plain arm, one stage,
+is also checkpointed (`save_at_steps`) and evaluated at the bucketed arms' stage boundaries, so every
+stage has a plain model at the same global step to be compared with. The eval table at the end
+(`prefcurate eval holdout` + `eval compare --control plain`) gives every accuracy a 95% paired
 bootstrap interval and each schedule's difference to plain at the same global step an interval and
 an exact McNemar test (Holm-adjusted). This is a measurement, not a demonstration that curriculum
 wins: with a few dozen held-out pairs an interval is about +-0.2 wide.
@@ -27,6 +29,7 @@ Only pairs whose prompt fits in half of --max-length are used; completions are c
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import random
 import shutil
@@ -113,7 +116,8 @@ def main() -> int:
     ap.add_argument("--smoke", action="store_true", help="tiny sizes: checks the pipeline, measures nothing")
     args = ap.parse_args()
     if args.smoke:
-        args.pairs_per_bucket, args.holdout_pairs, args.max_length = 2, 4, 64
+        # 96: the chat template alone takes ~30 tokens, so no prompt fits in half of 64
+        args.pairs_per_bucket, args.holdout_pairs, args.max_length = 2, 4, 96
 
     import torch
 
@@ -166,10 +170,14 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     store = Store(args.out / "store")
     results = {}
-    for schedule in args.schedules.split(","):
+    schedules = args.schedules.split(",")
+    # The bucketed arms first: plain is then checkpointed where their stages ended.
+    boundaries: tuple[int, ...] = ()
+    for schedule in sorted(schedules, key=lambda s: s == "plain"):
         run_dir = args.out / schedule
-        first = args.out / args.schedules.split(",")[0] / "eval" / "start.parquet"
-        if first.is_file() and not (run_dir / "eval" / "start.parquet").exists():
+        done = [args.out / s / "eval" / "start.parquet" for s in schedules]
+        first = next((p for p in done if p.is_file()), None)
+        if first is not None and not (run_dir / "eval" / "start.parquet").exists():
             # Same starting model, same held-out pairs: its log-probs are computed once for all schedules.
             (run_dir / "eval").mkdir(parents=True, exist_ok=True)
             shutil.copy(first, run_dir / "eval" / "start.parquet")
@@ -190,7 +198,11 @@ def main() -> int:
             order="shuffle",
             run_name=f"sdpo-example-{schedule}",
             echo=lambda line: print("  " + line, flush=True),
+            save_at_steps=boundaries if schedule == "plain" else (),
         )
+        if schedule != "plain" and not boundaries:
+            ends = itertools.accumulate(s.steps for s in result.stages)
+            boundaries = tuple(ends)[:-1]  # the last one is plain's own end
         results[schedule] = (result, time.perf_counter() - t0)
         print(f"{schedule}: {time.perf_counter() - t0:.0f}s", flush=True)
 
@@ -199,6 +211,7 @@ def main() -> int:
         "| schedule | stage | buckets | steps | reference | ref log-probs | held-out accuracy | held-out mean gamma |"
     )
     print("|---|---|---|---|---|---|---|---|")
+    results = {s: results[s] for s in schedules}  # the order asked for
     for schedule, (result, _seconds) in results.items():
         for row in result.summary().to_pylist():
             acc = "-" if row["holdout_accuracy"] is None else f"{row['holdout_accuracy']:.3f}"

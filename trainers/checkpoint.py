@@ -56,3 +56,14 @@ def save_checkpoint(model: Any, tokenizer: Any, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(folder))
     tokenizer.save_pretrained(str(folder))
+
+
+def forget_results(run_dir: Path, label: str) -> None:
+    """Drop what was measured on checkpoint `label` ("stage-<t>", "step-<N>") before it is written
+    again (a stage redone after an interruption): its held-out log-probs and its outcome
+    evaluations, so none of them describes the old weights."""
+    import shutil
+
+    (run_dir / "eval" / f"{label}.parquet").unlink(missing_ok=True)
+    for folder in (run_dir / "evals").glob(f"*/{label}"):
+        shutil.rmtree(folder, ignore_errors=True)

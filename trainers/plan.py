@@ -64,7 +64,9 @@ class RunLog:
 
 METRIC_SCHEMA = pa.schema(
     [
-        ("kind", pa.string()),  # "step" (training) or "eval" (held-out, end of stage; stage 0 = start)
+        # "step" (training), "eval" (held-out, end of stage; stage 0 = start) or "eval_step" (held-out,
+        # a --save-at-steps checkpoint inside the stage: global_step says where)
+        ("kind", pa.string()),
         ("schedule", pa.string()),
         ("stage", pa.int64()),
         ("bucket", pa.int64()),  # null when a stage mixes buckets (plain)

@@ -12,6 +12,9 @@ Run folder:
     RUN_DIR/stage-<t>/metrics.parquet    this stage's rows of metrics.parquet
     RUN_DIR/stage-<t>/DONE      written last: a stage without it is redone on resume
     RUN_DIR/step-<N>/model/     with --save-at-steps: the model at global step N (DONE: step, stage, epochs)
+    RUN_DIR/eval/<ckpt>.parquet held-out log-probs of each stage-<t> and step-<N> checkpoint
+    RUN_DIR/evals/<suite>/<ckpt>/  with eval_suites (`train --eval`): each checkpoint's outcome evaluation,
+                                made as its stage finishes (trainers/suite_evals.py)
 
 Schedules (stage t = 1..T, model 0 = the starting model):
     plain       one stage over all buckets; start = reference = model 0
@@ -26,10 +29,10 @@ import gc
 import json
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -42,6 +45,9 @@ from .buckets import BucketSet, load_buckets, load_holdout
 from .config import NOT_RECORDED_FOR_RESUME, TrainConfig, resolve_dtype
 from .plan import INITIAL, METRIC_SCHEMA, RunLog, StageContext, StagePlan, StageResult
 
+if TYPE_CHECKING:
+    from prefcurate.evaluate.run import RunEvalOptions
+
 
 @dataclass
 class RunResult:
@@ -53,6 +59,7 @@ class RunResult:
     metrics: pa.Table
     store_label: str | None = None
     resumed_stages: list[int] = field(default_factory=list)
+    eval_labels: list[str] = field(default_factory=list)  # evals/<run>/<version>, one per suite
 
     def summary(self) -> pa.Table:
         """One row per stage (row 0 = the starting model): held-out accuracy and mean gamma."""
@@ -137,14 +144,24 @@ def run(
     echo: Callable[[str], None] | None = None,
     callbacks: list[Any] | None = None,
     publish: bool = True,
+    eval_suites: str | Sequence[str] | None = None,
+    eval_options: RunEvalOptions | None = None,
     **overrides: Any,
 ) -> RunResult:
     """Train over `buckets` (export folder, store bucket-set name, or TRL-form Arrow tables) into `out_dir`.
 
     Rerunning with the same arguments resumes: finished stages (with their DONE marker) are skipped.
-    `overrides` are TrainConfig fields (`schedule="stepwise", beta=0.1, ...`).
+    `overrides` are TrainConfig fields (`schedule="stepwise", beta=0.1, ...`). `eval_suites`
+    ("humaneval,mbpp"): every checkpoint is evaluated on them as its stage finishes
+    (`eval_options`: how; `eval run`'s defaults), and `evals/<run>/<version>` is published per suite
+    at the end (see trainers/suite_evals.py). Suite names and their data are checked first.
     """
     config = replace(config, **overrides) if config is not None else TrainConfig(**overrides)
+    suite_evals = None
+    if eval_suites:
+        from .suite_evals import SuiteEvals
+
+        suite_evals = SuiteEvals(eval_suites, eval_options)  # a bad name fails before any training
     run_dir = Path(out_dir).expanduser().resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     bucket_set = load_buckets(buckets, store)
@@ -217,6 +234,9 @@ def run(
     start_gamma = evaluate_start(ctx) if holdout_table is not None else None
     if holdout_table is None:
         log("no held-out pairs (give --holdout, or run `prefcurate split`): per-stage evaluation skipped")
+    if suite_evals is not None:
+        log(f"outcome evaluation ({', '.join(suite_evals.suites)}) of each checkpoint as its stage finishes")
+        suite_evals.after_stage(run_dir, 0, log)  # the start model, before training
 
     results: list[StageResult] = []
     skipped: list[int] = []
@@ -227,6 +247,8 @@ def run(
             results.append(StageResult(**json.loads(done.read_text())))
             skipped.append(plan.stage)
             log(f"stage {plan.stage}/{len(plans)}: finished earlier, skipped")
+            if suite_evals is not None:  # evaluations cut short by an interruption are finished now
+                suite_evals.after_stage(run_dir, sum(r.steps for r in results), log)
             continue
         if stage_dir.exists():
             log(
@@ -236,6 +258,8 @@ def run(
         ctx.steps_before = sum(r.steps for r in results)
         results.append(train_stage(ctx, plan, len(plans)))
         gc.collect()
+        if suite_evals is not None:  # this stage's checkpoints, before the next stage starts
+            suite_evals.after_stage(run_dir, sum(r.steps for r in results), log)
 
     metrics = collect_metrics(run_dir, config, plans, start_gamma, holdout_table)
     write_parquet(metrics, run_dir / "metrics.parquet")
@@ -252,12 +276,16 @@ def run(
         log(
             f"metrics published as {label} (query: prefcurate sql \"select * from runs where run = '{name}'\")"
         )
+    eval_labels: list[str] = []
+    if suite_evals is not None and publish:
+        eval_labels = suite_evals.publish(store or Store(), run_dir, log)
     meta.update(
         status="done",
         finished_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         stages=[asdict(r) for r in results],
         start_gamma=start_gamma,
         store_version=label,
+        evals=eval_labels,
     )
     _write_json(meta_path, meta)
     return RunResult(
@@ -269,6 +297,7 @@ def run(
         metrics,
         label,
         skipped,
+        eval_labels,
     )
 
 

@@ -1,5 +1,6 @@
 """One stage of a run: pick the start and reference models, decide whether reference log-probs can be
-injected, train with `BucketDPOTrainer`, checkpoint, record the consumed order, evaluate on held-out pairs.
+injected, train with `BucketDPOTrainer`, checkpoint, record the consumed order, evaluate on held-out pairs
+(the stage's model, and the `--save-at-steps` checkpoints saved during the stage).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from prefcurate.progress import progress_bar
 from prefcurate.store import write_parquet
 
 from .buckets import REF_COLUMNS
-from .checkpoint import load_for_training, save_checkpoint
+from .checkpoint import forget_results, load_for_training, save_checkpoint
 from .plan import INITIAL, METRIC_SCHEMA, StageContext, StagePlan, StageResult, finite
 from .reference import ReferenceCheck, find_injectable, spot_check
 
@@ -114,6 +115,42 @@ def evaluate_stage(ctx: StageContext, checkpoint: Path) -> tuple[float | None, f
     wins = [(c - a) > (r - b) for c, r, a, b in rows]
     accuracy = sum(wins) / len(wins) if wins else None
     return accuracy, _mean([c - r for c, r, _, _ in rows])
+
+
+def _f(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _evaluate_saved_steps(
+    ctx: StageContext, plan: StagePlan, head: str, saved: list[int], steps: int, single: int | None
+) -> list[dict[str, Any]]:
+    """Held-out evaluation of the `--save-at-steps` checkpoints saved during this stage (after its
+    training: an evaluation inside TRL's loop would build a Trainer there, which reseeds the RNG and
+    changes the run), as metric rows of kind "eval_step" and RUN_DIR/eval/step-<N>.parquet, the
+    per-pair log-probs `eval holdout` reads. A checkpoint at the stage's last step is the stage's
+    own model: it is evaluated once, as the stage."""
+    rows: list[dict[str, Any]] = []
+    for at in sorted(set(saved)):
+        if at == ctx.steps_before + steps:
+            continue
+        with progress_bar(f"{head} held-out log-probs (step-{at})", None):
+            accuracy, gamma = evaluate_stage(ctx, ctx.run_dir / f"step-{at}" / "model")
+        ctx.log(
+            f"{head}: step-{at} held-out implicit-reward accuracy = {_f(accuracy, 3)}, mean gamma = {_f(gamma, 4)}"
+        )
+        rows.append(
+            {
+                "kind": "eval_step",
+                "schedule": ctx.config.schedule,
+                "stage": plan.stage,
+                "bucket": single,
+                "step": at - ctx.steps_before,
+                "holdout_accuracy": accuracy,
+                "holdout_gamma": gamma,
+                "holdout_pairs": ctx.holdout.num_rows if ctx.holdout is not None else 0,
+            }
+        )
+    return rows
 
 
 # -- training --------------------------------------------------------------------------------------
@@ -330,6 +367,7 @@ def _train_stage(ctx: StageContext, plan: StagePlan, n_stages: int, transformers
     started = time.perf_counter()
     stage_dir = ctx.run_dir / f"stage-{plan.stage}"
     stage_dir.mkdir(parents=True)
+    forget_results(ctx.run_dir, stage_dir.name)
     c = ctx.config
     table, bucket_of = _stage_table(ctx, plan)
     head = f"stage {plan.stage}/{n_stages}"
@@ -362,8 +400,9 @@ def _train_stage(ctx: StageContext, plan: StagePlan, n_stages: int, transformers
     collector = _Collector(ctx, plan, bucket_of)
     trainer.remove_callback(transformers.PrinterCallback)
     trainer.add_callback(collector)
+    saver = _SaveAtSteps(ctx, plan, tokenizer)
     if c.save_at_steps:
-        trainer.add_callback(_SaveAtSteps(ctx, plan, tokenizer))
+        trainer.add_callback(saver)
     for cb in ctx.callbacks:
         trainer.add_callback(cb)
     with progress_bar(f"{head} training", None, rate_field="rate") as bar:
@@ -374,12 +413,15 @@ def _train_stage(ctx: StageContext, plan: StagePlan, n_stages: int, transformers
     _write_records(stage_dir, table, bucket_of, trainer, injected)
     steps = trainer.state.global_step
     accuracy = gamma = None
+    single = plan.buckets[0] if len(plan.buckets) == 1 else None
+    step_rows = []  # the --save-at-steps checkpoints of this stage first, in step order
+    if ctx.holdout is not None:
+        step_rows = _evaluate_saved_steps(ctx, plan, head, saver.saved, steps, single)
     if ctx.holdout is not None:
         with progress_bar(f"{head} held-out log-probs", None):
             accuracy, gamma = evaluate_stage(ctx, stage_dir / "model")
-        ctx.log(f"{head}: held-out implicit-reward accuracy = {accuracy:.3f}, mean gamma = {gamma:.4f}")
-    rows = collector.rows
-    single = plan.buckets[0] if len(plan.buckets) == 1 else None
+        ctx.log(f"{head}: held-out implicit-reward accuracy = {_f(accuracy, 3)}, mean gamma = {_f(gamma, 4)}")
+    rows = collector.rows + step_rows
     if ctx.holdout is not None:
         rows.append(
             {
@@ -480,6 +522,7 @@ class _SaveAtSteps(_collector_base()):  # type: ignore[misc]
     def __init__(self, ctx: StageContext, plan: StagePlan, tokenizer: Any) -> None:
         self.ctx, self.plan, self.tokenizer = ctx, plan, tokenizer
         self.steps = set(ctx.config.save_at_steps)
+        self.saved: list[int] = []  # global steps saved during this stage
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         step = self.ctx.steps_before + state.global_step
@@ -487,7 +530,9 @@ class _SaveAtSteps(_collector_base()):  # type: ignore[misc]
         if step not in self.steps or kwargs.get("model") is None:
             return
         shutil.rmtree(folder, ignore_errors=True)  # a redone stage replaces its earlier checkpoint
+        forget_results(self.ctx.run_dir, folder.name)
         save_checkpoint(kwargs["model"], self.tokenizer, folder / "model")
+        self.saved.append(step)
         c = self.ctx.config
         info = {
             "step": step,

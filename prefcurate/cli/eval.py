@@ -22,6 +22,7 @@ from .app import (
     StoreOpt,
     _typer,
     app,
+    err,
     field_default,
     get_store,
     out,
@@ -521,14 +522,12 @@ def run_cmd(
 ) -> None:
     """Evaluate the start model and every finished stage of a train run; publish evals/<run>/<version>.
 
-    Result folders land in RUN_DIR/evals/<suite>/<stage>/ (read them with `eval compare`); the
-    store entry is queryable as the DuckDB view `evals` (`prefcurate sql evals`)."""
-    from ..evaluate.run import evaluate_run
+    Result folders land in RUN_DIR/evals/<suite>/<stage>/ (read them with `eval compare`); a
+    checkpoint already evaluated with the same settings (by `train --eval`, or an earlier `eval run`)
+    is reused. The store entry is queryable as the DuckDB view `evals` (`prefcurate sql evals`)."""
+    from ..evaluate.run import RunEvalOptions, evaluate_run
 
-    ref, table = evaluate_run(
-        get_store(store),
-        run_dir,
-        suite,
+    options = RunEvalOptions(
         n=n,
         temperature=temperature,
         seed=seed,
@@ -540,7 +539,14 @@ def run_cmd(
         workers=workers,
         limit=limit,
         data_dir=str(data) if data is not None else None,
+    )
+    ref, table = evaluate_run(
+        get_store(store),
+        run_dir,
+        suite,
+        options,
         stages=stage,
+        log=lambda line: err.print(line, markup=False, highlight=False),
     )
     summary = (
         table.group_by(["stage", "step", "epochs", "pairs_seen"])

@@ -140,7 +140,7 @@ def train(
         str | None,
         typer.Option(
             "--eval",
-            help="After training, evaluate every checkpoint on these suites (humaneval,mbpp): `eval run`.",
+            help="Evaluate every checkpoint on these suites (humaneval, mbpp, mbpp:train|validation|all; comma-separated) as its stage finishes, with `eval run`'s defaults; published as evals/<run>/vN at the end. Names and data are checked before training.",
             show_default=False,
         ),
     ] = None,
@@ -202,6 +202,7 @@ def train(
         holdout=holdout or eval_dataset,
         run_name=name,
         echo=lambda line: err.print(line, markup=False, highlight=False),
+        eval_suites=eval_suites,
     )
     render(
         result.summary(),
@@ -212,12 +213,8 @@ def train(
         err.print(
             f"metrics: {result.store_label}; run folder: {result.run_dir}", markup=False, highlight=False
         )
-    if eval_suites:
-        from ..evaluate.run import evaluate_run
-
-        for suite in [s.strip() for s in eval_suites.split(",") if s.strip()]:
-            ref, _table = evaluate_run(get_store(store), result.run_dir, suite)
-            err.print(f"{suite}: published {ref.label} (prefcurate sql evals)", markup=False, highlight=False)
+    for label in result.eval_labels:
+        err.print(f"evaluations: {label} (prefcurate sql evals)", markup=False, highlight=False)
     if report is not None:
         path = trainers.write_run_report(result.run_dir, report)
         out.print(f"report: {path}")

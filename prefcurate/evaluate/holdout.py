@@ -2,7 +2,9 @@
 as result folders `eval compare` pairs across arms (exact McNemar: one 0/1 outcome per pair).
 
 A train run with held-out pairs writes the log-probs of chosen and rejected under the start model
-(RUN_DIR/eval/start.parquet) and under each stage's model (RUN_DIR/eval/stage-<t>.parquet). A
+(RUN_DIR/eval/start.parquet), under each stage's model (RUN_DIR/eval/stage-<t>.parquet) and under
+each `--save-at-steps` checkpoint (RUN_DIR/eval/step-<N>.parquet, tagged with its global step, so
+`eval compare` pairs a plain arm's step-N with a curriculum's stage ending at step N). A
 pair is correct when the implicit reward ranks it right against the start model:
 (log pi(y_w) - log pi_0(y_w)) > (log pi(y_l) - log pi_0(y_l)), the same accuracy the run reports
 (beta > 0 does not change the sign). Every arm is measured against the same start model, so arms
@@ -43,7 +45,8 @@ def holdout_results(run_dir: str | Path, *, n_resamples: int = 10_000, seed: int
     for ckpt in models:
         path = run_dir / "eval" / f"{ckpt.stage}.parquet"
         if ckpt.stage == "start" or not path.is_file():
-            continue  # step-<N> checkpoints are not evaluated on held-out pairs during training
+            # No log-probs: a step-<N> of a run trained before step checkpoints were evaluated.
+            continue
         stage = _logps(path)
         rows: list[dict[str, Any]] = []
         for pid, (c, r) in stage.items():

@@ -127,7 +127,7 @@ def mbpp_problem(row: dict[str, Any], where: str) -> Problem:
     )
 
 
-def parse_suite_name(name: str) -> tuple[str, str | None]:
+def parse_suite_name(name: str, flag: str = "--suite") -> tuple[str, str | None]:
     base, _, split = name.lower().partition(":")
     if base == "humaneval" and not split:
         return base, None
@@ -135,7 +135,7 @@ def parse_suite_name(name: str) -> tuple[str, str | None]:
         split = split or "test"
         if split in MBPP_SPLITS:
             return base, split
-    raise ConfigError(f"--suite {name!r} is not one of {', '.join(SUITE_NAMES)}")
+    raise ConfigError(f"{flag} {name!r} is not one of {', '.join(SUITE_NAMES)}")
 
 
 def _local_file(base: str, data_dir: Path | None) -> Path | None:
