@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import platform
 import sys
-from importlib import metadata
 from typing import Any
 
 # Libraries whose version can change a value; absent ones are recorded as null.
@@ -17,6 +16,8 @@ FAIL_SHARDS_ENV = "PREFCURATE_TEST_FAIL_SHARDS"
 
 
 def library_versions() -> dict[str, str | None]:
+    from importlib import metadata  # here, not at the top: ~10 ms that every CLI start would pay
+
     out: dict[str, str | None] = {"python": platform.python_version()}
     for name in LIBRARIES:
         try:
