@@ -25,11 +25,11 @@ import os
 import shutil
 import uuid
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prefcurate import render
+from prefcurate.bucket.export_options import DEFAULT_LAYOUT, LAYOUTS
 from prefcurate.errors import ConfigError
 from prefcurate.extras import lazy_module
 from prefcurate.ids import fingerprint
@@ -46,16 +46,6 @@ else:  # loaded on first use (extras.lazy_module), so `--help` can import this m
     pc = lazy_module("pyarrow.compute")
     pq = lazy_module("pyarrow.parquet")
 
-
-class Layout(str, Enum):
-    """What `export` writes per bucket."""
-
-    trl = "trl"
-    jsonl = "jsonl"
-    parquet = "parquet"
-
-
-LAYOUTS = tuple(m.value for m in Layout)
 REF_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
 # Fields of a log-prob signal that hold the sequence log-probs of the two completions.
 LOGP_FIELDS = ("chosen_logp", "rejected_logp")
@@ -268,7 +258,7 @@ def export(
     name: str,
     out: str | Path,
     *,
-    fmt: str = "trl",
+    fmt: str = DEFAULT_LAYOUT,
     version: str | None = None,
     with_ref_logps: str | None = None,
     overwrite: bool = False,

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from prefcurate.extras import lazy_module
 from prefcurate.score import run_signal
-from prefcurate.score.split import HOLDOUT, Split, check_fraction
+from prefcurate.score.split import DEFAULT_HOLDOUT, DEFAULT_SEED, HOLDOUT, Split, check_fraction
 from prefcurate.store import Store, VersionRef
 
 if TYPE_CHECKING:
@@ -32,8 +32,8 @@ def split_dataset(
     store: Store,
     dataset: str,
     *,
-    holdout: float = 0.05,
-    seed: int = 0,
+    holdout: float = DEFAULT_HOLDOUT,
+    seed: int = DEFAULT_SEED,
     pairs_version: str | None = None,
     force: bool = False,
 ) -> SplitResult:

@@ -10,7 +10,6 @@ import functools
 import json
 import os
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -18,12 +17,14 @@ from prefcurate.errors import ConfigError, InputError
 from prefcurate.extras import lazy_module
 from prefcurate.ids import fingerprint
 from prefcurate.progress import progress_bar
-from prefcurate.readers import Loaded, local_fingerprints
-from prefcurate.schema import conform_pairs
 from prefcurate.store import Store, VersionRef, check_name
 
+# The readers, the pair schema and the thread pool load where a build runs: the CLI imports the
+# builders' choice modules (`build/*_options.py`) at start-up, and with them this package.
 if TYPE_CHECKING:
     import pyarrow as pa
+
+    from prefcurate.readers import Loaded
 else:  # loaded on first use (extras.lazy_module), so `--help` can import this module cheaply
     pa = lazy_module("pyarrow")
 
@@ -84,6 +85,10 @@ def publish_pairs(
     counts: dict[str, Any],
     fp: str,
 ) -> BuildResult:
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    from prefcurate.schema import conform_pairs
+
     manifest = {
         "builder": command,
         "options": options,
@@ -151,6 +156,8 @@ def _run_build(
     force: bool,
     fail_on_empty: bool,
 ) -> BuildResult:
+    from prefcurate.readers import local_fingerprints
+
     if not force and any(
         r.manifest.get("builder") == command and _same_options(r.manifest.get("options"), options)
         for r in store.versions("pairs", dataset)

@@ -26,10 +26,10 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
-from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from prefcurate.build import BuildResult, meta_json, run_build
+from prefcurate.build.pairs_options import DEFAULT_FORMAT, FORMATS
 from prefcurate.errors import ConfigError, InputError
 from prefcurate.extras import lazy_module
 from prefcurate.ids import completion_id, pair_id, prompt_id
@@ -42,17 +42,6 @@ if TYPE_CHECKING:
 else:  # loaded on first use (extras.lazy_module), so `--help` can import this module cheaply
     pa = lazy_module("pyarrow")
 
-
-class InputFormat(str, Enum):
-    """The shape of pairwise input rows."""
-
-    auto = "auto"
-    flat = "flat"
-    conversational = "conversational"
-    hh_rlhf = "hh-rlhf"
-
-
-FORMATS = tuple(m.value for m in InputFormat)
 _TURN = re.compile(r"\n\n(Human|Assistant):[ ]?")
 _ROLE = {"Human": "user", "Assistant": "assistant"}
 
@@ -245,7 +234,7 @@ def pairs_from_table(
     loaded: Loaded,
     *,
     dataset: str,
-    format: str = "auto",
+    format: str = DEFAULT_FORMAT,
     prompt_col: str = "prompt",
     chosen_col: str = "chosen",
     rejected_col: str = "rejected",
@@ -330,7 +319,7 @@ def build_pairs(
     source: str,
     *,
     dataset: str | None = None,
-    format: str = "auto",
+    format: str = DEFAULT_FORMAT,
     prompt_col: str = "prompt",
     chosen_col: str = "chosen",
     rejected_col: str = "rejected",

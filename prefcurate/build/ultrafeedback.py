@@ -29,12 +29,21 @@ import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from prefcurate import ids
 from prefcurate.build import BuildResult, run_build
 from prefcurate.build.ratings import ASPECTS, candidates, ratings, struct_child
+from prefcurate.build.ultrafeedback_options import (
+    DEFAULT_DATASET,
+    DEFAULT_HUB_ID,
+    DEFAULT_MIN_GAP,
+    DEFAULT_PAIRING,
+    DEFAULT_RATING,
+    DEFAULT_SEED,
+    PAIRINGS,
+    RATINGS,
+)
 from prefcurate.errors import ConfigError, InputError
 from prefcurate.extras import lazy_module
 from prefcurate.ids import prompt_id
@@ -51,34 +60,6 @@ else:  # loaded on first use (extras.lazy_module), so `--help` can import this m
     pa = lazy_module("pyarrow")
     pc = lazy_module("pyarrow.compute")
 
-
-class Pairing(str, Enum):
-    """How rated completions of one prompt become pairs."""
-
-    top_vs_rest = "top-vs-rest"
-    best_vs_worst = "best-vs-worst"
-    best_vs_random = "best-vs-random"
-    all_ordered = "all-ordered"
-
-
-PAIRINGS = tuple(m.value for m in Pairing)
-
-
-class Rating(str, Enum):
-    """Which rating orders the completions: an overall score or one aspect."""
-
-    overall = "overall"
-    fine_grained = "fine-grained"
-    mean_aspects = "mean-aspects"
-    helpfulness = "helpfulness"
-    honesty = "honesty"
-    instruction_following = "instruction_following"
-    truthfulness = "truthfulness"
-
-
-RATINGS = tuple(m.value for m in Rating)
-assert RATINGS[3:] == ASPECTS  # the aspects, in the order the raw data lists them
-DEFAULT_HUB_ID = "openbmb/UltraFeedback"
 _HASH_BATCH = 8_192  # completions whose texts are Python strings at a time (peak memory)
 CHUNK_PAIRS = 50_000  # pairs per Parquet part (= the store's row group size)
 
@@ -486,13 +467,13 @@ def build_ultrafeedback(
     store: Store,
     source: str = DEFAULT_HUB_ID,
     *,
-    dataset: str = "ultrafeedback",
-    pairing: str = "top-vs-rest",
-    rating: str = "overall",
-    min_gap: float = 0.0,
+    dataset: str = DEFAULT_DATASET,
+    pairing: str = DEFAULT_PAIRING,
+    rating: str = DEFAULT_RATING,
+    min_gap: float = DEFAULT_MIN_GAP,
     exclude_sources: tuple[str, ...] | list[str] = (),
     limit: int | None = None,
-    seed: int = 0,
+    seed: int = DEFAULT_SEED,
     split: str = "train",
     force: bool = False,
     fail_on_empty: bool = False,

@@ -1,7 +1,9 @@
 """`prefcurate partition`, `prefcurate split` and `prefcurate export`: buckets from signals, the
-held-out split, and files any DPO trainer can read."""
+held-out split, and files any DPO trainer can read.
 
-from __future__ import annotations
+Only the choices and defaults load at start-up (`bucket/spec.py`, `bucket/export_options.py`,
+`score/split.py`); partition, split and export import their library function when they run.
+"""
 
 import sys
 from pathlib import Path
@@ -9,17 +11,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from prefcurate.bucket.export import Layout as ExportLayout
-from prefcurate.bucket.export import export as export_buckets
-from prefcurate.bucket.partition import PartitionSpec
-from prefcurate.bucket.partition import partition as partition_pairs
-from prefcurate.bucket.spec import Easy, Strategy
-from prefcurate.bucket.split import split_dataset
+from prefcurate.bucket.export_options import DEFAULT_LAYOUT
+from prefcurate.bucket.export_options import Layout as ExportLayout
+from prefcurate.bucket.spec import Easy, PartitionSpec, Strategy
 from prefcurate.extras import lazy_module
+from prefcurate.score.split import DEFAULT_HOLDOUT, DEFAULT_SEED
 
 from ..errors import ConfigError
 from ..render import json_text
-from .app import Format, FormatOpt, StoreOpt, app, default_of, field_default, get_store, out, render
+from .base import Format, FormatOpt, StoreOpt, app, field_default, get_store, out, render
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -136,6 +136,8 @@ def partition(
     format: FormatOpt = Format.table,
 ) -> None:
     """Partition a dataset's pairs into versioned easy-to-hard buckets (bucket 0 = easiest)."""
+    from prefcurate.bucket.partition import partition as partition_pairs
+
     extremes = parse_numbers(drop_extremes, "--drop-extremes")
     if extremes is not None and len(extremes) != 2:
         raise ConfigError(f"--drop-extremes takes two percents LOW,HIGH, got {drop_extremes!r}")
@@ -198,10 +200,8 @@ def split(
         typer.Option(
             "--holdout", help="Fraction of distinct prompts held out (all pairs of a prompt go to one side)."
         ),
-    ] = default_of(split_dataset, "holdout"),
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the prompt ranking.")] = default_of(
-        split_dataset, "seed"
-    ),
+    ] = DEFAULT_HOLDOUT,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the prompt ranking.")] = DEFAULT_SEED,
     pairs_version: Annotated[
         str | None, typer.Option("--pairs-version", help="Pairs version (default: latest).")
     ] = None,
@@ -214,6 +214,8 @@ def split(
 
     `partition` then leaves held-out pairs out of the buckets, and `prefcurate train` evaluates on them.
     """
+    from prefcurate.bucket.split import split_dataset
+
     r = split_dataset(
         get_store(store),
         get_store(store).dataset_or_only(dataset),
@@ -242,7 +244,7 @@ def export(
             "--layout",
             help="trl: TRL's conversational form as data/bucket_<k>.parquet, jsonl/bucket_<k>.jsonl and a DatasetDict (splits bucket_0, ...); jsonl / parquet: flat rows for other trainers.",
         ),
-    ] = ExportLayout(default_of(export_buckets, "fmt")),
+    ] = ExportLayout(DEFAULT_LAYOUT),
     with_ref_logps: Annotated[
         str | None,
         typer.Option(
@@ -265,6 +267,8 @@ def export(
     ] = False,
 ) -> None:
     """Write a bucket set, bucket by bucket in training order, plus order.json."""
+    from prefcurate.bucket.export import export as export_buckets
+
     if push_to_hub and layout.value != "trl":
         raise ConfigError(f"--push-to-hub uploads a --layout trl export (a DatasetDict), not {layout.value}")
     result = export_buckets(

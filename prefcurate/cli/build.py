@@ -1,6 +1,6 @@
-"""`prefcurate build ultrafeedback` and `prefcurate build pairs`."""
+"""`prefcurate build ultrafeedback` and `prefcurate build pairs`.
 
-from __future__ import annotations
+Choices and defaults come from `build/*_options.py` (light); each builder loads when its command runs."""
 
 import sys
 from typing import Annotated
@@ -8,10 +8,11 @@ from typing import Annotated
 import typer
 
 from prefcurate.build import BuildResult, empty_message, pick_source
-from prefcurate.build.pairs import InputFormat, build_pairs
-from prefcurate.build.ultrafeedback import DEFAULT_HUB_ID, Pairing, Rating, build_ultrafeedback
+from prefcurate.build import ultrafeedback_options as uf
+from prefcurate.build.pairs_options import DEFAULT_FORMAT, InputFormat
+from prefcurate.build.ultrafeedback_options import Pairing, Rating
 
-from .app import StoreOpt, build_app, default_of, get_store, out
+from .base import StoreOpt, build_app, get_store, out
 
 
 def warn_if_empty(label: str, counts: dict) -> None:
@@ -77,27 +78,27 @@ def ultrafeedback(
             "--from",
             help="Hub id, or a local .jsonl/.json/.parquet file (optionally .gz) or folder in the raw openbmb/UltraFeedback schema.",
         ),
-    ] = default_of(build_ultrafeedback, "source"),
+    ] = uf.DEFAULT_HUB_ID,
     pairing: Annotated[
         Pairing,
         typer.Option(
             "--pairing",
             help="top-vs-rest (best vs each lower-rated, Curri-DPO), best-vs-worst, best-vs-random (H4 binarized recipe, seeded) or all-ordered.",
         ),
-    ] = Pairing(default_of(build_ultrafeedback, "pairing")),
+    ] = Pairing(uf.DEFAULT_PAIRING),
     rating: Annotated[
         Rating,
         typer.Option(
             "--rating",
             help="overall (overall_score), fine-grained (fine-grained_score), mean-aspects (mean of the 4 aspect ratings, N/A excluded) or one aspect: helpfulness, honesty, instruction_following, truthfulness.",
         ),
-    ] = Rating(default_of(build_ultrafeedback, "rating")),
+    ] = Rating(uf.DEFAULT_RATING),
     min_gap: Annotated[
         float,
         typer.Option(
             "--min-gap", help="Drop pairs whose rating gap is below this (ties are always dropped)."
         ),
-    ] = default_of(build_ultrafeedback, "min_gap"),
+    ] = uf.DEFAULT_MIN_GAP,
     exclude_source: Annotated[
         list[str] | None,
         typer.Option(
@@ -107,12 +108,10 @@ def ultrafeedback(
         ),
     ] = None,
     limit: LimitOpt = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed for best-vs-random.")] = default_of(
-        build_ultrafeedback, "seed"
-    ),
+    seed: Annotated[int, typer.Option("--seed", help="Seed for best-vs-random.")] = uf.DEFAULT_SEED,
     dataset: Annotated[
         str, typer.Option("--dataset", "--name", help="Dataset name in the store.")
-    ] = default_of(build_ultrafeedback, "dataset"),
+    ] = uf.DEFAULT_DATASET,
     split: SplitOpt = "train",
     force: ForceOpt = False,
     store: StoreOpt = None,
@@ -122,7 +121,9 @@ def ultrafeedback(
     hub_data_dir: HubDataDirOpt = None,
 ) -> None:
     """Pair rated completions of the raw UltraFeedback schema and publish them as a new version."""
-    source = pick_source(source_arg, None if source == DEFAULT_HUB_ID else source, DEFAULT_HUB_ID)
+    from prefcurate.build.ultrafeedback import build_ultrafeedback
+
+    source = pick_source(source_arg, None if source == uf.DEFAULT_HUB_ID else source, uf.DEFAULT_HUB_ID)
     result = build_ultrafeedback(
         get_store(store),
         source,
@@ -157,7 +158,7 @@ def pairs(
             "--input-format",
             help="auto, flat (prompt/chosen/rejected strings), conversational (TRL message lists, H4 binarized) or hh-rlhf (Human/Assistant transcripts).",
         ),
-    ] = InputFormat(default_of(build_pairs, "format")),
+    ] = InputFormat(DEFAULT_FORMAT),
     prompt_col: Annotated[str, typer.Option("--prompt-col", help="Column holding the prompt.")] = "prompt",
     chosen_col: Annotated[
         str, typer.Option("--chosen-col", help="Column holding the chosen reply.")
@@ -221,6 +222,8 @@ def pairs(
     hub_data_dir: HubDataDirOpt = None,
 ) -> None:
     """Import data that is already pairwise (flat, TRL conversational, H4 binarized, HH-RLHF)."""
+    from prefcurate.build.pairs import build_pairs
+
     result = build_pairs(
         get_store(store),
         pick_source(source, from_),

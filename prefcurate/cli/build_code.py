@@ -1,19 +1,17 @@
 """`prefcurate build code`: best-of-N code samples + unit tests run in the sandbox -> pairs."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from prefcurate.build import pick_source
-from prefcurate.build.code import CodeBuildOptions, build_code
-from prefcurate.build.code import CodeInputFormat as InputFormat
-from prefcurate.build.code import CodePairing as Pairing
+from prefcurate.build.code_options import CodeBuildOptions
+from prefcurate.build.code_options import CodeInputFormat as InputFormat
+from prefcurate.build.code_options import CodePairing as Pairing
 from prefcurate.execution import ExecutionOptions, ExecutorKind, WorkKind, open_executor
 
-from .app import StoreOpt, build_app, field_default, get_store, out
+from .base import StoreOpt, build_app, field_default, get_store, out
 from .build import FailOnEmptyOpt, warn_if_empty
 from .execution import WORKERS_HELP, ExecutorOpt, RayAddressOpt, ThreadsOpt, execution_options
 
@@ -83,6 +81,8 @@ def code(
     threads: ThreadsOpt = None,
 ) -> None:
     """Run every sample's unit tests in the sandbox and pair samples by pass count (resumable: rerun to continue)."""
+    from prefcurate.build.code import build_code  # the builder and the sandbox load when it runs
+
     execution, workers = execution_options(executor, ray_address, workers, threads, WorkKind.sandbox)
     opts = CodeBuildOptions(
         path=pick_source(str(path) if path else None, str(from_) if from_ else None),

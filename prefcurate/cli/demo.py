@@ -1,13 +1,11 @@
 """`prefcurate demo`: the whole pipeline on bundled real data and the bundled model."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from .app import StoreOpt, app, get_store, out
+from .base import StoreOpt, app, get_store, out
 
 
 @app.command()

@@ -1,7 +1,5 @@
 """`prefcurate eval ...`: measure whether an ordering helped (pass@k in the sandbox, paired statistics)."""
 
-from __future__ import annotations
-
 import json
 import sys
 from pathlib import Path
@@ -16,7 +14,7 @@ from ..errors import ConfigError
 from ..evaluate.jobs import Backend
 from ..execution import ExecutionOptions, ExecutorKind, WorkKind, open_executor
 from ..models.dtypes import Dtype
-from .app import (
+from .base import (
     Format,
     FormatOpt,
     StoreOpt,

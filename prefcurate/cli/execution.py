@@ -1,8 +1,6 @@
 """`--executor`, `--ray-address`, `--threads` (and what `--workers` means with them), shared by the
 commands that compute shards: `score`, `build code`, `eval code` and `eval generate`."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer

@@ -1,13 +1,11 @@
 """`prefcurate rank DATASET --by SIGNAL`: show (and optionally save) the pairs ordered by a signal."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from .app import Format, FormatOpt, StoreOpt, app, get_store, out, render
+from .base import Format, FormatOpt, StoreOpt, app, get_store, out, render
 
 
 @app.command()

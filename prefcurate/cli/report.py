@@ -1,7 +1,5 @@
 """`prefcurate report`: a self-contained HTML page about a dataset, a bucket set or training runs."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 
@@ -9,7 +7,7 @@ import typer
 
 from prefcurate.errors import ConfigError
 
-from .app import StoreOpt, app, get_store, out
+from .base import StoreOpt, app, get_store, out
 
 
 @app.command()

@@ -1,7 +1,5 @@
 """`prefcurate sandbox run FILE.py [--tests TESTS.py]`: see why a sample passes or fails."""
 
-from __future__ import annotations
-
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -11,12 +9,13 @@ import typer
 from prefcurate.extras import lazy_module
 
 from ..render import json_text, to_csv
-from ..sandbox.files import FileRun, run_file
 from ..sandbox.policy import DEFAULT_MAX_STEPS
-from .app import Format, FormatOpt, sandbox_app
+from .base import Format, FormatOpt, sandbox_app
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
+    from ..sandbox.files import FileRun
 else:  # loaded on first use (extras.lazy_module), so `--help` can import this module cheaply
     pa = lazy_module("pyarrow")
 
@@ -75,6 +74,8 @@ def run(
     Exit code 0 when the status is ok and every test passed, 2 otherwise. Each program runs in
     its own process, confined by every OS layer the kernel allows (`--format json` lists them).
     """
+    from ..sandbox.files import run_file  # the pool (fork, seccomp, Landlock) loads when a program runs
+
     done = run_file(
         program,
         tests,
@@ -95,7 +96,7 @@ def run(
         raise typer.Exit(EXIT_NOT_ALL_PASSED)
 
 
-def as_json(done: FileRun) -> dict:
+def as_json(done: "FileRun") -> dict:
     data = done.result.to_dict()
     data["program"] = str(done.program)
     data["isolation"] = done.isolation
@@ -104,7 +105,7 @@ def as_json(done: FileRun) -> dict:
     return data
 
 
-def as_csv(done: FileRun) -> str:
+def as_csv(done: "FileRun") -> str:
     """One row per test unit (the run's status and reason repeated on each)."""
     res = done.result
     rows = [
@@ -123,7 +124,7 @@ def as_csv(done: FileRun) -> str:
     return to_csv(pa.Table.from_pylist(rows, schema=schema))  # the one CSV dialect (render.py)
 
 
-def as_text(done: FileRun) -> str:
+def as_text(done: "FileRun") -> str:
     """Plain text for people: status, reason, counts, one line per unit, then the output."""
     res = done.result
     lines = [f"status: {res.status}"]

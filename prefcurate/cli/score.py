@@ -4,8 +4,6 @@ Choices, defaults and "applies to" in the help come from the signal classes them
 dataclass fields), so the help cannot drift from what a signal does.
 """
 
-from __future__ import annotations
-
 from dataclasses import MISSING
 from typing import Annotated
 
@@ -18,7 +16,7 @@ from prefcurate.score import REGISTRY, get_signal, run_signal, signal_names
 from prefcurate.score.logprob_margin import Backend
 from prefcurate.score.subset import Subset
 
-from .app import StoreOpt, app, field_default, get_store, out
+from .base import StoreOpt, app, field_default, get_store, out
 from .execution import WORKERS_HELP, ExecutorOpt, RayAddressOpt, ThreadsOpt, execution_options
 
 SignalName = choice_enum("SignalName", signal_names())  # from the registry: signals register themselves

@@ -1,7 +1,5 @@
 """`prefcurate sql`: DuckDB over the store."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -9,7 +7,7 @@ import typer
 
 from prefcurate.extras import lazy_module
 
-from .app import Format, FormatOpt, StoreOpt, app, err, get_store, parse_key_values, render
+from .base import Format, FormatOpt, StoreOpt, app, err, get_store, parse_key_values, render
 
 if TYPE_CHECKING:
     import pyarrow as pa

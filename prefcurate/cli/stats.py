@@ -1,14 +1,12 @@
 """`prefcurate stats accuracy DATASET --signal COLUMN --by source`: per-source accuracy with counts."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer
 
 from prefcurate.explore.stats import DEFAULT_SIGNAL, Grouping, accuracy
 
-from .app import Format, FormatOpt, StoreOpt, default_of, get_store, out, render, stats_app
+from .base import Format, FormatOpt, StoreOpt, default_of, get_store, out, render, stats_app
 
 
 @stats_app.command("accuracy")

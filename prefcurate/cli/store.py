@@ -1,7 +1,5 @@
 """`prefcurate ls` and `prefcurate info`: what the store holds, from its manifests."""
 
-from __future__ import annotations
-
 import json
 import sys
 from typing import Annotated
@@ -12,7 +10,7 @@ from prefcurate.store import KINDS, kinds_for
 
 from ..errors import StoreError
 from ..render import json_text
-from .app import Format, FormatOpt, StoreOpt, app, get_store, out, render
+from .base import Format, FormatOpt, StoreOpt, app, get_store, out, render
 
 
 @app.command("ls")

@@ -1,7 +1,5 @@
 """`prefcurate train BUCKETS --schedule plain|curriculum|stepwise --out RUN_DIR`: the trainers package."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 
@@ -12,7 +10,7 @@ from trainers.config import LrScheduler, Order, RefLogps, Schedule, TrainConfig,
 from trainers.config import TrainDtype as Dtype
 from trainers.trl_options import parse_trl_args
 
-from .app import Format, FormatOpt, StoreOpt, app, err, get_store, out, render
+from .base import Format, FormatOpt, StoreOpt, app, err, get_store, out, render
 
 D = TrainConfig()  # the defaults: written once, in the config dataclass
 

@@ -7,7 +7,6 @@ import importlib
 import os
 import platform
 import sys
-from importlib import metadata
 from typing import Any
 
 from .options import WorkKind
@@ -23,6 +22,8 @@ FAKE_DEVICE_ENV = "PREFCURATE_TEST_FAKE_DEVICE"
 
 
 def library_versions() -> dict[str, str | None]:
+    from importlib import metadata  # here, not at the top: ~10 ms that every CLI start would pay
+
     out: dict[str, str | None] = {"python": platform.python_version()}
     for name in LIBRARIES:
         try:

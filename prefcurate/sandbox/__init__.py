@@ -13,14 +13,29 @@ See docs/sandbox.md for the threat model.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .pool import SandboxPool
 from .result import RunResult, UnitResult
+
+if TYPE_CHECKING:
+    from .pool import SandboxPool
+
+
+def __getattr__(name: str) -> Any:
+    # The pool (processes, seccomp, Landlock) loads on first use: `import prefcurate.sandbox.policy` for
+    # a default, as the CLI does at start-up, does not pull it in (tests/test_startup.py).
+    if name == "SandboxPool":
+        from .pool import SandboxPool
+
+        globals()["SandboxPool"] = SandboxPool  # later reads are plain lookups
+        return SandboxPool
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def run_program(program: str, tests: Sequence[str] = (), **kw: Any) -> RunResult:
     """One-shot convenience: start a one-slot pool, run, shut it down (slow: prefer a pool)."""
+    from .pool import SandboxPool
+
     timeout = kw.pop("timeout", 5.0)
     kw.setdefault("workers", 1)
     with SandboxPool(timeout=timeout, **kw) as pool:

@@ -79,7 +79,11 @@ def _warm() -> None:
         except Exception:  # a codec of another platform (mbcs, oem)
             pass
 
-    from . import interpreter, isolation, worker  # noqa: F401
+    # A child imports only what is already in memory. The pool's own imports (threading, queue,
+    # logging, traceback, subprocess, concurrent.futures) came with `import prefcurate.sandbox` until
+    # the package init left the pool to first use (so the CLI starts without it): `pool` is imported
+    # here, so the modules a program finds stay the same.
+    from . import interpreter, isolation, pool, worker  # noqa: F401
 
     # Warm the interpreter's code paths (and their lazy imports) while files can be opened, so
     # that a child starts from warm caches (what it touches, it copies: fork is copy-on-write).

@@ -27,6 +27,8 @@ else:  # loaded on first use (extras.lazy_module), so `--help` can import this m
     pa = lazy_module("pyarrow")
 
 TRAIN, HOLDOUT = "train", "holdout"
+DEFAULT_HOLDOUT = 0.05  # fraction of distinct prompts held out
+DEFAULT_SEED = 0
 
 
 def check_fraction(holdout: float) -> None:
@@ -65,8 +67,8 @@ class Split(Signal):
     fields = ("split",)
     description = "held-out split by prompt_id: 'train' or 'holdout' (all pairs of a prompt on one side)"
 
-    holdout: float = 0.05  # fraction of distinct prompts held out
-    seed: int = 0
+    holdout: float = DEFAULT_HOLDOUT
+    seed: int = DEFAULT_SEED
 
     def __post_init__(self) -> None:
         check_fraction(self.holdout)

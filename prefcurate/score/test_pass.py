@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING
 from prefcurate.errors import InputError
 from prefcurate.execution import WorkKind
 from prefcurate.extras import lazy_module
-from prefcurate.sandbox.codetests import TestSuite, build_program, lazy_suite_runner, meta_suite
-from prefcurate.sandbox.suite_shards import SuiteWork, jobs_table, run_suite_shard
 from prefcurate.score.base import Computed, RunContext, Signal, distinct_completions, register
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
+    from prefcurate.sandbox.codetests import TestSuite
 else:  # loaded on first use (extras.lazy_module), so `--help` can import this module cheaply
     pa = lazy_module("pyarrow")
 
@@ -52,6 +52,9 @@ class TestPass(Signal):
         return {"timeout": self.timeout}
 
     def compute(self, pairs: pa.Table, ctx: RunContext) -> Computed:
+        # The sandbox loads when tests run: the registry of signals (`score --help`) stays light.
+        from prefcurate.sandbox.codetests import build_program, lazy_suite_runner, meta_suite
+        from prefcurate.sandbox.suite_shards import SuiteWork, jobs_table, run_suite_shard
 
         # One job per distinct completion with tests, in the shared order (deterministic for resume).
         metas = pairs.column("meta").to_pylist()

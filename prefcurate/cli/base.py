@@ -1,7 +1,12 @@
 """The Typer application and what every command shares: the store option, output rendering,
-and one-line error messages for library errors (no tracebacks)."""
+and one-line error messages for library errors (no tracebacks).
 
-from __future__ import annotations
+`prefcurate --help` imports every command module and Typer reads every command's signature (a process
+that runs one command imports only its modules, see `COMMANDS`), so a command module imports at its top
+only what declares its options (choice Enums and defaults from light library modules) and the library
+inside the command body; and it does without `from __future__ import annotations`, whose string
+annotations Typer would compile on every start.
+"""
 
 import inspect
 import sys
@@ -19,24 +24,27 @@ from prefcurate.errors import PrefcurateError
 from prefcurate.render import Format, render
 from prefcurate.store import Store
 
-# `prefcurate --help` lists commands in pipeline order, not in the order modules register them.
-COMMAND_ORDER = (
-    "build",
-    "score",
-    "rank",
-    "stats",
-    "split",
-    "partition",
-    "export",
-    "report",
-    "train",
-    "eval",
-    "sql",
-    "ls",
-    "info",
-    "sandbox",
-    "demo",
-)
+# Every top-level command and the command modules that register it, in pipeline order: the order
+# `prefcurate --help` lists them in (not the order modules register them), and what a process that runs
+# one command imports (`prefcurate.cli.main`).
+COMMANDS: dict[str, tuple[str, ...]] = {
+    "build": ("build", "build_code"),
+    "score": ("score",),
+    "rank": ("rank",),
+    "stats": ("stats",),
+    "split": ("buckets",),
+    "partition": ("buckets",),
+    "export": ("buckets",),
+    "report": ("report",),
+    "train": ("train",),
+    "eval": ("eval",),
+    "sql": ("sql",),
+    "ls": ("store",),
+    "info": ("store",),
+    "sandbox": ("sandbox",),
+    "demo": ("demo",),
+}
+COMMAND_ORDER = tuple(COMMANDS)
 
 
 class FriendlyGroup(TyperGroup):
